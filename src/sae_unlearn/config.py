@@ -1,0 +1,139 @@
+"""Typed configuration, validated before any compute: a bad field fails with its name and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from sae_unlearn.errors import UserInputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class WorldConfig(_Strict):
+    """The synthetic world; per entity type (person, city, company)."""
+
+    seed: int = 0
+    n_known: int = Field(80, ge=4)
+    n_obscure: int = Field(80, ge=0)
+    n_unknown: int = Field(40, ge=4)
+    copies_per_fact: int = Field(2, ge=1, le=8)
+
+
+class WorldModelConfig(_Strict):
+    """The tiny GPT-2 trained from scratch on the world's corpus."""
+
+    n_layer: int = Field(4, ge=1)
+    d_model: int = Field(128, ge=16)
+    n_head: int = Field(4, ge=1)
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "WorldModelConfig":
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class SAETrainConfig(_Strict):
+    """Train an SAE (when no ``path``/``release`` is given) or load one with sae-lens."""
+
+    path: Path | None = None  # local sae-lens directory
+    release: str | None = None  # sae-lens pretrained release ...
+    sae_id: str | None = None  # ... and id within it
+    expansion: int = Field(4, ge=1)
+    l1_coefficient: float = Field(3.0, ge=0)
+    total_samples: int = Field(300_000, ge=1000)
+    batch_size: int = Field(512, ge=8)
+    lr: float = Field(1e-3, gt=0)
+
+
+class LatentConfig(_Strict):
+    top_k: int = Field(10, ge=1)
+
+
+class UnlearnConfig(_Strict):
+    method: str = "sae_guided"
+    forget: list[str] = Field(default_factory=list)  # entity names; empty: draw n_forget at random
+    n_forget: int = Field(10, ge=1)
+    retain_fraction: float = Field(0.5, gt=0, lt=1)  # of the other known entities, used in the retain loss
+    steps: int = Field(400, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    w_toward: float = Field(1.0, ge=0)
+    w_away: float = Field(1.0, ge=0)
+    w_retain: float = Field(10.0, ge=0)
+    w_kl: float = Field(1.0, ge=0)
+    retain_batch: int = Field(128, ge=1)
+    eval_every: int = Field(10, ge=1)
+    stop_share: float = Field(1.0, ge=0, le=1)
+    stop_toward: float = Field(0.1, ge=0, le=1)
+
+
+class EvalConfig(_Strict):
+    max_new_tokens: int = Field(4, ge=1)
+    known_threshold: float = Field(0.9, ge=0, le=1)  # share of facts recalled for "known"
+
+
+class DemoConfig(_Strict):
+    """Everything ``sae-unlearn demo --synthetic`` needs; also the YAML schema of the stage commands."""
+
+    seed: int = 0
+    layer: int | None = None  # None: the middle decoder block
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    world: WorldConfig = WorldConfig()
+    world_model: WorldModelConfig = WorldModelConfig()
+    sae: SAETrainConfig = SAETrainConfig()
+    latents: LatentConfig = LatentConfig()
+    unlearn: UnlearnConfig = UnlearnConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+def load_config(path: Path | None, overrides: dict | None = None) -> DemoConfig:
+    """YAML file (optional) then flag overrides (dotted keys), validated as one object."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise UserInputError(f"Config file {path} does not exist.")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise UserInputError(f"Config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UserInputError(f"Config file {path} must hold a mapping of settings, not {type(loaded).__name__}.")
+        data = loaded or {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return DemoConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(_explain(exc, path)) from exc
+
+
+def _explain(exc: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = [f"Invalid configuration{where}:"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  - {field}: unknown setting; check its spelling against the documented keys")
+        else:
+            lines.append(f"  - {field} = {err.get('input')!r}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def dump_config(cfg: DemoConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Entities, their facts, the synthetic world and the known/unknown split."""

@@ -1,0 +1,77 @@
+"""Plain data types shared by every stage: an entity, its facts and the prompts built from them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from sae_unlearn.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A completion prompt about an entity and the answer that should follow it."""
+
+    prompt: str
+    answer: str
+    attribute: str = ""
+    heldout: bool = False  # phrasing never seen in the world model's training corpus
+
+
+@dataclass
+class Entity:
+    name: str
+    type: str
+    facts: list[Fact] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"entity": self.name, "type": self.type, "facts": [asdict(f) for f in self.facts]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Entity":
+        return cls(name=d["entity"], type=d["type"], facts=[Fact(**f) for f in d["facts"]])
+
+
+@dataclass
+class EntitySplit:
+    """Who is forgotten, who is protected by the retain loss, who is only watched, who is unknown.
+
+    ``heldout_known`` never enters any loss: damage to it is the honest measure of collateral
+    damage (the retain set is protected by construction, so its recall flatters a method).
+    """
+
+    forget: list[Entity]
+    retain: list[Entity]
+    heldout_known: list[Entity]
+    unknown: list[Entity]
+
+    def validate(self) -> None:
+        if not self.forget:
+            raise UserInputError(
+                "The forget set is empty: name at least one known entity to forget "
+                "(e.g. --forget 'Name A,Name B' or --n-forget 10)."
+            )
+        forget_names = {e.name for e in self.forget}
+        overlap = forget_names & {e.name for e in self.retain + self.heldout_known}
+        if overlap:
+            raise UserInputError(
+                f"Entities {sorted(overlap)} are both forget targets and retained entities; "
+                "an entity cannot be forgotten and kept at once. Remove them from one of the lists."
+            )
+        for ent in self.forget + self.retain + self.heldout_known + self.unknown:
+            check_entity_in_prompts(ent)
+
+    @property
+    def other_known(self) -> list[Entity]:
+        return self.retain + self.heldout_known
+
+
+def check_entity_in_prompts(entity: Entity) -> None:
+    """Activations are read at the entity's last token, so the name must occur in every prompt."""
+    if not entity.facts:
+        raise UserInputError(f"Entity {entity.name!r} has no facts; give it at least one prompt.")
+    for fact in entity.facts:
+        if entity.name not in fact.prompt:
+            raise UserInputError(
+                f"Entity name {entity.name!r} does not occur in its prompt {fact.prompt!r}; "
+                "every prompt must contain the entity name verbatim (same case)."
+            )

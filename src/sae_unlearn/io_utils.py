@@ -1,0 +1,79 @@
+"""Atomic writes and output-directory guards: a crash never leaves a half-written file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from sae_unlearn.errors import UserInputError
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj)}")
+
+
+def atomic_save_dir(target: Path, writer: Callable[[Path], None]) -> Path:
+    """Let ``writer`` fill a temp dir beside ``target``, then move it into place in one rename."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        writer(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def prepare_output_dir(out: Path, overwrite: bool) -> Path:
+    """Refuse to clobber an existing, non-empty output directory unless the user asked for it."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"Output path {out} exists and is a file; choose a directory path.")
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserInputError(
+                f"Output directory {out} already exists and is not empty; "
+                "choose another --out or pass --overwrite to replace its contents."
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cache_root() -> Path:
+    """Where built world models and SAEs are kept between runs (override: SAE_UNLEARN_CACHE)."""
+    env = os.environ.get("SAE_UNLEARN_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sae-unlearn"

@@ -1,0 +1,1 @@
+"""Evaluation: behaviour (recall, perplexity, degeneration) and internals (latent alignment)."""

@@ -1,0 +1,64 @@
+"""QA recall: does the greedy continuation start with the answer?"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+from sae_unlearn.entities.types import Entity
+from sae_unlearn.models.layers import model_device
+
+_LEADING = re.compile(r"^[\s\W_]+")
+
+
+def normalise(text: str) -> str:
+    """Case-insensitive, leading whitespace and punctuation ignored (issue 4's definition)."""
+    return _LEADING.sub("", text).lower()
+
+
+def answer_matches(continuation: str, answer: str) -> bool:
+    ans = normalise(answer)
+    return bool(ans) and normalise(continuation).startswith(ans)
+
+
+@torch.no_grad()
+def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64) -> list[str]:
+    """Greedy decoding with left padding, batched; returns only the new text."""
+    device = model_device(model)
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outs: list[str] = []
+    try:
+        for start in range(0, len(prompts), batch_size):
+            enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+            gen = model.generate(
+                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
+                num_beams=1, temperature=None, top_p=None, top_k=None,
+            )
+            new = gen[:, enc["input_ids"].shape[1] :]
+            outs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = old_side
+    return outs
+
+
+def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | None = True, max_new_tokens: int = 4) -> float:
+    """Share of facts recalled; ``heldout=True`` uses only phrasings absent from training."""
+    facts = [f for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
+    if not facts:
+        return float("nan")
+    conts = greedy_continuations(model, tokenizer, [f.prompt for f in facts], max_new_tokens)
+    return sum(answer_matches(c, f.answer) for c, f in zip(conts, facts)) / len(facts)
+
+
+def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], max_new_tokens: int = 4) -> list[float]:
+    """Per entity, the share of its facts recalled (the known/unknown probing of Ferrando et al.)."""
+    facts = [(i, f) for i, e in enumerate(entities) for f in e.facts]
+    conts = greedy_continuations(model, tokenizer, [f.prompt for _, f in facts], max_new_tokens)
+    hits = [0] * len(entities)
+    for (i, f), c in zip(facts, conts):
+        hits[i] += answer_matches(c, f.answer)
+    return [h / max(1, len(e.facts)) for h, e in zip(hits, entities)]

@@ -1,0 +1,1 @@
+"""Loading causal LMs, locating their decoder layers, capturing residual-stream activations."""

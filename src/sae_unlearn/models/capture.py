@@ -1,0 +1,85 @@
+"""Residual-stream capture through a forward hook that also stops the forward pass.
+
+Why a hook and an exception rather than ``output_hidden_states``: the layers above the one we
+read are never run, so capture costs a truncated forward pass, on any HF architecture.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from sae_unlearn.models.layers import check_layer, decoder_layers, model_device
+from sae_unlearn.models.prompts import EncodedPrompts
+
+
+class _StopForward(Exception):
+    def __init__(self, hidden: torch.Tensor):
+        self.hidden = hidden
+
+
+@contextmanager
+def _stop_after(model: nn.Module, layer: int) -> Iterator[None]:
+    def hook(_module, _inputs, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        raise _StopForward(hidden)
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def residual_at_layer(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+    """[batch, seq, d_model] residual after block ``layer``; differentiable, upper layers skipped."""
+    with _stop_after(model, layer):
+        try:
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except _StopForward as stop:
+            return stop.hidden
+    raise RuntimeError(f"layer {layer} was not reached in the forward pass")
+
+
+@torch.no_grad()
+def capture_entity_activations(
+    model: nn.Module,
+    prompts: EncodedPrompts,
+    layer: int,
+    batch_size: int = 64,
+    all_positions_after_entity: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU).
+
+    With ``all_positions_after_entity`` returns instead every position from the entity's last
+    token to the prompt end, concatenated row by row.
+    """
+    check_layer(model, layer)
+    device = model_device(model)
+    out = []
+    for start in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc=f"capture layer {layer}"):
+        batch = prompts.slice(start, start + batch_size).to(device)
+        hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
+        if all_positions_after_entity:
+            out.append(hidden[batch.after_entity_mask()].float().cpu())
+        else:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)
+            out.append(hidden[rows, batch.entity_last].float().cpu())
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int, batch_size: int = 64) -> torch.Tensor:
+    """Every real token's activation (SAE training data), [n_tokens, d_model]."""
+    device = model_device(model)
+    out = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts.slice(start, start + batch_size).to(device)
+        hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
+        out.append(hidden[batch.attention_mask.bool()].float().cpu())
+    return torch.cat(out)

@@ -1,0 +1,70 @@
+"""Tokenise prompts and locate the entity's last token in each (where activations are read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sae_unlearn.errors import UserInputError
+
+
+@dataclass
+class EncodedPrompts:
+    """Right-padded token ids plus, per row, the entity's last token and the prompt's last token."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    entity_last: torch.Tensor  # index of the entity's last token in each row
+    prompt_last: torch.Tensor  # index of the last real token in each row
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def slice(self, start: int, stop: int) -> "EncodedPrompts":
+        width = int(self.prompt_last[start:stop].max()) + 1
+        return EncodedPrompts(
+            self.input_ids[start:stop, :width],
+            self.attention_mask[start:stop, :width],
+            self.entity_last[start:stop],
+            self.prompt_last[start:stop],
+        )
+
+    def to(self, device: torch.device) -> "EncodedPrompts":
+        return EncodedPrompts(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.entity_last, self.prompt_last)))
+
+    def after_entity_mask(self) -> torch.Tensor:
+        """Positions from the entity's last token to the prompt's end: the only positions whose
+        residual stream can carry the entity's identity (earlier ones, causally, cannot)."""
+        pos = torch.arange(self.input_ids.shape[1], device=self.input_ids.device)[None, :]
+        return (pos >= self.entity_last[:, None]) & (pos <= self.prompt_last[:, None])
+
+
+def encode_prompts(tokenizer, prompts: list[str], entities: list[str]) -> EncodedPrompts:
+    """Tokenise with offsets so the entity's last token is found whatever the tokenizer."""
+    if len(prompts) != len(entities):
+        raise ValueError("one entity per prompt")
+    enc = tokenizer(prompts, return_offsets_mapping=True, add_special_tokens=True)
+    rows, ent_last, prompt_last = [], [], []
+    for text, entity, ids, offsets in zip(prompts, entities, enc["input_ids"], enc["offset_mapping"]):
+        start = text.rfind(entity)
+        if start < 0:
+            raise UserInputError(
+                f"Entity name {entity!r} does not occur in its prompt {text!r}; "
+                "every prompt must contain the entity name verbatim."
+            )
+        end = start + len(entity)
+        last = max((i for i, (a, b) in enumerate(offsets) if a < end and b > start and b > a), default=None)
+        if last is None:
+            raise UserInputError(f"Entity {entity!r} maps to no token in {text!r}.")
+        rows.append(ids)
+        ent_last.append(last)
+        prompt_last.append(len(ids) - 1)
+    width = max(len(r) for r in rows)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    return EncodedPrompts(input_ids, mask, torch.tensor(ent_last), torch.tensor(prompt_last))

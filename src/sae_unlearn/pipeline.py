@@ -1,0 +1,329 @@
+"""Wires the stages together: world -> model -> SAE -> latents -> unlearning -> evaluation -> outputs.
+
+Each stage is a function of the previous stages' results, so the CLI's stage commands and the
+demo share one code path; expensive artefacts (world model, SAE) are cached by content hash.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from sae_unlearn.config import DemoConfig, dump_config
+from sae_unlearn.entities.synthetic import SyntheticWorld, build_world
+from sae_unlearn.entities.types import Entity, EntitySplit
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_write_text, cache_root, prepare_output_dir
+from sae_unlearn.methods import SAEGuidedConfig, UnlearnOutcome, UnlearnTask, get_method
+from sae_unlearn.methods.base import fact_prompts
+from sae_unlearn.metrics.alignment import KnownUnknownProbe, centroid_distances, entity_codes
+from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall
+from sae_unlearn.metrics.utility import degenerate_rate, perplexity
+from sae_unlearn.models.capture import capture_all_positions
+from sae_unlearn.models.layers import check_layer, hook_name, num_layers
+from sae_unlearn.models.loading import load_causal_lm
+from sae_unlearn.models.prompts import EncodedPrompts
+from sae_unlearn.models.world_model import get_or_train_world_model
+from sae_unlearn.sae.latents import LatentScores, separation_scores
+from sae_unlearn.sae.loading import check_sae_matches, load_sae
+from sae_unlearn.sae.training import save_sae, train_sae
+
+log = logging.getLogger("sae_unlearn")
+
+
+@dataclass
+class Workspace:
+    """Everything the stages share; built once, then each method gets a fresh copy of the model."""
+
+    cfg: DemoConfig
+    model_dir: Path
+    model: nn.Module
+    tokenizer: object
+    layer: int
+    world: SyntheticWorld | None = None
+    sae: object = None
+    sae_dir: Path | None = None
+    split: EntitySplit | None = None
+    unknown_eval: list[Entity] = field(default_factory=list)
+    scores: LatentScores | None = None
+    probe: KnownUnknownProbe | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# -- stage 1: the world and its model ------------------------------------------------------------
+def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
+    t0 = time.time()
+    world_cfg = cfg.world.model_dump()
+    world = build_world(**world_cfg)
+    model_dir = get_or_train_world_model(world, world_cfg, cfg.world_model.model_dump(), cache_root(), progress)
+    model, tokenizer = load_causal_lm(model_dir, device=cfg.device)
+    layer = cfg.layer if cfg.layer is not None else num_layers(model) // 2
+    check_layer(model, layer)
+    ws = Workspace(cfg=cfg, model_dir=model_dir, model=model, tokenizer=tokenizer, layer=layer, world=world)
+    ws.timings["world_model"] = time.time() - t0
+    return ws
+
+
+# -- stage 2: capture and the SAE -------------------------------------------------------------------
+def sae_training_texts(ws: Workspace) -> list[str]:
+    """The corpus plus every entity prompt (known, obscure and unknown), so latents cover all three."""
+    assert ws.world is not None
+    w = ws.world
+    return w.corpus + fact_prompts(w.known + w.obscure + w.unknown, heldout=None)[0]
+
+
+def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tensor:
+    enc = ws.tokenizer(texts, padding=True, return_tensors="pt")
+    lengths = enc["attention_mask"].sum(1)
+    prompts = EncodedPrompts(enc["input_ids"], enc["attention_mask"], torch.zeros_like(lengths), lengths - 1)
+    return capture_all_positions(ws.model, prompts, ws.layer)
+
+
+def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
+    t0 = time.time()
+    scfg = ws.cfg.sae
+    if scfg.path is not None or scfg.release is not None:
+        ws.sae = load_sae(scfg.path or scfg.release, scfg.sae_id)
+        ws.sae_dir = scfg.path
+    else:
+        key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json")},
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        ws.sae_dir = cache_root() / "saes" / key
+        if not (ws.sae_dir / "cfg.json").exists():
+            acts = capture_training_activations(ws, sae_training_texts(ws))
+            sae = train_sae(acts, hook_name(ws.layer), str(ws.model_dir), scfg.expansion, scfg.l1_coefficient,
+                            scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed)
+            save_sae(sae, ws.sae_dir)
+        ws.sae = load_sae(ws.sae_dir)
+    check_sae_matches(ws.sae, ws.model, ws.layer)
+    ws.sae.eval()
+    ws.timings["sae"] = time.time() - t0
+    return ws
+
+
+# -- stage 3: who is known, who is forgotten ------------------------------------------------------
+def make_split(ws: Workspace) -> Workspace:
+    """Known = the model recalls at least ``known_threshold`` of the entity's facts (probing)."""
+    assert ws.world is not None
+    cfg = ws.cfg
+    shares = entity_recall_shares(ws.model, ws.tokenizer, ws.world.known, cfg.eval.max_new_tokens)
+    known = [e for e, s in zip(ws.world.known, shares) if s >= cfg.eval.known_threshold]
+    by_name = {e.name: e for e in known}
+    rng = random.Random(cfg.seed)
+    if cfg.unlearn.forget:
+        all_names = {e.name for e in ws.world.known + ws.world.obscure + ws.world.unknown}
+        missing = [n for n in cfg.unlearn.forget if n not in all_names]
+        if missing:
+            raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
+        unknown_to_model = [n for n in cfg.unlearn.forget if n not in by_name]
+        if unknown_to_model:
+            raise UserInputError(f"Forget entities {unknown_to_model} are not known to the model (recall below "
+                                 f"{cfg.eval.known_threshold:.0%}); there is nothing to forget.")
+        forget = [by_name[n] for n in cfg.unlearn.forget]
+    else:
+        if cfg.unlearn.n_forget >= len(known):
+            raise UserInputError(f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known; lower it.")
+        forget = rng.sample(known, cfg.unlearn.n_forget)
+    forget_names = {e.name for e in forget}
+    others = [e for e in known if e.name not in forget_names]
+    rng.shuffle(others)
+    n_retain = max(1, int(round(len(others) * cfg.unlearn.retain_fraction)))
+    unknown = list(ws.world.unknown)
+    rng.shuffle(unknown)
+    half = len(unknown) // 2
+    ws.split = EntitySplit(forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half])
+    ws.unknown_eval = unknown[half:]
+    ws.split.validate()
+    return ws
+
+
+# -- stage 4: latents and the known/unknown probe -------------------------------------------------
+def select_latents(ws: Workspace) -> Workspace:
+    assert ws.split is not None
+    known = ws.split.forget + ws.split.other_known
+    z_known, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
+    z_unknown, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.split.unknown, ws.layer)
+    ws.scores = separation_scores(z_known, z_unknown)
+    ws.probe = KnownUnknownProbe.fit(z_known, z_unknown, seed=ws.cfg.seed)
+    return ws
+
+
+# -- stage 5: unlearning --------------------------------------------------------------------------
+def method_instance(ws: Workspace, name: str):
+    cls = get_method(name)
+    u = ws.cfg.unlearn
+    if name == "sae_guided":
+        return cls(SAEGuidedConfig(lr=u.lr, w_toward=u.w_toward, w_away=u.w_away, w_retain=u.w_retain, w_kl=u.w_kl,
+                                   retain_batch=u.retain_batch, eval_every=u.eval_every, stop_share=u.stop_share,
+                                   stop_toward=u.stop_toward))
+    return cls()
+
+
+def run_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Module, UnlearnOutcome, float]:
+    assert ws.split is not None and ws.probe is not None and ws.scores is not None
+    model = copy.deepcopy(ws.model)
+    probe, split = ws.probe, ws.split
+
+    def targets_classified_unknown(m: nn.Module) -> float:
+        z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
+        return probe.share_unknown(z, owner)
+
+    k = ws.cfg.latents.top_k
+    task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
+                       known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
+                       steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
+                       seed=ws.cfg.seed, progress=progress)
+    t0 = time.time()
+    outcome = get_method(name).unlearn(method_instance(ws, name), task)
+    if outcome.message:
+        log.warning("%s: %s", name, outcome.message)
+    return model, outcome, time.time() - t0
+
+
+# -- stage 6: evaluation --------------------------------------------------------------------------
+def perplexity_texts(entities: list[Entity]) -> list[str]:
+    return [f"{f.prompt} {f.answer} ." for e in entities for f in e.facts if f.heldout]
+
+
+def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:
+    """Metrics of ``model`` (after) against ``ws.model`` (before); ``baseline`` caches the "before" half."""
+    assert ws.split is not None and ws.probe is not None
+    split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
+    ctx = outcome.context(model) if outcome else None
+    before = baseline if baseline is not None else evaluate_state(ws, ws.model)
+    if ctx is not None:
+        with ctx:
+            after = evaluate_state(ws, model)
+    else:
+        after = evaluate_state(ws, model)
+    out = {f"{k}_before": v for k, v in before.items()} | {f"{k}_after": v for k, v in after.items()}
+    out["unknown_recall"] = before["unknown_recall"]
+    out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
+    _ = (split, tok, n_tok)
+    return out
+
+
+def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
+    split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
+    assert split is not None and ws.probe is not None
+    m: dict[str, float] = {}
+    m["forget_recall"] = recall(model, tok, split.forget, True, n_tok)
+    m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
+    m["retain_recall"] = recall(model, tok, split.retain, True, n_tok)
+    m["heldout_known_recall"] = recall(model, tok, split.heldout_known, True, n_tok)
+    m["unknown_recall"] = recall(model, tok, ws.unknown_eval, True, n_tok)
+    z_f, own_f = entity_codes(model, tok, ws.sae, split.forget, ws.layer)
+    z_u, own_u = entity_codes(model, tok, ws.sae, ws.unknown_eval, ws.layer)
+    z_k, _ = entity_codes(ws.model, tok, ws.sae, split.other_known, ws.layer)
+    z_uf, _ = entity_codes(ws.model, tok, ws.sae, split.unknown, ws.layer)
+    m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
+    m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
+    m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
+    m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, z_k.mean(0), z_uf.mean(0))
+    m["perplexity"] = perplexity(model, tok, perplexity_texts(split.other_known))
+    m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for e in split.forget for f in e.facts if f.heldout])
+    if ws.world is not None:  # the world model was taught to answer "no" for entities it does not know
+        says_no = greedy_continuations(model, tok, [f"do you know {e.name} ?" for e in split.forget], 1)
+        m["forget_says_unknown"] = float(np.mean([s.strip().startswith("no") for s in says_no]))
+    return m
+
+
+# -- stage 7: outputs -----------------------------------------------------------------------------
+def save_model_dir(model: nn.Module, tokenizer, target: Path) -> Path:
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return atomic_save_dir(target, write)
+
+
+def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module]) -> dict:
+    from sae_unlearn.report.markdown import write_report
+    from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_bars
+
+    assert ws.split is not None and ws.scores is not None
+    metrics = {
+        "model": str(ws.model_dir), "layer": ws.layer, "sae": str(ws.sae_dir),
+        "forget": [e.name for e in ws.split.forget],
+        "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
+        "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings,
+        "methods": {name: m for name, (m, _) in results.items()},
+    }
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    plots = [("QA recall before and after", str(recall_bars(metrics["methods"], plots_dir / "recall.png").relative_to(out)))]
+    k = ws.cfg.latents.top_k
+    latents = ws.scores.top_known(k) + ws.scores.top_unknown(k)
+    known = ws.split.other_known
+    z_known, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
+    z_unk, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.unknown_eval, ws.layer)
+    z_before, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
+    for name, model in edited.items():
+        z_after, _ = entity_codes(model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
+        acts = {"known": z_known[:, latents].mean(0).numpy(), "unknown": z_unk[:, latents].mean(0).numpy(),
+                "targets before": z_before[:, latents].mean(0).numpy(), "targets after": z_after[:, latents].mean(0).numpy()}
+        path = latent_activation_plot(latents, acts, plots_dir / f"latents_{name}.png",
+                                      f"{name}: top {k} known-entity latents, then top {k} unknown-entity latents")
+        plots.append((f"Latent activations ({name})", str(path.relative_to(out))))
+        hist = results[name][1].loss_history
+        if hist:
+            plots.append((f"Unlearning loss ({name})", str(loss_curve(hist, plots_dir / f"loss_{name}.png").relative_to(out))))
+    samples = []
+    prompts = [f.prompt for e in ws.split.forget[:5] for f in e.facts if f.heldout][:8]
+    before = greedy_continuations(ws.model, ws.tokenizer, prompts, 8)
+    first = next(iter(edited.values()))
+    after = greedy_continuations(first, ws.tokenizer, prompts, 8)
+    samples = [{"prompt": p, "before": b.strip(), "after": a.strip()} for p, b, a in zip(prompts, before, after)]
+    notes = [f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
+             f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
+             f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
+             f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}",
+             "recall is on held-out phrasings (never in training or in the unlearning loss)"]
+    for name, (_, outcome) in results.items():
+        notes.append(f"{name}: {outcome.steps_run} steps, stopped by {outcome.stopped_reason}. {outcome.message}".strip())
+    latent_rows = ws.scores.table(k)
+    atomic_write_json(out / "latents.json", latent_rows)
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "report.md", write_report(out, "sae-unlearn report", metrics, plots, latent_rows, samples, notes))
+    atomic_write_text(out / "config.yaml", dump_config(ws.cfg))
+    return metrics
+
+
+def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
+    m = evaluate(ws, model, outcome, baseline)
+    m["seconds"] = seconds
+    m["steps"] = outcome.steps_run
+    m["stopped_reason"] = outcome.stopped_reason
+    return m
+
+
+def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True, methods: tuple[str, ...] = ("sae_guided",)) -> dict:
+    """The whole chain on the synthetic world; writes metrics.json, report.md, plots, config, model."""
+    for name in methods:
+        get_method(name)  # fail on a bad name before any compute
+    out = prepare_output_dir(out, overwrite)
+    ws = build_synthetic(cfg, progress)
+    get_sae(ws, progress)
+    make_split(ws)
+    select_latents(ws)
+    baseline = evaluate_state(ws, ws.model)
+    results: dict[str, tuple[dict, UnlearnOutcome]] = {}
+    edited: dict[str, nn.Module] = {}
+    for name in methods:
+        model, outcome, seconds = run_method(ws, name, progress)
+        results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
+        edited[name] = model
+    metrics = write_run_outputs(out, ws, results, edited)
+    for name, model in edited.items():
+        save_model_dir(model, ws.tokenizer, out / ("model" if len(edited) == 1 else f"model_{name}"))
+    return metrics

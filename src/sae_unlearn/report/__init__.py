@@ -1,0 +1,1 @@
+"""Outputs for people (Markdown with plots) and machines (JSON)."""

@@ -1,0 +1,1 @@
+"""Sparse autoencoders: load (sae-lens), train, check against the model, score latents."""

@@ -1,0 +1,75 @@
+"""Train an SAE on captured activations with sae-lens' own trainer.
+
+sae-lens' ``SAETrainer`` takes any iterator of activation batches; we feed it an in-memory,
+shuffled tensor (the synthetic world and entity prompts fit in RAM), rather than its
+``ActivationsStore``, which is tied to a TransformerLens model and a hub dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from sae_lens import SAE, LoggingConfig, StandardTrainingSAE, StandardTrainingSAEConfig
+from sae_lens.config import SAETrainerConfig
+from sae_lens.training.sae_trainer import SAETrainer
+
+from sae_unlearn.io_utils import atomic_save_dir
+
+
+def _shuffled_batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        perm = torch.randperm(acts.shape[0], generator=gen)
+        for start in range(0, acts.shape[0] - batch_size + 1, batch_size):
+            yield acts[perm[start : start + batch_size]]
+
+
+def train_sae(
+    acts: torch.Tensor,
+    hook_name: str,
+    model_name: str,
+    expansion: int = 4,
+    l1_coefficient: float = 3.0,
+    total_samples: int = 400_000,
+    batch_size: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> SAE:
+    """A ReLU SAE (sae-lens 'standard'), activation norm folded into the weights at the end."""
+    torch.manual_seed(seed)
+    d_in = acts.shape[1]
+    cfg = StandardTrainingSAEConfig(
+        d_in=d_in,
+        d_sae=d_in * expansion,
+        l1_coefficient=l1_coefficient,
+        l1_warm_up_steps=max(1, total_samples // batch_size // 10),
+        normalize_activations="expected_average_only_in",
+        apply_b_dec_to_input=True,
+    )
+    cfg.metadata.hook_name = hook_name
+    cfg.metadata.model_name = model_name
+    sae = StandardTrainingSAE(cfg)
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=total_samples,
+        train_batch_size_samples=batch_size,
+        lr=lr,
+        lr_end=lr / 10,
+        lr_scheduler_name="cosineannealing",
+        lr_warm_up_steps=20,
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+        n_batches_for_norm_estimate=20,
+        dead_feature_window=200,
+        feature_sampling_window=200,
+    )
+    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=_shuffled_batches(acts, batch_size, seed))
+    return trainer.fit()
+
+
+def save_sae(sae: SAE, target: Path) -> Path:
+    """sae-lens' own inference format (cfg.json + sae_weights.safetensors), written atomically."""
+    if hasattr(sae, "save_inference_model"):
+        return atomic_save_dir(target, lambda tmp: sae.save_inference_model(tmp))
+    return atomic_save_dir(target, lambda tmp: sae.save_model(tmp))
