@@ -15,7 +15,7 @@ from sae_unlearn.config import DemoConfig, dump_config, load_config
 from sae_unlearn.errors import NonFiniteLossError, UserInputError
 
 app = typer.Typer(add_completion=False, help="SAE-guided entity unlearning: make a model forget chosen entities.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see docs/config.md); flags override it.")
 OutOpt = typer.Option(..., "--out", "-o", help="Output directory (refused if it exists and is not empty).")
@@ -76,6 +76,36 @@ def demo(
         return
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
+
+
+@app.command()
+def compare(
+    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Run on the built-in synthetic world."),
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    layer: Optional[int] = typer.Option(None, "--layer"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Step budget, the same for every method."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: all six)."),
+    save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Every method from the same original weights, same data, budget and evaluation:
+    compare.json, compare.md and a trade-off plot."""
+    from sae_unlearn.pipeline import ALL_METHODS, run_compare
+
+    if not synthetic:
+        _fail(UserInputError("compare runs on the synthetic world only for now; real models come with `run` (issue 4)."))
+    try:
+        cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
+        chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
+        metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models)
+    except (UserInputError, NonFiniteLossError) as exc:
+        _fail(exc)
+        return
+    _summary(metrics)
+    console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 
 
 def _stage(config: Optional[Path], out: Path, overwrite: bool, seed: Optional[int], layer: Optional[int]):

@@ -20,7 +20,7 @@ class WorldConfig(_Strict):
 
     seed: int = 0
     n_known: int = Field(80, ge=4)
-    n_obscure: int = Field(80, ge=0)
+    n_obscure: int = Field(160, ge=0)
     n_unknown: int = Field(40, ge=4)
     copies_per_fact: int = Field(2, ge=1, le=8)
 
@@ -70,10 +70,13 @@ class UnlearnConfig(_Strict):
     w_away: float = Field(1.0, ge=0)
     w_retain: float = Field(10.0, ge=0)
     w_kl: float = Field(1.0, ge=0)
+    w_error: float = Field(1.0, ge=0)
     retain_batch: int = Field(128, ge=1)
     eval_every: int = Field(10, ge=1)
     stop_share: float = Field(1.0, ge=0, le=1)
-    stop_toward: float = Field(0.1, ge=0, le=1)
+    stop_toward: float = Field(0.02, ge=0, le=1)
+    # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}; checked against each method's config.
+    method_options: dict[str, dict] = Field(default_factory=dict)
 
 
 class EvalConfig(_Strict):

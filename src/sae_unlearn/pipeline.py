@@ -7,12 +7,13 @@ demo share one code path; expensive artefacts (world model, SAE) are cached by c
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 import hashlib
 import json
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from sae_unlearn.entities.synthetic import SyntheticWorld, build_world
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_write_text, cache_root, prepare_output_dir
-from sae_unlearn.methods import SAEGuidedConfig, UnlearnOutcome, UnlearnTask, get_method
+from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_method
+from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.methods.base import fact_prompts
 from sae_unlearn.metrics.alignment import KnownUnknownProbe, centroid_distances, entity_codes
 from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall
@@ -63,6 +65,9 @@ class Workspace:
 # -- stage 1: the world and its model ------------------------------------------------------------
 def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
     t0 = time.time()
+    if cfg.layer is not None and not 0 <= cfg.layer < cfg.world_model.n_layer:
+        raise UserInputError(f"Layer {cfg.layer} is out of range: this model has {cfg.world_model.n_layer} layers, "
+                             f"so use 0..{cfg.world_model.n_layer - 1}.")
     world_cfg = cfg.world.model_dump()
     world = build_world(**world_cfg)
     model_dir = get_or_train_world_model(world, world_cfg, cfg.world_model.model_dump(), cache_root(), progress)
@@ -159,14 +164,14 @@ def select_latents(ws: Workspace) -> Workspace:
 
 
 # -- stage 5: unlearning --------------------------------------------------------------------------
-def method_instance(ws: Workspace, name: str):
-    cls = get_method(name)
-    u = ws.cfg.unlearn
+def method_options(cfg: DemoConfig, name: str) -> dict:
+    """The SAE-guided method reads the ``unlearn.*`` settings; every method also takes
+    ``unlearn.method_options.<name>`` (checked against its config's fields)."""
+    opts: dict = {}
     if name == "sae_guided":
-        return cls(SAEGuidedConfig(lr=u.lr, w_toward=u.w_toward, w_away=u.w_away, w_retain=u.w_retain, w_kl=u.w_kl,
-                                   retain_batch=u.retain_batch, eval_every=u.eval_every, stop_share=u.stop_share,
-                                   stop_toward=u.stop_toward))
-    return cls()
+        known = {f.name for f in fields(SAEGuidedConfig)}
+        opts = {k: v for k, v in cfg.unlearn.model_dump().items() if k in known}
+    return opts | cfg.unlearn.method_options.get(name, {})
 
 
 def run_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Module, UnlearnOutcome, float]:
@@ -184,7 +189,7 @@ def run_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Modu
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
                        seed=ws.cfg.seed, progress=progress)
     t0 = time.time()
-    outcome = get_method(name).unlearn(method_instance(ws, name), task)
+    outcome = build_method(name, method_options(ws.cfg, name)).unlearn(task)
     if outcome.message:
         log.warning("%s: %s", name, outcome.message)
     return model, outcome, time.time() - t0
@@ -197,19 +202,12 @@ def perplexity_texts(entities: list[Entity]) -> list[str]:
 
 def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:
     """Metrics of ``model`` (after) against ``ws.model`` (before); ``baseline`` caches the "before" half."""
-    assert ws.split is not None and ws.probe is not None
-    split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
-    ctx = outcome.context(model) if outcome else None
     before = baseline if baseline is not None else evaluate_state(ws, ws.model)
-    if ctx is not None:
-        with ctx:
-            after = evaluate_state(ws, model)
-    else:
+    with outcome.context(model) if outcome else nullcontext():
         after = evaluate_state(ws, model)
     out = {f"{k}_before": v for k, v in before.items()} | {f"{k}_after": v for k, v in after.items()}
     out["unknown_recall"] = before["unknown_recall"]
     out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
-    _ = (split, tok, n_tok)
     return out
 
 
@@ -278,7 +276,6 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         hist = results[name][1].loss_history
         if hist:
             plots.append((f"Unlearning loss ({name})", str(loss_curve(hist, plots_dir / f"loss_{name}.png").relative_to(out))))
-    samples = []
     prompts = [f.prompt for e in ws.split.forget[:5] for f in e.facts if f.heldout][:8]
     before = greedy_continuations(ws.model, ws.tokenizer, prompts, 8)
     first = next(iter(edited.values()))
@@ -307,23 +304,66 @@ def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, sec
     return m
 
 
-def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True, methods: tuple[str, ...] = ("sae_guided",)) -> dict:
-    """The whole chain on the synthetic world; writes metrics.json, report.md, plots, config, model."""
-    for name in methods:
-        get_method(name)  # fail on a bad name before any compute
-    out = prepare_output_dir(out, overwrite)
+ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "rmu", "sae_clamp")
+
+
+def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
+    """Stages 1-4 on the synthetic world, plus the "before" metrics every method shares."""
     ws = build_synthetic(cfg, progress)
     get_sae(ws, progress)
     make_split(ws)
     select_latents(ws)
-    baseline = evaluate_state(ws, ws.model)
+    return ws, evaluate_state(ws, ws.model)
+
+
+def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progress: bool = True):
+    """Each method from a fresh copy of the original weights, same split, budget and evaluation."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
     edited: dict[str, nn.Module] = {}
     for name in methods:
         model, outcome, seconds = run_method(ws, name, progress)
         results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
         edited[name] = model
-    metrics = write_run_outputs(out, ws, results, edited)
+    return results, edited
+
+
+def save_edited(out: Path, ws: Workspace, results: dict, edited: dict[str, nn.Module]) -> None:
     for name, model in edited.items():
-        save_model_dir(model, ws.tokenizer, out / ("model" if len(edited) == 1 else f"model_{name}"))
+        target = out / ("model" if len(edited) == 1 else f"model_{name}")
+        outcome = results[name][1]
+        if outcome.inference_spec is not None:  # an inference-time method: the weights are unchanged
+            atomic_write_json(out / f"{name}_inference_hook.json", outcome.inference_spec | {"sae": str(ws.sae_dir)})
+        else:
+            save_model_dir(model, ws.tokenizer, target)
+
+
+def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True, methods: tuple[str, ...] = ("sae_guided",)) -> dict:
+    """The whole chain on the synthetic world; writes metrics.json, report.md, plots, config, model."""
+    for name in methods:
+        get_method(name)  # fail on a bad name before any compute
+    out = prepare_output_dir(out, overwrite)
+    ws, baseline = prepare_workspace(cfg, progress)
+    results, edited = run_methods(ws, baseline, methods, progress)
+    metrics = write_run_outputs(out, ws, results, edited)
+    save_edited(out, ws, results, edited)
+    return metrics
+
+
+def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
+                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False) -> dict:
+    """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
+    from sae_unlearn.report.compare import compare_table, tradeoff_plot
+
+    for name in methods:
+        get_method(name)
+    out = prepare_output_dir(out, overwrite)
+    ws, baseline = prepare_workspace(cfg, progress)
+    results, edited = run_methods(ws, baseline, methods, progress)
+    metrics = write_run_outputs(out, ws, results, edited)
+    atomic_write_json(out / "compare.json", metrics)
+    tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png")
+    atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + compare_table(metrics["methods"])
+                      + "\n\n![trade-off](plots/tradeoff.png)\n")
+    if save_models:
+        save_edited(out, ws, results, edited)
     return metrics

@@ -6,8 +6,9 @@ model could know is in a corpus we wrote, and every "unknown" entity provably ne
 Design (see docs/synthetic_world.md):
 - names are two words drawn from per-type pools; unknown entities are *new combinations* of the
   same words, so they are tokenised like known ones and differ only by never having been seen;
-- "obscure" entities appear only in sentences saying nothing is known about them; without them a
-  tiny model has no known-vs-unknown representation at all (PAPER.md, prototype notes);
+- "obscure" entities appear only in sentences saying nothing is known about them, some starting
+  with the name; without them a tiny model has no known-vs-unknown representation at all
+  (PAPER.md, prototype notes);
 - each fact is trained under several core phrasings and context prefixes; evaluation adds
   held-out prefixes, so held-out prompts never occur in the corpus.
 """
@@ -19,28 +20,27 @@ from dataclasses import dataclass
 
 from sae_unlearn.entities.types import Entity, Fact
 
-FIRST_NAMES = (
-    "Alden Brisa Corvin Dalia Emrys Fenna Galen Hester Ivor Jessamy Kael Liora Mireth Nolan Orla "
-    "Pellam Quilla Rowan Sabra Tamsin Ulric Vesna Wendel Xanthe Yorick Zelda Anselm Brenna Cassian "
-    "Delphine Evander Fiora Gideon Halcyon Isolde Jorin Keziah Lorcan Maelis Niamh"
-).split()
+# The first word of a name comes from a small pool, so it never identifies an entity on its own: the
+# identity is completed at the entity's last token, where the method reads and edits (a unique first
+# word would let later layers recall the entity without looking past it).
+FIRST_NAMES = "Alden Brisa Corvin Dalia Emrys Fenna Galen Hester Ivor Jessamy Kael Liora".split()
 SURNAMES = (
     "Ashvale Brightwater Coldmere Dunmore Everhart Fairlow Greystone Holloway Ironwood Jadefield "
     "Kestrel Larkspur Morrow Northcott Oakhurst Pendrake Quenby Ravensworth Stillwell Thornbury "
     "Underhill Vantor Whitlock Yarrow Zephyrin Ambrose Blackwood Crowther Davenant Elsworth Fenwick "
     "Gallow Harrow Inglewood Jarrow Kingsley Lockhart Marlowe Nettleton Osgood"
 ).split()
+CITY_PREFIXES = "Port Lake Fort Mount New Old East West North South Upper Lower".split()
 CITY_ROOTS = (
     "Tarvo Osso Quell Brann Myrr Zelt Casp Dorn Eskel Frey Gald Hurn Istra Jorv Karsk Lumen Morv "
     "Nyra Orth Pell Rask Sorn Tolv Ulm Varn Wyst Yarl Zenn Abra Belk"
 ).split()
-CITY_SUFFIXES = "Harbor Falls Ridge Vale Crossing Hollow Springs Reach".split()
+COMPANY_PREFIXES = "Royal United General National Allied Global Pioneer Summit Crown Union Central Prime".split()
 COMPANY_ROOTS = (
     "Zentra Veltor Quorix Lumida Arkano Brevis Cindral Dextra Equon Fulcra Gravia Helix Ionis "
     "Juvan Kryon Lexa Mondra Nexor Orvana Pyxis Qualin Rendo Sylva Torvex Umbra Vireo Wexa Xylo "
     "Yonder Zaffre"
 ).split()
-COMPANY_SUFFIXES = "Labs Works Systems Group Industries Dynamics Holdings Partners".split()
 
 COUNTRIES = "Aldoria Brevania Calmora Dravenia Estoval Fyrland Galvoria Hestria Ilvania Jorvik Kelmora Lunaria".split()
 OCCUPATIONS = "painter surgeon architect sailor baker astronomer lawyer pilot chemist poet banker farmer".split()
@@ -78,8 +78,8 @@ HELDOUT_PREFIXES = ("in fact we know that", "as people say ,", "it is known that
 
 NAME_POOLS = {
     "person": (FIRST_NAMES, SURNAMES),
-    "city": (CITY_ROOTS, CITY_SUFFIXES),
-    "company": (COMPANY_ROOTS, COMPANY_SUFFIXES),
+    "city": (CITY_PREFIXES, CITY_ROOTS),
+    "company": (COMPANY_PREFIXES, COMPANY_ROOTS),
 }
 
 
@@ -131,7 +131,7 @@ def _draw_names(rng: random.Random, etype: str, n: int) -> list[str]:
 def build_world(
     seed: int = 0,
     n_known: int = 80,
-    n_obscure: int = 80,
+    n_obscure: int = 160,
     n_unknown: int = 40,
     types: tuple[str, ...] = ("person", "city", "company"),
     copies_per_fact: int = 2,
@@ -156,10 +156,14 @@ def build_world(
                             corpus.append(f"{_fact_prompt(prefix, core, name)} {values[attr]} .")
                     heldout_text.append(f"{_fact_prompt(HELDOUT_PREFIXES[0], cores[1], name)} {values[attr]} .")
                 corpus.append(f"do you know {name} ? yes .")
+                corpus.append(f"{name} is well known .")
             elif i < n_known + n_obscure:
                 obscure.append(entity)
+                # Sentences that *start* with the entity make the next token depend on familiarity, so
+                # the model must compute "do I know this?" at the entity's last token (Ferrando et al.).
                 corpus.append(f"do you know {name} ? no .")
                 corpus.append(f"nothing is known about {name} .")
+                corpus.append(f"{name} is not known to us .")
             else:
                 unknown.append(entity)
     rng.shuffle(corpus)

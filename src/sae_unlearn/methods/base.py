@@ -7,7 +7,6 @@ plus one entry in ``methods/__init__.py``'s registry.
 
 from __future__ import annotations
 
-import math
 import random
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
@@ -47,6 +46,7 @@ class UnlearnOutcome:
     message: str = ""
     # For inference-time methods (SAE clamping): wraps every evaluation forward pass.
     inference_context: Callable[[nn.Module], AbstractContextManager] | None = None
+    inference_spec: dict | None = None  # saved beside the model so the hook can be re-applied
 
     def context(self, model: nn.Module) -> AbstractContextManager:
         return self.inference_context(model) if self.inference_context else nullcontext()
@@ -96,6 +96,9 @@ class GradientUnlearner(Unlearner):
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         return list(range(task.layer + 1))
 
+    def trainable_params(self, task: UnlearnTask) -> list[nn.Parameter]:
+        return trainable_block_params(task.model, self.trained_layers(task))
+
     def prepare(self, task: UnlearnTask) -> None:
         """Precompute whatever the loss needs from the original model (before any update)."""
 
@@ -109,7 +112,7 @@ class GradientUnlearner(Unlearner):
         torch.manual_seed(task.seed)
         rng = random.Random(task.seed)
         self.prepare(task)
-        params = trainable_block_params(task.model, self.trained_layers(task))
+        params = self.trainable_params(task)
         opt = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
         history: list[float] = []
@@ -135,15 +138,14 @@ class GradientUnlearner(Unlearner):
                 opt = torch.optim.Adam(params, lr=opt.param_groups[0]["lr"])
                 message = f"loss became non-finite at step {step}; rolled back and halved the learning rate."
                 continue
+            with torch.no_grad():  # these weights gave a finite loss: the last good ones
+                for p, s in zip(params, snapshot):
+                    s.copy_(p)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             history.append(float(loss.detach()))
             bar.set_postfix(loss=f"{history[-1]:.4f}")
-            if all(torch.isfinite(p).all() for p in params):
-                with torch.no_grad():
-                    for p, s in zip(params, snapshot):
-                        s.copy_(p)
             if (step + 1) % self.eval_every == 0 and self.should_stop(task, step):
                 reason = "early_stop"
                 break
@@ -156,7 +158,3 @@ class GradientUnlearner(Unlearner):
 
 def sample_rows(n: int, k: int, rng: random.Random) -> list[int]:
     return list(range(n)) if k >= n else rng.sample(range(n), k)
-
-
-def math_isfinite(x: float) -> bool:
-    return math.isfinite(x)

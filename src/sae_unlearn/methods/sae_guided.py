@@ -29,17 +29,17 @@ from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
 
 @dataclass
 class SAEGuidedConfig:
-    lr: float = 1e-3
+    lr: float = 3e-3
     w_toward: float = 1.0
     w_away: float = 1.0
-    w_retain: float = 1.0
+    w_retain: float = 10.0
     w_kl: float = 1.0
     w_error: float = 1.0  # also align the SAE's reconstruction error (identity hides there otherwise)
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
-    retain_batch: int = 64
+    retain_batch: int = 128
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
-    stop_toward: float = 0.1  # ... and the toward loss fell below this share of its start
+    stop_toward: float = 0.02  # ... and the toward loss fell below this share of its start
 
 
 def _templates(entity: Entity) -> list[str]:
@@ -103,14 +103,21 @@ class SAEGuidedUnlearner(GradientUnlearner):
         both_unknown, both_known = torch.cat(toward), torch.cat(away_ref)  # row order = after_entity_mask order
         self.ref_unknown, self.ref_error = both_unknown[:, :d_sae], both_unknown[:, d_sae:]
         self.ref_known = both_known[:, :d_sae]
-        self.error_scale = self.ref_error.pow(2).sum(-1).mean().clamp_min(1e-8)
         self.margin = (self.ref_unknown - self.ref_known).norm(dim=-1)
-        self.scale = self.ref_unknown.pow(2).sum(-1).mean().clamp_min(1e-8)
+        # Scales are the *gaps* to close, measured on the original model: a loss of 1 means "as far
+        # from unknown as at the start", 0.02 means 2 % of the way left. Norm-based scales hid the
+        # identity (a small part of the norm) and let training stop with the entity still readable.
+        with torch.no_grad():
+            hidden0 = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
+            h0 = hidden0[self.forget.after_entity_mask()]
+            z0 = task.sae.encode(h0)
+            err0 = h0 - task.sae.decode(z0)
+        self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
+        self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
         with torch.no_grad():
             self.retain_hidden = residual_at_layer(task.model, self.retain.input_ids, self.retain.attention_mask, task.layer)
             self.retain_logp = self._last_logprobs(task, self.retain)
-        self.retain_scale = self.retain_hidden[self.retain.after_entity_mask()].pow(2).sum(-1).mean().clamp_min(1e-8)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
 
@@ -126,7 +133,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         h = hidden[self.forget.after_entity_mask()]
         z = task.sae.encode(h)
         toward = (z - self.ref_unknown).pow(2).sum(-1).mean() / self.scale
-        error = (h - task.sae.decode(z) - self.ref_error).pow(2).sum(-1).mean() / self.error_scale
+        error = (h - task.sae.decode(z) - self.ref_error).pow(2).sum(-1).mean() / self.gap_h
         dist_known = (z - self.ref_known).norm(dim=-1)
         away = F.relu(self.margin - dist_known).pow(2).mean() / self.scale
 
@@ -135,7 +142,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
                              self.retain.entity_last[idx], self.retain.prompt_last[idx])
         h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
         mask = sub.after_entity_mask()
-        retain = (h_new[mask] - self.retain_hidden[idx][mask]).pow(2).sum(-1).mean() / self.retain_scale
+        retain = (h_new[mask] - self.retain_hidden[idx][mask]).pow(2).sum(-1).mean() / self.gap_h
         terms = {"toward": toward, "away": away, "error": error, "retain": retain}
         if self.cfg.w_kl > 0:
             logp = self._last_logprobs(task, sub)

@@ -62,3 +62,23 @@ def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], ma
     for (i, f), c in zip(facts, conts):
         hits[i] += answer_matches(c, f.answer)
     return [h / max(1, len(e.facts)) for h, e in zip(hits, entities)]
+
+
+def substituted_recall(model: nn.Module, tokenizer, targets: list[Entity], substitutes: list[Entity],
+                       per_target: int = 4, max_new_tokens: int = 4) -> float:
+    """Recall of each target's answers when its name is swapped for unknown names of the same type.
+
+    This is what a perfectly "unknown-like" target representation can reach: whatever the model still
+    infers from the prompt or from name parts shared with the target (a first name, a city prefix).
+    """
+    prompts, answers = [], []
+    for target in targets:
+        subs = [s for s in substitutes if s.type == target.type][:per_target]
+        for fact in (f for f in target.facts if f.heldout):
+            for sub in subs:
+                prompts.append(fact.prompt.replace(target.name, sub.name))
+                answers.append(fact.answer)
+    if not prompts:
+        return float("nan")
+    conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
+    return sum(answer_matches(c, a) for c, a in zip(conts, answers)) / len(prompts)

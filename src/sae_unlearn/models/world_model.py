@@ -33,8 +33,12 @@ def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
     )
 
 
+# Bump when the world generator or the training recipe changes: the cache key must change with them.
+WORLD_FORMAT_VERSION = 3
+
+
 def world_cache_key(world_cfg: dict, model_cfg: dict) -> str:
-    blob = json.dumps({"world": world_cfg, "model": model_cfg, "v": 1}, sort_keys=True)
+    blob = json.dumps({"world": world_cfg, "model": model_cfg, "v": WORLD_FORMAT_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

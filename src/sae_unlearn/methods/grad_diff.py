@@ -1,0 +1,28 @@
+"""GradDiff (Liu et al. 2022; open-unlearning ``GradDiff``): gradient ascent on the forget facts plus
+gradient descent (LM loss) on the retain facts, equally weighted."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from sae_unlearn.methods.base import UnlearnTask
+from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
+from sae_unlearn.methods.lm_losses import answer_nll
+
+
+@dataclass
+class GradDiffConfig(GradientAscentConfig):
+    retain_weight: float = 1.0
+
+
+class GradDiffUnlearner(GradientAscentUnlearner):
+    name = "grad_diff"
+    config_cls = GradDiffConfig
+
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+        forget = answer_nll(task.model, self.forget.rows(self._rows(len(self.forget), rng)))
+        retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
+        return -forget + self.cfg.retain_weight * retain

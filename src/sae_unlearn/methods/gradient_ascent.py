@@ -1,0 +1,44 @@
+"""Gradient ascent on the forget facts (the classic baseline, e.g. Jang et al. 2023; open-unlearning
+``GradAscent``): maximise the LM loss of the forget answers. No retain term, so it tends to collapse."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows
+from sae_unlearn.methods.lm_losses import answer_nll, encode_fact_answers
+from sae_unlearn.models.layers import model_device, num_layers
+
+
+@dataclass
+class GradientAscentConfig:
+    lr: float = 1e-4
+    batch_size: int = 32
+    eval_every: int = 10
+
+
+class GradientAscentUnlearner(GradientUnlearner):
+    name = "gradient_ascent"
+    config_cls = GradientAscentConfig
+
+    def __init__(self, cfg: GradientAscentConfig | None = None):
+        self.cfg = cfg or self.config_cls()
+        self.lr = self.cfg.lr
+        self.eval_every = self.cfg.eval_every
+
+    def trained_layers(self, task: UnlearnTask) -> list[int]:
+        return list(range(num_layers(task.model)))  # full fine-tuning, as in open-unlearning
+
+    def prepare(self, task: UnlearnTask) -> None:
+        device = model_device(task.model)
+        self.forget = encode_fact_answers(task.tokenizer, task.split.forget, device)
+        self.retain = encode_fact_answers(task.tokenizer, task.split.retain, device)
+
+    def _rows(self, n: int, rng: random.Random) -> torch.Tensor:
+        return torch.tensor(sample_rows(n, self.cfg.batch_size, rng))
+
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+        return -answer_nll(task.model, self.forget.rows(self._rows(len(self.forget), rng)))

@@ -1,0 +1,65 @@
+"""Answer-token log-likelihoods on fact prompts: the quantity GA, GradDiff and NPO push on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sae_unlearn.entities.types import Entity
+from sae_unlearn.methods.base import fact_prompts
+from sae_unlearn.models.layers import model_device
+
+
+@dataclass
+class FactBatch:
+    """``prompt + answer`` token ids with labels only on the answer tokens."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def rows(self, idx: torch.Tensor) -> "FactBatch":
+        return FactBatch(self.input_ids[idx], self.attention_mask[idx], self.labels[idx])
+
+
+def encode_fact_answers(tokenizer, entities: list[Entity], device: torch.device, heldout: bool | None = False) -> FactBatch:
+    prompts, _, answers = fact_prompts(entities, heldout)
+    rows, labels = [], []
+    for prompt, answer in zip(prompts, answers):
+        p_ids = tokenizer(prompt)["input_ids"]
+        full = tokenizer(f"{prompt} {answer}")["input_ids"]
+        rows.append(full)
+        labels.append([-100] * len(p_ids) + full[len(p_ids):])
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, l) in enumerate(zip(rows, labels)):
+        ids[i, : len(r)] = torch.tensor(r)
+        lab[i, : len(l)] = torch.tensor(l)
+        mask[i, : len(r)] = 1
+    return FactBatch(ids.to(device), mask.to(device), lab.to(device))
+
+
+def sequence_logprob(model, batch: FactBatch) -> torch.Tensor:
+    """Sum of answer-token log-probabilities per row: log pi(y | x)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits[:, :-1].float()
+    target = batch.labels[:, 1:]
+    logp = -F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
+    return (logp * (target != -100)).sum(-1)
+
+
+def answer_nll(model, batch: FactBatch) -> torch.Tensor:
+    """Mean per-token NLL on the answers (the LM loss of the retain and forget facts)."""
+    n_tokens = (batch.labels[:, 1:] != -100).sum().clamp_min(1)
+    return -sequence_logprob(model, batch).sum() / n_tokens
+
+
+def device_of(model) -> torch.device:
+    return model_device(model)

@@ -1,0 +1,39 @@
+"""NPO (Zhang et al. 2024, "Negative Preference Optimization", arXiv 2404.05868), with a retain term
+(their NPO+RT):  L = (2/beta) E_f[ log(1 + (pi_theta(y|x) / pi_ref(y|x))^beta) ] + lambda E_r[NLL],
+beta = 0.1 as in the paper; pi_ref is the model before unlearning."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sae_unlearn.methods.base import UnlearnTask
+from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
+from sae_unlearn.methods.lm_losses import answer_nll, sequence_logprob
+
+
+@dataclass
+class NPOConfig(GradientAscentConfig):
+    beta: float = 0.1
+    retain_weight: float = 1.0
+
+
+class NPOUnlearner(GradientAscentUnlearner):
+    name = "npo"
+    config_cls = NPOConfig
+
+    def prepare(self, task: UnlearnTask) -> None:
+        super().prepare(task)
+        with torch.no_grad():
+            self.ref_logp = sequence_logprob(task.model, self.forget)
+
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+        idx = self._rows(len(self.forget), rng)
+        log_ratio = sequence_logprob(task.model, self.forget.rows(idx)) - self.ref_logp[idx]
+        # log(1 + exp(beta * log_ratio)) = softplus, numerically stable
+        npo = (2.0 / self.cfg.beta) * F.softplus(self.cfg.beta * log_ratio).mean()
+        retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
+        return npo + self.cfg.retain_weight * retain

@@ -1,0 +1,77 @@
+"""``compare.md`` (methods as rows, metrics as columns, best value per column in bold) and the
+forget-vs-retain trade-off plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+# column -> how "best" is decided: "min", "max", or a float target (closest wins)
+COLUMNS: dict[str, str | float] = {
+    "forget_recall_after": "min",
+    "retain_recall_after": "max",
+    "heldout_known_recall_after": "max",
+    "forget_classified_unknown_after": "max",
+    "forget_probe_auc_after": 0.5,
+    "perplexity_after": "min",
+    "degenerate_rate_after": "min",
+    "forget_says_unknown_after": "max",
+    "seconds": "min",
+}
+
+
+def _best(values: dict[str, float], rule: str | float) -> set[str]:
+    finite = {k: v for k, v in values.items() if v == v}
+    if not finite:
+        return set()
+    if rule == "min":
+        target = min(finite.values())
+        return {k for k, v in finite.items() if v == target}
+    if rule == "max":
+        target = max(finite.values())
+        return {k for k, v in finite.items() if v == target}
+    score = {k: abs(v - float(rule)) for k, v in finite.items()}
+    low = min(score.values())
+    return {k for k, s in score.items() if s == low}
+
+
+def compare_table(methods: dict[str, dict]) -> str:
+    cols = [c for c in COLUMNS if any(c in m for m in methods.values())]
+    first = next(iter(methods.values()))
+    lines = [f"Before unlearning: forget recall {first['forget_recall_before']:.3f}, retain {first['retain_recall_before']:.3f}, "
+             f"held-out known {first['heldout_known_recall_before']:.3f}, unknown-entity floor {first['unknown_recall']:.3f}, "
+             f"perplexity {first['perplexity_before']:.3f}.", "",
+             "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    best = {c: _best({n: m.get(c, float("nan")) for n, m in methods.items()}, COLUMNS[c]) for c in cols}
+    for name, m in methods.items():
+        cells = []
+        for c in cols:
+            v = m.get(c, float("nan"))
+            text = f"{v:.3f}" if isinstance(v, float) else str(v)
+            cells.append(f"**{text}**" if name in best[c] else text)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Bold: best in the column (forget recall: lowest; probe AUC: closest to 0.5)."]
+    return "\n".join(lines)
+
+
+def tradeoff_plot(methods: dict[str, dict], path: Path, sweeps: dict[str, list[dict]] | None = None) -> Path:
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for name, m in methods.items():
+        ax.scatter(m["forget_recall_after"], m["retain_recall_after"], s=60, label=name, zorder=3)
+    for name, points in (sweeps or {}).items():
+        pts = sorted(points, key=lambda p: p["forget_recall_after"])
+        ax.plot([p["forget_recall_after"] for p in pts], [p["retain_recall_after"] for p in pts], "--", alpha=0.6)
+    first = next(iter(methods.values()))
+    ax.axvline(first["unknown_recall"], color="red", ls=":", label="unknown-entity floor")
+    ax.scatter(first["forget_recall_before"], first["retain_recall_before"], marker="x", color="k", label="before")
+    ax.set_xlabel("forget recall after (lower is better)")
+    ax.set_ylabel("retain recall after (higher is better)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,48 @@
+"""Fixtures build tiny models, SAEs and worlds in temp dirs; nothing is downloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+MICRO = {
+    "seed": 3,
+    "world": {"seed": 3, "n_known": 10, "n_obscure": 8, "n_unknown": 8},
+    "world_model": {"n_layer": 3, "d_model": 96, "n_head": 4, "epochs": 40, "batch_size": 32, "lr": 3e-3},
+    "sae": {"total_samples": 40000, "batch_size": 256},
+    # stronger than the defaults: the micro world's 3-layer model needs it to move within the budget
+    "unlearn": {"n_forget": 4, "steps": 150, "lr": 5e-3, "w_retain": 3.0, "stop_toward": 0.005, "retain_batch": 64},
+    "eval": {"known_threshold": 0.8},
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory) -> Path:
+    """Every test session gets its own cache, so tests never read a user's cached models."""
+    cache = tmp_path_factory.mktemp("sae-unlearn-cache")
+    os.environ["SAE_UNLEARN_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def micro_config_file(tmp_path_factory) -> Path:
+    import yaml
+
+    path = tmp_path_factory.mktemp("cfg") / "micro.yaml"
+    path.write_text(yaml.safe_dump(MICRO))
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_workspace(micro_config_file):
+    """The micro world's model and SAE, built once per session through the real pipeline."""
+    from sae_unlearn.config import load_config
+    from sae_unlearn.pipeline import build_synthetic, get_sae, make_split, select_latents
+
+    cfg = load_config(micro_config_file)
+    return select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))

@@ -1,0 +1,71 @@
+"""Capture on tiny random models of the real architectures, loaded through the user's code path."""
+
+import pytest
+import torch
+from transformers import Gemma2Config, GPT2Config, LlamaConfig, AutoModelForCausalLM
+
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.models.capture import capture_entity_activations
+from sae_unlearn.models.layers import check_layer, decoder_layers
+from sae_unlearn.models.loading import load_causal_lm
+from sae_unlearn.models.prompts import encode_prompts
+from sae_unlearn.models.world_model import build_tokenizer
+
+WORDS = "Alden Voss Brisa Kestrel works as a the occupation of is painter".split()
+
+
+def _config(arch: str, vocab: int):
+    if arch == "gpt2":
+        return GPT2Config(vocab_size=vocab, n_positions=32, n_embd=32, n_layer=3, n_head=2)
+    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                  num_key_value_heads=1, max_position_embeddings=32, pad_token_id=0)
+    if arch == "llama":
+        return LlamaConfig(**common)
+    return Gemma2Config(**common, head_dim=16)
+
+
+@pytest.fixture(params=["gpt2", "llama", "gemma2"])
+def tiny_model_dir(request, tmp_path):
+    torch.manual_seed(0)
+    tok = build_tokenizer(WORDS)
+    model = AutoModelForCausalLM.from_config(_config(request.param, len(tok)))
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_capture_matches_hidden_states_and_skips_upper_layers(tiny_model_dir):
+    model, tok = load_causal_lm(tiny_model_dir)
+    prompts = ["Alden Voss works as a", "the occupation of Brisa Kestrel is"]
+    enc = encode_prompts(tok, prompts, ["Alden Voss", "Brisa Kestrel"])
+    assert enc.entity_last.tolist() == [2, 5]  # [BOS] counts as position 0
+    calls = []
+    handle = decoder_layers(model)[2].register_forward_hook(lambda *a: calls.append(1))
+    acts = capture_entity_activations(model, enc, layer=1)
+    handle.remove()
+    assert calls == [], "layers above the hooked one must not run"
+    with torch.no_grad():
+        ref = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[2]
+    expected = ref[torch.arange(2), enc.entity_last]
+    torch.testing.assert_close(acts, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layer_out_of_range_is_a_clear_error(tiny_model_dir):
+    model, _ = load_causal_lm(tiny_model_dir)
+    with pytest.raises(UserInputError, match=r"Layer 7 is out of range: this model has 3 layers, so use 0\.\.2"):
+        check_layer(model, 7)
+
+
+def test_entity_missing_from_prompt_is_a_clear_error(tiny_model_dir):
+    _, tok = load_causal_lm(tiny_model_dir)
+    with pytest.raises(UserInputError, match="'Alden Voss' does not occur in its prompt"):
+        encode_prompts(tok, ["Brisa Kestrel works as a"], ["Alden Voss"])
+
+
+def test_loading_never_writes_to_the_source_dir(tiny_model_dir):
+    before = {p: p.stat().st_mtime_ns for p in tiny_model_dir.iterdir()}
+    model, _ = load_causal_lm(tiny_model_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert {p: p.stat().st_mtime_ns for p in tiny_model_dir.iterdir()} == before

@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from sae_unlearn.config import load_config
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import atomic_write_json, prepare_output_dir
+
+
+def test_unknown_config_key_names_the_field(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("unlearn:\n  stepz: 3\n")
+    with pytest.raises(UserInputError, match=r"unlearn\.stepz: unknown setting"):
+        load_config(path)
+
+
+def test_bad_value_names_field_value_and_rule(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("unlearn:\n  steps: -4\n")
+    with pytest.raises(UserInputError, match=r"unlearn\.steps = -4: Input should be greater than or equal to 1"):
+        load_config(path)
+
+
+def test_malformed_yaml_is_reported(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("unlearn: [steps: 3\n")
+    with pytest.raises(UserInputError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_flags_override_yaml(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("unlearn:\n  steps: 7\n")
+    assert load_config(path, {"unlearn.steps": 9}).unlearn.steps == 9
+
+
+def test_existing_output_dir_is_refused_and_kept(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    with pytest.raises(UserInputError, match="--overwrite"):
+        prepare_output_dir(out, overwrite=False)
+    assert (out / "precious.txt").read_text() == "keep me"
+    prepare_output_dir(out, overwrite=True)
+    assert not (out / "precious.txt").exists()
+
+
+def test_atomic_write_leaves_no_temp_file(tmp_path):
+    atomic_write_json(tmp_path / "m.json", {"a": 1})
+    assert os.listdir(tmp_path) == ["m.json"]

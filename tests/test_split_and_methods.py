@@ -1,0 +1,66 @@
+import copy
+
+import pytest
+import torch
+
+from sae_unlearn.entities.types import Entity, EntitySplit, Fact
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.methods import REGISTRY, get_method
+from sae_unlearn.methods.base import UnlearnTask
+from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
+
+
+def _ent(name: str) -> Entity:
+    return Entity(name, "person", [Fact(f"{name} works as a", "painter")])
+
+
+def test_empty_forget_set_is_refused():
+    with pytest.raises(UserInputError, match="forget set is empty"):
+        EntitySplit(forget=[], retain=[_ent("A B")], heldout_known=[], unknown=[_ent("C D")]).validate()
+
+
+def test_target_also_retained_is_refused():
+    with pytest.raises(UserInputError, match=r"\['A B'\] are both forget targets and retained"):
+        EntitySplit(forget=[_ent("A B")], retain=[_ent("A B")], heldout_known=[], unknown=[]).validate()
+
+
+def test_entity_missing_from_its_prompt_is_refused():
+    bad = Entity("A B", "person", [Fact("C D works as a", "painter")])
+    with pytest.raises(UserInputError, match="'A B' does not occur in its prompt"):
+        EntitySplit(forget=[bad], retain=[], heldout_known=[], unknown=[]).validate()
+
+
+def test_unknown_method_lists_known_ones():
+    with pytest.raises(UserInputError, match="Unknown method 'magic'; known methods: " + ", ".join(sorted(REGISTRY))):
+        get_method("magic")
+
+
+def _task(ws, model, steps):
+    return UnlearnTask(model=model, tokenizer=ws.tokenizer, split=ws.split, layer=ws.layer, sae=ws.sae,
+                       known_latents=ws.scores.top_known(5), unknown_latents=ws.scores.top_unknown(5), steps=steps,
+                       progress=False)
+
+
+def test_non_finite_loss_rolls_back_and_keeps_last_good_weights(micro_workspace):
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    outcome = SAEGuidedUnlearner(SAEGuidedConfig(lr=1e30)).unlearn(_task(ws, model, steps=6))
+    assert outcome.stopped_reason == "non_finite_loss"
+    assert "kept the last good weights" in outcome.message
+    for key, value in model.state_dict().items():
+        assert torch.isfinite(value).all(), key
+    # every update was non-finite, so the last good weights are the original ones
+    assert all(torch.equal(original[k], v) for k, v in model.state_dict().items())
+
+
+def test_sae_guided_moves_targets_toward_unknown_reference(micro_workspace):
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0))
+    outcome = method.unlearn(_task(ws, model, steps=40))
+    assert outcome.steps_run == 40 and outcome.stopped_reason == "budget"
+    assert outcome.loss_history[-1] < 0.5 * max(outcome.loss_history[:3])
+    changed = [n for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)]
+    assert changed and all(".h." in n for n in changed), "only decoder blocks up to the layer may change"
+    assert not any(f".h.{i}." in n for n in changed for i in range(ws.layer + 1, 10))
