@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -29,6 +30,15 @@ def _config(config: Optional[Path], **flags) -> DemoConfig:
 def _fail(exc: Exception) -> None:
     console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(2)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad input ends the command with its message and exit code 2, never a traceback."""
+    try:
+        yield
+    except (UserInputError, NonFiniteLossError) as exc:
+        _fail(exc)
 
 
 def _summary(metrics: dict) -> None:
@@ -67,13 +77,10 @@ def demo(
 
     if not synthetic:
         _fail(UserInputError("demo runs on the synthetic world only; use `sae-unlearn run` for real models (issue 4)."))
-    try:
+    with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
                       unlearn__forget=[s.strip() for s in forget.split(",") if s.strip()] if forget else None)
         metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet)
-    except (UserInputError, NonFiniteLossError) as exc:
-        _fail(exc)
-        return
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
 
@@ -97,13 +104,10 @@ def compare(
 
     if not synthetic:
         _fail(UserInputError("compare runs on the synthetic world only for now; real models come with `run` (issue 4)."))
-    try:
+    with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
         metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models)
-    except (UserInputError, NonFiniteLossError) as exc:
-        _fail(exc)
-        return
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 
@@ -128,12 +132,9 @@ def world_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Opti
     from sae_unlearn.io_utils import atomic_write_json, atomic_write_text
     from sae_unlearn.pipeline import build_synthetic
 
-    try:
+    with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = build_synthetic(cfg)
-    except UserInputError as exc:
-        _fail(exc)
-        return
     assert ws.world is not None
     lines = [dict(e.to_dict(), split=s) for s, group in (("known", ws.world.known), ("obscure", ws.world.obscure),
                                                         ("unknown", ws.world.unknown)) for e in group]
@@ -156,12 +157,9 @@ def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
     from sae_unlearn.models.capture import capture_entity_activations
     from sae_unlearn.pipeline import build_synthetic, capture_training_activations, sae_training_texts
 
-    try:
+    with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = build_synthetic(cfg)
-    except UserInputError as exc:
-        _fail(exc)
-        return
     assert ws.world is not None
     tensors = {"all_tokens": capture_training_activations(ws, sae_training_texts(ws)).contiguous()}
     for split in ("known", "unknown", "obscure"):
@@ -178,12 +176,9 @@ def train_sae_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: 
     from sae_unlearn.pipeline import build_synthetic, get_sae
     from sae_unlearn.sae.training import save_sae
 
-    try:
+    with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = get_sae(build_synthetic(cfg))
-    except UserInputError as exc:
-        _fail(exc)
-        return
     save_sae(ws.sae, out / "sae")
     console.print(f"SAE (sae-lens format) in {out}/sae")
 
@@ -195,12 +190,9 @@ def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, s
     from sae_unlearn.io_utils import atomic_write_json
     from sae_unlearn.pipeline import build_synthetic, get_sae, make_split, select_latents
 
-    try:
+    with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = select_latents(make_split(get_sae(build_synthetic(cfg))))
-    except UserInputError as exc:
-        _fail(exc)
-        return
     assert ws.scores is not None
     atomic_write_json(out / "latents.json", ws.scores.table(cfg.latents.top_k))
     console.print(f"wrote {out}/latents.json")
@@ -213,12 +205,9 @@ def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
     """Unlearn and evaluate (the demo's chain with a config); same outputs as the demo."""
     from sae_unlearn.pipeline import run_demo
 
-    try:
+    with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps, unlearn__method=method)
         metrics = run_demo(cfg, out, overwrite=overwrite, methods=(cfg.unlearn.method,))
-    except (UserInputError, NonFiniteLossError) as exc:
-        _fail(exc)
-        return
     _summary(metrics)
 
 
@@ -232,15 +221,12 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
     from sae_unlearn.models.loading import load_causal_lm
     from sae_unlearn.pipeline import build_synthetic, evaluate, get_sae, make_split, select_latents
 
-    try:
+    with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
         if not (model / "config.json").exists():
             raise UserInputError(f"{model} is not a saved model directory (no config.json).")
         ws = select_latents(make_split(get_sae(build_synthetic(cfg))))
         edited, _ = load_causal_lm(model, device=cfg.device)
-    except UserInputError as exc:
-        _fail(exc)
-        return
     metrics = evaluate(ws, edited, UnlearnOutcome(0, "no_training"))
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})
