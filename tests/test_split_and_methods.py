@@ -64,3 +64,17 @@ def test_sae_guided_moves_targets_toward_unknown_reference(micro_workspace):
     changed = [n for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)]
     assert changed and all(".h." in n for n in changed), "only decoder blocks up to the layer may change"
     assert not any(f".h.{i}." in n for n in changed for i in range(ws.layer + 1, 10))
+
+
+def test_chosen_train_layers_are_the_only_ones_changed(micro_workspace):
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    SAEGuidedUnlearner(SAEGuidedConfig(train_layers=[0], w_kl=0.0)).unlearn(_task(ws, model, steps=3))
+    changed = {n.split(".")[2] for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)}
+    assert changed == {"0"}
+
+
+def test_train_layers_out_of_range_is_refused(micro_workspace):
+    ws = micro_workspace
+    with pytest.raises(UserInputError, match=r"train_layers \[7\] out of range"):
+        SAEGuidedUnlearner(SAEGuidedConfig(train_layers=[7])).unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
@@ -231,6 +230,3 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})
 
-
-def run() -> None:  # pragma: no cover - console entry convenience
-    sys.exit(app())

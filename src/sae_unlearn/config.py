@@ -75,6 +75,7 @@ class UnlearnConfig(_Strict):
     eval_every: int = Field(10, ge=1)
     stop_share: float = Field(1.0, ge=0, le=1)
     stop_toward: float = Field(0.02, ge=0, le=1)
+    train_layers: list[int] | None = None  # decoder blocks to train; default: 0..layer
     # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}; checked against each method's config.
     method_options: dict[str, dict] = Field(default_factory=dict)
 

@@ -91,12 +91,11 @@ class SyntheticWorld:
     obscure: list[Entity]
     unknown: list[Entity]
     corpus: list[str]
-    heldout_text: list[str]  # sentences about known entities in held-out phrasings (perplexity)
 
     @property
     def all_words(self) -> list[str]:
         words: set[str] = set()
-        for line in self.corpus + self.heldout_text:
+        for line in self.corpus:
             words.update(line.split())
         for ent in self.unknown:
             for fact in ent.facts:
@@ -142,7 +141,6 @@ def build_world(
     obscure: list[Entity] = []
     unknown: list[Entity] = []
     corpus: list[str] = []
-    heldout_text: list[str] = []
     for etype in types:
         names = _draw_names(rng, etype, n_known + n_obscure + n_unknown)
         for i, name in enumerate(names):
@@ -154,7 +152,6 @@ def build_world(
                     for core in cores:
                         for prefix in rng.sample(TRAIN_PREFIXES, copies_per_fact):
                             corpus.append(f"{_fact_prompt(prefix, core, name)} {values[attr]} .")
-                    heldout_text.append(f"{_fact_prompt(HELDOUT_PREFIXES[0], cores[1], name)} {values[attr]} .")
                 corpus.append(f"do you know {name} ? yes .")
                 corpus.append(f"{name} is well known .")
             elif i < n_known + n_obscure:
@@ -167,4 +164,4 @@ def build_world(
             else:
                 unknown.append(entity)
     rng.shuffle(corpus)
-    return SyntheticWorld(known=known, obscure=obscure, unknown=unknown, corpus=corpus, heldout_text=heldout_text)
+    return SyntheticWorld(known=known, obscure=obscure, unknown=unknown, corpus=corpus)

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods.base import fact_prompts
-from sae_unlearn.models.layers import model_device
 
 
 @dataclass
@@ -60,6 +59,3 @@ def answer_nll(model, batch: FactBatch) -> torch.Tensor:
     n_tokens = (batch.labels[:, 1:] != -100).sum().clamp_min(1)
     return -sequence_logprob(model, batch).sum() / n_tokens
 
-
-def device_of(model) -> torch.device:
-    return model_device(model)

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, sample_rows
 from sae_unlearn.models.capture import residual_at_layer
-from sae_unlearn.models.layers import model_device
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.models.layers import model_device, num_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
 
 
@@ -39,6 +40,7 @@ class SAEGuidedConfig:
     retain_batch: int = 128
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
+    train_layers: list[int] | None = None  # default: every block up to the SAE's layer
     stop_toward: float = 0.02  # ... and the toward loss fell below this share of its start
 
 
@@ -53,6 +55,15 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.cfg = cfg or SAEGuidedConfig()
         self.lr = self.cfg.lr
         self.eval_every = self.cfg.eval_every
+
+    def trained_layers(self, task: UnlearnTask) -> list[int]:
+        if self.cfg.train_layers is None:
+            return super().trained_layers(task)
+        n = num_layers(task.model)
+        bad = [i for i in self.cfg.train_layers if not 0 <= i < n]
+        if bad:
+            raise UserInputError(f"train_layers {bad} out of range: this model has {n} layers (0..{n - 1}).")
+        return list(self.cfg.train_layers)
 
     # -- references from the original model -------------------------------------------------
     @torch.no_grad()
