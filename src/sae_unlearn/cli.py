@@ -94,6 +94,7 @@ def compare(
     steps: Optional[int] = typer.Option(None, "--steps", help="Step budget, the same for every method."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: all six)."),
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
+    sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
     overwrite: bool = OverwriteOpt,
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
@@ -106,7 +107,8 @@ def compare(
     with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models)
+        metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models,
+                              sweep=sweep)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 

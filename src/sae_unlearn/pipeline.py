@@ -174,7 +174,7 @@ def method_options(cfg: DemoConfig, name: str) -> dict:
     return opts | cfg.unlearn.method_options.get(name, {})
 
 
-def run_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Module, UnlearnOutcome, float]:
+def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: dict | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
     assert ws.split is not None and ws.probe is not None and ws.scores is not None
     model = copy.deepcopy(ws.model)
     probe, split = ws.probe, ws.split
@@ -189,7 +189,7 @@ def run_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Modu
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
                        seed=ws.cfg.seed, progress=progress)
     t0 = time.time()
-    outcome = build_method(name, method_options(ws.cfg, name)).unlearn(task)
+    outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
     if outcome.message:
         log.warning("%s: %s", name, outcome.message)
     return model, outcome, time.time() - t0
@@ -305,6 +305,15 @@ def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, sec
 
 
 ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "rmu", "sae_clamp")
+# The main hyperparameter of each method and the values ``compare --sweep`` tries (defaults in the middle).
+SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "sae_guided": ("w_retain", (3.0, 10.0, 30.0)),
+    "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
+    "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
+    "npo": ("beta", (0.05, 0.1, 0.5)),
+    "rmu": ("alpha", (10.0, 100.0, 1200.0)),
+    "sae_clamp": ("multiplier", (5.0, 20.0, 80.0)),
+}
 
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
@@ -349,8 +358,24 @@ def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool
     return metrics
 
 
+def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
+    """Forget/retain recall of each method at each value of its main hyperparameter."""
+    curves: dict[str, list[dict]] = {}
+    for name in methods:
+        param, values = SWEEPS[name]
+        curves[name] = []
+        for value in values:
+            model, outcome, _ = run_method(ws, name, progress, {param: value})
+            with outcome.context(model):
+                point = {param: value,
+                         "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, True, ws.cfg.eval.max_new_tokens),
+                         "retain_recall_after": recall(model, ws.tokenizer, ws.split.retain, True, ws.cfg.eval.max_new_tokens)}
+            curves[name].append(point)
+    return curves
+
+
 def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
-                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False) -> dict:
+                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False, sweep: bool = False) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
     from sae_unlearn.report.compare import compare_table, tradeoff_plot
 
@@ -360,8 +385,11 @@ def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: b
     ws, baseline = prepare_workspace(cfg, progress)
     results, edited = run_methods(ws, baseline, methods, progress)
     metrics = write_run_outputs(out, ws, results, edited)
+    sweeps = run_sweeps(ws, methods, progress) if sweep else None
+    if sweeps:
+        metrics["sweeps"] = sweeps
     atomic_write_json(out / "compare.json", metrics)
-    tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png")
+    tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png", sweeps)
     atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + compare_table(metrics["methods"])
                       + "\n\n![trade-off](plots/tradeoff.png)\n")
     if save_models:

@@ -8,6 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import cache_root
+from sae_unlearn.models.builtin import BUILTIN_MODELS, resolve_builtin
 
 
 def resolve_device(device: str) -> torch.device:
@@ -19,7 +21,9 @@ def resolve_device(device: str) -> torch.device:
 
 
 def load_causal_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    """A hub id or a local directory; the weights are copied into memory, the source is read-only to us."""
+    """A hub id, a local directory or a built-in name (see ``builtin.py``); the source is read-only to us."""
+    if str(source) in BUILTIN_MODELS:
+        source = resolve_builtin(str(source), cache_root())
     path = Path(source)
     if not path.exists() and str(source).startswith((".", "/")):
         raise UserInputError(f"Model directory {source} does not exist.")

@@ -60,11 +60,13 @@ def compare_table(methods: dict[str, dict]) -> str:
 
 def tradeoff_plot(methods: dict[str, dict], path: Path, sweeps: dict[str, list[dict]] | None = None) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    colors = {}
     for name, m in methods.items():
-        ax.scatter(m["forget_recall_after"], m["retain_recall_after"], s=60, label=name, zorder=3)
+        colors[name] = ax.scatter(m["forget_recall_after"], m["retain_recall_after"], s=60, label=name, zorder=3).get_facecolor()[0]
     for name, points in (sweeps or {}).items():
         pts = sorted(points, key=lambda p: p["forget_recall_after"])
-        ax.plot([p["forget_recall_after"] for p in pts], [p["retain_recall_after"] for p in pts], "--", alpha=0.6)
+        ax.plot([p["forget_recall_after"] for p in pts], [p["retain_recall_after"] for p in pts], "--o", ms=3,
+                alpha=0.6, color=colors.get(name))
     first = next(iter(methods.values()))
     ax.axvline(first["unknown_recall"], color="red", ls=":", label="unknown-entity floor")
     ax.scatter(first["forget_recall_before"], first["retain_recall_before"], marker="x", color="k", label="before")

@@ -1,0 +1,43 @@
+"""Benchmark: every unlearning method on the synthetic world, same budget; prints the table, writes JSON.
+
+    python benchmarks/compare_methods.py --out runs/bench-compare [--seed 0] [--steps 400]
+
+Not run by the test suite (timings belong here, not in tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from sae_unlearn.config import load_config
+from sae_unlearn.pipeline import ALL_METHODS, run_compare
+from sae_unlearn.report.compare import compare_table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-compare"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    args = parser.parse_args()
+    cfg = load_config(None, {"seed": args.seed, "world.seed": args.seed, "unlearn.steps": args.steps})
+    t0 = time.time()
+    metrics = run_compare(cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")))
+    wall = time.time() - t0
+    print(compare_table(metrics["methods"]))
+    print(f"\nwall {wall:.1f} s on {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})")
+    result = {"world": "synthetic", "seed": args.seed, "wall_seconds": wall, "threads": torch.get_num_threads(),
+              "methods": metrics["methods"]}
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out / 'benchmark.json'}")
+
+
+if __name__ == "__main__":
+    main()

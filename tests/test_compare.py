@@ -1,0 +1,43 @@
+"""`sae-unlearn compare`: every method, one table, one plot (micro world, tiny budget)."""
+
+import json
+
+from typer.testing import CliRunner
+
+from sae_unlearn.cli import app
+from sae_unlearn.pipeline import ALL_METHODS
+from test_end_to_end import REQUIRED
+
+
+def test_compare_writes_all_methods_table_and_plot(micro_config_file, micro_workspace, tmp_path):
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(app, ["compare", "--synthetic", "--out", str(out), "--config", str(micro_config_file),
+                                      "--steps", "20", "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert list(data["methods"]) == list(ALL_METHODS)
+    for name, m in data["methods"].items():
+        for key in REQUIRED:
+            assert isinstance(m[key], (int, float)), (name, key)
+    table = (out / "compare.md").read_text()
+    assert all(f"| {name} |" in table for name in ALL_METHODS)
+    assert "**" in table  # best values are marked
+    assert (out / "plots" / "tradeoff.png").stat().st_size > 1000
+    assert (out / "sae_clamp_inference_hook.json").exists() is False  # models only with --save-models
+
+
+def test_compare_sweep_adds_curves(micro_config_file, micro_workspace, tmp_path):
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["compare", "--out", str(out), "--config", str(micro_config_file),
+                                      "--methods", "sae_clamp", "--sweep", "--quiet"])
+    assert result.exit_code == 0, result.output
+    curve = json.loads((out / "compare.json").read_text())["sweeps"]["sae_clamp"]
+    assert [p["multiplier"] for p in curve] == [5.0, 20.0, 80.0]
+    assert all(0 <= p["forget_recall_after"] <= 1 for p in curve)
+
+
+def test_compare_rejects_unknown_method_before_compute(tmp_path):
+    result = CliRunner().invoke(app, ["compare", "--out", str(tmp_path / "z"), "--methods", "sae_guided,forgetful"])
+    assert result.exit_code == 2
+    assert "Unknown method 'forgetful'; known methods:" in result.output
+    assert not (tmp_path / "z").exists()
