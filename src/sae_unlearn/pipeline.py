@@ -59,6 +59,8 @@ class Workspace:
     unknown_eval: list[Entity] = field(default_factory=list)
     scores: LatentScores | None = None
     probe: KnownUnknownProbe | None = None
+    mu_known: torch.Tensor | None = None  # mean SAE code of the non-target known entities (original model)
+    mu_unknown: torch.Tensor | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -156,10 +158,13 @@ def make_split(ws: Workspace) -> Workspace:
 def select_latents(ws: Workspace) -> Workspace:
     assert ws.split is not None
     known = ws.split.forget + ws.split.other_known
-    z_known, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
+    z_known, owner = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
     z_unknown, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.split.unknown, ws.layer)
     ws.scores = separation_scores(z_known, z_unknown)
     ws.probe = KnownUnknownProbe.fit(z_known, z_unknown, seed=ws.cfg.seed)
+    # centroids of the original model, the fixed reference of every "distance to known/unknown" metric
+    ws.mu_known = z_known[torch.from_numpy(owner >= len(ws.split.forget))].mean(0)
+    ws.mu_unknown = z_unknown.mean(0)
     return ws
 
 
@@ -222,12 +227,10 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     m["unknown_recall"] = recall(model, tok, ws.unknown_eval, True, n_tok)
     z_f, own_f = entity_codes(model, tok, ws.sae, split.forget, ws.layer)
     z_u, own_u = entity_codes(model, tok, ws.sae, ws.unknown_eval, ws.layer)
-    z_k, _ = entity_codes(ws.model, tok, ws.sae, split.other_known, ws.layer)
-    z_uf, _ = entity_codes(ws.model, tok, ws.sae, split.unknown, ws.layer)
     m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
     m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
     m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
-    m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, z_k.mean(0), z_uf.mean(0))
+    m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, ws.mu_known, ws.mu_unknown)
     m["perplexity"] = perplexity(model, tok, perplexity_texts(split.other_known))
     m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for e in split.forget for f in e.facts if f.heldout])
     if ws.world is not None:  # the world model was taught to answer "no" for entities it does not know

@@ -44,8 +44,11 @@ class SAEGuidedConfig:
     stop_toward: float = 0.02  # ... and the toward loss fell below this share of its start
 
 
+_SLOT = "\x00"  # where the entity goes in a template (str.format would trip on braces in prompts)
+
+
 def _templates(entity: Entity) -> list[str]:
-    return [f.prompt.replace(entity.name, "{e}") for f in entity.facts if not f.heldout]
+    return [f.prompt.replace(entity.name, _SLOT) for f in entity.facts if not f.heldout]
 
 
 class SAEGuidedUnlearner(GradientUnlearner):
@@ -72,7 +75,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         filled with pool entities: [n_pos, d_sae + d_model]."""
         same_type = [e for e in pool if e.type == etype] or pool
         chosen = same_type[: self.cfg.n_reference]
-        prompts = [template.format(e=e.name) for e in chosen]
+        prompts = [template.replace(_SLOT, e.name) for e in chosen]
         enc = encode_prompts(task.tokenizer, prompts, [e.name for e in chosen]).to(model_device(task.model))
         hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
         codes = []
@@ -89,6 +92,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         task.sae.eval()
         for p in task.sae.parameters():
             p.requires_grad_(False)
+        if not task.split.unknown or not task.split.retain:
+            raise UserInputError("SAE-guided unlearning needs unknown entities (the target to move toward) and "
+                                 "retained known entities (to keep); the split has none of one of them.")
         self.forget = encode_facts(task.tokenizer, task.split.forget).to(device)
         rng = random.Random(task.seed)
         unknown_pool = list(task.split.unknown)
@@ -122,7 +128,6 @@ class SAEGuidedUnlearner(GradientUnlearner):
             hidden0 = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
             h0 = hidden0[self.forget.after_entity_mask()]
             z0 = task.sae.encode(h0)
-            err0 = h0 - task.sae.decode(z0)
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
