@@ -51,25 +51,17 @@ def capture_entity_activations(
     prompts: EncodedPrompts,
     layer: int,
     batch_size: int = 64,
-    all_positions_after_entity: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU).
-
-    With ``all_positions_after_entity`` returns instead every position from the entity's last
-    token to the prompt end, concatenated row by row.
-    """
+    """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU)."""
     check_layer(model, layer)
     device = model_device(model)
     out = []
     for start in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc=f"capture layer {layer}"):
         batch = prompts.slice(start, start + batch_size).to(device)
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
-        if all_positions_after_entity:
-            out.append(hidden[batch.after_entity_mask()].float().cpu())
-        else:
-            rows = torch.arange(hidden.shape[0], device=hidden.device)
-            out.append(hidden[rows, batch.entity_last].float().cpu())
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        out.append(hidden[rows, batch.entity_last].float().cpu())
     return torch.cat(out) if out else torch.empty(0)
 
 
