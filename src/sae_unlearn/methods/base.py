@@ -90,8 +90,18 @@ class GradientUnlearner(Unlearner):
     learning rate once; a second one stops the run, keeping the last good weights.
     """
 
-    lr: float = 1e-3
-    eval_every: int = 10
+    config_cls: ClassVar[type]  # a dataclass with at least ``lr`` and ``eval_every``
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg or self.config_cls()
+
+    @property
+    def lr(self) -> float:
+        return self.cfg.lr
+
+    @property
+    def eval_every(self) -> int:
+        return self.cfg.eval_every
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         return list(range(task.layer + 1))

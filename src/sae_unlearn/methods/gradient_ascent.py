@@ -24,11 +24,6 @@ class GradientAscentUnlearner(GradientUnlearner):
     name = "gradient_ascent"
     config_cls = GradientAscentConfig
 
-    def __init__(self, cfg: GradientAscentConfig | None = None):
-        self.cfg = cfg or self.config_cls()
-        self.lr = self.cfg.lr
-        self.eval_every = self.cfg.eval_every
-
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         return list(range(num_layers(task.model)))  # full fine-tuning, as in open-unlearning
 

@@ -31,11 +31,7 @@ class RMUConfig:
 
 class RMUUnlearner(GradientUnlearner):
     name = "rmu"
-
-    def __init__(self, cfg: RMUConfig | None = None):
-        self.cfg = cfg or RMUConfig()
-        self.lr = self.cfg.lr
-        self.eval_every = self.cfg.eval_every
+    config_cls = RMUConfig
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         return [i for i in range(task.layer - 2, task.layer + 1) if i >= 0]

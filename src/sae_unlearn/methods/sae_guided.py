@@ -53,11 +53,7 @@ def _templates(entity: Entity) -> list[str]:
 
 class SAEGuidedUnlearner(GradientUnlearner):
     name = "sae_guided"
-
-    def __init__(self, cfg: SAEGuidedConfig | None = None):
-        self.cfg = cfg or SAEGuidedConfig()
-        self.lr = self.cfg.lr
-        self.eval_every = self.cfg.eval_every
+    config_cls = SAEGuidedConfig
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         if self.cfg.train_layers is None:
