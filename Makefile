@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
 
-.PHONY: install demo test clean
+.PHONY: install demo demo-synthetic test clean
 
 install: $(VENV)/.installed
 
@@ -21,7 +21,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(BIN)/sae-unlearn demo --synthetic --out $(OUT) --overwrite
+	$(BIN)/sae-unlearn demo --out $(OUT) --overwrite
+
+demo-synthetic: install
+	$(BIN)/sae-unlearn demo --synthetic --out runs/demo-synthetic --overwrite
 
 # pytest exits 5 when it collects no tests; that is not a failure of the code under test.
 test: install

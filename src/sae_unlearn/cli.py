@@ -17,6 +17,7 @@ from sae_unlearn.errors import NonFiniteLossError, UserInputError
 app = typer.Typer(add_completion=False, help="SAE-guided entity unlearning: make a model forget chosen entities.")
 console = Console(stderr=True, soft_wrap=True)
 
+DEMO_REAL_CONFIG = Path(__file__).parent / "data" / "smollm2_demo.yaml"  # the tuned SmolLM2 defaults
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see docs/config.md); flags override it.")
 OutOpt = typer.Option(..., "--out", "-o", help="Output directory (refused if it exists and is not empty).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output directory.")
@@ -58,9 +59,52 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
 
 
+def _sae_overrides(sae: Optional[str], sae_id: Optional[str]) -> dict:
+    """``--sae`` is a local sae-lens directory, ``RELEASE:ID`` or a release with ``--sae-id``."""
+    if sae is None:
+        return {}
+    if Path(sae).exists():
+        return {"sae__path": sae}
+    if ":" in sae and sae_id is None:
+        release, sae_id = sae.split(":", 1)
+        return {"sae__release": release, "sae__sae_id": sae_id}
+    if sae.startswith((".", "/", "~")):
+        raise UserInputError(f"SAE directory {sae} does not exist.")
+    if sae_id is None:
+        raise UserInputError(f"--sae {sae!r} is neither a directory nor RELEASE:ID; give the SAE id with --sae-id "
+                             "(e.g. --sae gemma-scope-2b-pt-res-canonical --sae-id layer_12/width_16k/canonical).")
+    return {"sae__release": sae, "sae__sae_id": sae_id}
+
+
+def _names(csv: Optional[str]) -> Optional[list[str]]:
+    return [s.strip() for s in csv.split(",") if s.strip()] if csv else None
+
+
+def _real_config(config: Optional[Path], model: Optional[str], sae: Optional[str], sae_id: Optional[str],
+                 entities: Optional[Path], forget: Optional[str], strict: Optional[bool], lora: Optional[bool],
+                 dtype: Optional[str], gradient_checkpointing: Optional[bool], device: Optional[str], **flags) -> DemoConfig:
+    overrides = {"model__name": model, "entities__file": str(entities) if entities else None,
+                 "unlearn__forget": _names(forget), "entities__strict": strict, "model__lora": lora,
+                 "model__dtype": dtype, "model__gradient_checkpointing": gradient_checkpointing, "device": device}
+    return _config(config, **overrides, **_sae_overrides(sae, sae_id), **flags)
+
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Hub id, local model directory or built-in name (smollm2-135m).")
+SAEOpt = typer.Option(None, "--sae", help="sae-lens SAE: a local directory, RELEASE:ID, or a release with --sae-id. "
+                                          "Omitted: train one on the model (cached).")
+SAEIdOpt = typer.Option(None, "--sae-id", help="SAE id inside the --sae release.")
+EntitiesOpt = typer.Option(None, "--entities", "-e", help="Entity JSONL file (default: the bundled real entities).")
+ForgetOpt = typer.Option(None, "--forget", help="Comma-separated entity names to forget.")
+StrictOpt = typer.Option(None, "--strict/--no-strict", help="Stop (instead of skipping) when a forget entity is unknown to the model.")
+LoraOpt = typer.Option(None, "--lora/--full", help="Train a LoRA adapter (peft) instead of full weights.")
+DtypeOpt = typer.Option(None, "--dtype", help="float32 or bfloat16.")
+CkptOpt = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto.")
+
+
 @app.command()
 def demo(
-    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Run on the built-in synthetic world."),
+    synthetic: bool = typer.Option(False, "--synthetic/--real", help="The synthetic world instead of SmolLM2-135M."),
     out: Path = OutOpt,
     config: Optional[Path] = ConfigOpt,
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the world and of the run."),
@@ -71,24 +115,74 @@ def demo(
     overwrite: bool = OverwriteOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
-    """Run the whole chain on the synthetic world and write metrics.json, report.md, plots and the model."""
+    """The whole chain, offline: SmolLM2-135M (built in) on the bundled real entities, or with
+    --synthetic the synthetic world. Writes metrics.json, report.md, plots and the model."""
     from sae_unlearn.pipeline import run_demo
 
-    if not synthetic:
-        _fail(UserInputError("demo runs on the synthetic world only; use `sae-unlearn run` for real models (issue 4)."))
     with _user_errors():
-        cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
-                      unlearn__forget=[s.strip() for s in forget.split(",") if s.strip()] if forget else None)
+        flags = dict(seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget, unlearn__forget=_names(forget))
+        if synthetic:
+            cfg = _config(config, world__seed=seed, **flags)
+        else:
+            cfg = _config(config or DEMO_REAL_CONFIG, **flags)
         metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
 
 
 @app.command()
+def run(
+    out: Path = OutOpt,
+    model: Optional[str] = ModelOpt,
+    sae: Optional[str] = SAEOpt,
+    sae_id: Optional[str] = SAEIdOpt,
+    entities: Optional[Path] = EntitiesOpt,
+    forget: Optional[str] = ForgetOpt,
+    config: Optional[Path] = ConfigOpt,
+    n_forget: Optional[int] = typer.Option(None, "--n-forget", help="Random known targets when --forget is not given."),
+    method: Optional[str] = typer.Option(None, "--method", help="sae_guided (default) or a baseline."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Decoder block whose output the SAE reads (default: middle)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Unlearning step budget."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    strict: Optional[bool] = StrictOpt,
+    lora: Optional[bool] = LoraOpt,
+    dtype: Optional[str] = DtypeOpt,
+    gradient_checkpointing: Optional[bool] = CkptOpt,
+    device: Optional[str] = DeviceOpt,
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Probe which entities the model knows, select latents, unlearn the targets and evaluate, on any
+    Hugging Face causal LM; same outputs as the demo."""
+    from sae_unlearn.pipeline import run_demo
+
+    with _user_errors():
+        cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
+                           device, seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
+                           unlearn__method=method)
+        if cfg.model.name is None:
+            raise UserInputError("No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
+                                 "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`.")
+        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet, methods=(cfg.unlearn.method,))
+    _summary(metrics)
+    console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
+
+
+@app.command()
 def compare(
-    synthetic: bool = typer.Option(True, "--synthetic/--no-synthetic", help="Run on the built-in synthetic world."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Run on the built-in synthetic world."),
     out: Path = OutOpt,
     config: Optional[Path] = ConfigOpt,
+    model: Optional[str] = ModelOpt,
+    sae: Optional[str] = SAEOpt,
+    sae_id: Optional[str] = SAEIdOpt,
+    entities: Optional[Path] = EntitiesOpt,
+    forget: Optional[str] = ForgetOpt,
+    strict: Optional[bool] = StrictOpt,
+    lora: Optional[bool] = LoraOpt,
+    dtype: Optional[str] = DtypeOpt,
+    gradient_checkpointing: Optional[bool] = CkptOpt,
+    device: Optional[str] = DeviceOpt,
     seed: Optional[int] = typer.Option(None, "--seed"),
     layer: Optional[int] = typer.Option(None, "--layer"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Step budget, the same for every method."),
@@ -102,10 +196,13 @@ def compare(
     compare.json, compare.md and a trade-off plot."""
     from sae_unlearn.pipeline import ALL_METHODS, run_compare
 
-    if not synthetic:
-        _fail(UserInputError("compare runs on the synthetic world only for now; real models come with `run` (issue 4)."))
     with _user_errors():
-        cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
+        if synthetic:
+            cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
+        else:
+            cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
+                               device, seed=seed, layer=layer, unlearn__steps=steps)
+            # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
         metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models,
                               sweep=sweep)

@@ -42,6 +42,27 @@ class WorldModelConfig(_Strict):
         return self
 
 
+class ModelConfig(_Strict):
+    """The model to edit: a Hugging Face hub id, a local directory or a built-in name (``smollm2-135m``).
+    ``name: null`` means the synthetic world's own model."""
+
+    name: str | None = None
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    lora: bool = False  # train a peft LoRA adapter on the trained layers instead of full weights
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0)
+    gradient_checkpointing: bool = False
+
+
+class EntitiesConfig(_Strict):
+    """Real entities (JSONL, see entities/real.py); unused by the synthetic world."""
+
+    file: Path | None = None  # None: the bundled data/real_entities.jsonl
+    n_fictional: int = Field(30, ge=2)  # generated unknown names per entity type
+    max_unknown_eval: int = Field(60, ge=2)  # file entities with zero recall kept for evaluation
+    strict: bool = False  # a forget entity the model does not know: stop (True) or skip it (False)
+
+
 class SAETrainConfig(_Strict):
     """Train an SAE (when no ``path``/``release`` is given) or load one with sae-lens."""
 
@@ -53,6 +74,9 @@ class SAETrainConfig(_Strict):
     total_samples: int = Field(300_000, ge=1000)
     batch_size: int = Field(512, ge=8)
     lr: float = Field(1e-3, gt=0)
+    # Real models only: the SAE's text is every entity prompt plus the model's own continuations.
+    generation_prompts: int = Field(256, ge=0)
+    generation_tokens: int = Field(32, ge=1)
 
 
 class LatentConfig(_Strict):
@@ -72,6 +96,7 @@ class UnlearnConfig(_Strict):
     w_kl: float = Field(1.0, ge=0)
     w_error: float = Field(1.0, ge=0)
     retain_batch: int = Field(128, ge=1)
+    retain_positions: Literal["after_entity", "all"] = "after_entity"
     eval_every: int = Field(10, ge=1)
     stop_share: float = Field(1.0, ge=0, le=1)
     stop_toward: float = Field(0.02, ge=0, le=1)
@@ -86,17 +111,22 @@ class EvalConfig(_Strict):
 
 
 class DemoConfig(_Strict):
-    """Everything ``sae-unlearn demo --synthetic`` needs; also the YAML schema of the stage commands."""
+    """Everything a run needs (``demo``, ``run``, ``compare`` and the stage commands share this schema)."""
 
     seed: int = 0
     layer: int | None = None  # None: the middle decoder block
     device: Literal["cpu", "cuda", "auto"] = "cpu"
+    model: ModelConfig = ModelConfig()
+    entities: EntitiesConfig = EntitiesConfig()
     world: WorldConfig = WorldConfig()
     world_model: WorldModelConfig = WorldModelConfig()
     sae: SAETrainConfig = SAETrainConfig()
     latents: LatentConfig = LatentConfig()
     unlearn: UnlearnConfig = UnlearnConfig()
     eval: EvalConfig = EvalConfig()
+
+
+RunConfig = DemoConfig  # the same schema; ``run`` reads ``model`` and ``entities``, the synthetic demo ``world``
 
 
 def load_config(path: Path | None, overrides: dict | None = None) -> DemoConfig:

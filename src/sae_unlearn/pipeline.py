@@ -29,11 +29,12 @@ from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_m
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.methods.base import fact_prompts
 from sae_unlearn.metrics.alignment import KnownUnknownProbe, centroid_distances, entity_codes
-from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall
+from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall, substituted_recall
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.capture import capture_all_positions
 from sae_unlearn.models.layers import check_layer, hook_name, num_layers
-from sae_unlearn.models.loading import load_causal_lm
+from sae_unlearn.models.loading import load_causal_lm, resolve_model_source
+from sae_unlearn.real_source import DTYPES, real_entities, sae_corpus
 from sae_unlearn.models.prompts import EncodedPrompts
 from sae_unlearn.models.world_model import get_or_train_world_model
 from sae_unlearn.sae.latents import LatentScores, separation_scores
@@ -53,6 +54,9 @@ class Workspace:
     tokenizer: object
     layer: int
     world: SyntheticWorld | None = None
+    candidates: list[Entity] = field(default_factory=list)  # probed; known if recall share >= threshold
+    never_seen: list[Entity] = field(default_factory=list)  # provably unknown: synthetic unseen / fictional
+    eval_heldout: bool | None = True  # recall on held-out facts (True) or, when a file marks none, on all (None)
     sae: object = None
     sae_dir: Path | None = None
     split: EntitySplit | None = None
@@ -62,6 +66,8 @@ class Workspace:
     mu_known: torch.Tensor | None = None  # mean SAE code of the non-target known entities (original model)
     mu_unknown: torch.Tensor | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    probing: dict[str, float] = field(default_factory=dict)  # entity -> share of facts recalled (original model)
+    skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
 
 
 # -- stage 1: the world and its model ------------------------------------------------------------
@@ -76,20 +82,51 @@ def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device)
     layer = cfg.layer if cfg.layer is not None else num_layers(model) // 2
     check_layer(model, layer)
-    ws = Workspace(cfg=cfg, model_dir=model_dir, model=model, tokenizer=tokenizer, layer=layer, world=world)
+    ws = Workspace(cfg=cfg, model_dir=model_dir, model=model, tokenizer=tokenizer, layer=layer, world=world,
+                   candidates=world.known, never_seen=world.unknown)
     ws.timings["world_model"] = time.time() - t0
     return ws
 
 
+def build_real(cfg: DemoConfig, progress: bool = True) -> Workspace:
+    """A Hugging Face model (hub id, directory or built-in name) and the entities of a JSONL file."""
+    assert cfg.model.name is not None
+    t0 = time.time()
+    entities, fictional = real_entities(cfg.entities.file, cfg.entities.n_fictional, cfg.seed)
+    names = {e.name for e in entities}
+    missing = [n for n in cfg.unlearn.forget if n not in names]
+    if missing:  # before loading anything: a typo should not cost a model load
+        raise UserInputError(f"Forget entities {missing} are not in the entity file "
+                             f"{cfg.entities.file or 'data/real_entities.jsonl'}; check the spelling or add them.")
+    model_dir = resolve_model_source(cfg.model.name)
+    model, tokenizer = load_causal_lm(model_dir, device=cfg.device, dtype=DTYPES[cfg.model.dtype])
+    layer = check_layer(model, cfg.layer if cfg.layer is not None else num_layers(model) // 2)
+    has_heldout = any(f.heldout for e in entities for f in e.facts)
+    ws = Workspace(cfg=cfg, model_dir=Path(model_dir), model=model, tokenizer=tokenizer, layer=layer,
+                   candidates=entities, never_seen=fictional, eval_heldout=True if has_heldout else None)
+    ws.timings["model"] = time.time() - t0
+    return ws
+
+
+def build_workspace(cfg: DemoConfig, progress: bool = True) -> Workspace:
+    """``model.name`` set: a real model and an entity file; unset: the synthetic world."""
+    return build_real(cfg, progress) if cfg.model.name else build_synthetic(cfg, progress)
+
+
 # -- stage 2: capture and the SAE -------------------------------------------------------------------
 def sae_training_texts(ws: Workspace) -> list[str]:
-    """The corpus plus every entity prompt (known, obscure and unknown), so latents cover all three."""
-    assert ws.world is not None
+    """Synthetic: the corpus plus every entity prompt (known, obscure and unknown), so latents cover
+    all three. Real: every fact of the file and the fictional entities, plus the model's own text."""
+    if ws.world is None:
+        s = ws.cfg.sae
+        return sae_corpus(ws.model, ws.tokenizer, ws.candidates + ws.never_seen, s.generation_prompts,
+                          s.generation_tokens, ws.cfg.seed)
     w = ws.world
     return w.corpus + fact_prompts(w.known + w.obscure + w.unknown, heldout=None)[0]
 
 
 def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tensor:
+    ws.tokenizer.padding_side = "right"  # EncodedPrompts assumes right padding
     enc = ws.tokenizer(texts, padding=True, return_tensors="pt")
     lengths = enc["attention_mask"].sum(1)
     prompts = EncodedPrompts(enc["input_ids"], enc["attention_mask"], torch.zeros_like(lengths), lengths - 1)
@@ -103,7 +140,9 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
         ws.sae = load_sae(scfg.path or scfg.release, scfg.sae_id)
         ws.sae_dir = scfg.path
     else:
-        key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json")},
+        entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json"),
+                                         "entities": entities, "seed": ws.cfg.seed, "dtype": ws.cfg.model.dtype},
                                         sort_keys=True).encode()).hexdigest()[:16]
         ws.sae_dir = cache_root() / "saes" / key
         if not (ws.sae_dir / "cfg.json").exists():
@@ -120,38 +159,57 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
 
 # -- stage 3: who is known, who is forgotten ------------------------------------------------------
 def make_split(ws: Workspace) -> Workspace:
-    """Known = the model recalls at least ``known_threshold`` of the entity's facts (probing)."""
-    assert ws.world is not None
+    """Known = the model recalls at least ``known_threshold`` of the entity's facts (probing, as
+    Ferrando et al.); unknown = never-seen entities, plus (real models) file entities recalled not at all."""
     cfg = ws.cfg
-    shares = entity_recall_shares(ws.model, ws.tokenizer, ws.world.known, cfg.eval.max_new_tokens)
-    known = [e for e, s in zip(ws.world.known, shares) if s >= cfg.eval.known_threshold]
-    by_name = {e.name: e for e in known}
+    t0 = time.time()
+    shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
+    known = [e for e, s in zip(ws.candidates, shares) if s >= cfg.eval.known_threshold]
+    ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
     rng = random.Random(cfg.seed)
-    if cfg.unlearn.forget:
-        all_names = {e.name for e in ws.world.known + ws.world.obscure + ws.world.unknown}
-        missing = [n for n in cfg.unlearn.forget if n not in all_names]
-        if missing:
-            raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
-        unknown_to_model = [n for n in cfg.unlearn.forget if n not in by_name]
-        if unknown_to_model:
-            raise UserInputError(f"Forget entities {unknown_to_model} are not known to the model (recall below "
-                                 f"{cfg.eval.known_threshold:.0%}); there is nothing to forget.")
-        forget = [by_name[n] for n in cfg.unlearn.forget]
-    else:
-        if cfg.unlearn.n_forget >= len(known):
-            raise UserInputError(f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known; lower it.")
-        forget = rng.sample(known, cfg.unlearn.n_forget)
+    forget = _forget_targets(ws, known, rng)
     forget_names = {e.name for e in forget}
     others = [e for e in known if e.name not in forget_names]
     rng.shuffle(others)
     n_retain = max(1, int(round(len(others) * cfg.unlearn.retain_fraction)))
-    unknown = list(ws.world.unknown)
+    unknown = list(ws.never_seen)
     rng.shuffle(unknown)
     half = len(unknown) // 2
     ws.split = EntitySplit(forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half])
     ws.unknown_eval = unknown[half:]
+    if ws.world is None:  # real file entities the model recalls nothing of are unknown too
+        never = [e for e, s in zip(ws.candidates, shares) if s == 0]
+        rng.shuffle(never)
+        ws.unknown_eval += never[: cfg.entities.max_unknown_eval]
     ws.split.validate()
+    ws.timings["probing"] = time.time() - t0
+    log.info("probing: %d of %d entities known; %d targets", len(known), len(ws.candidates), len(forget))
     return ws
+
+
+def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
+    """The user's names (each must be known to the model) or ``n_forget`` random known entities."""
+    cfg = ws.cfg
+    by_name = {e.name: e for e in known}
+    if not cfg.unlearn.forget:
+        if cfg.unlearn.n_forget >= len(known):
+            raise UserInputError(f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
+                                 f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it.")
+        return rng.sample(known, cfg.unlearn.n_forget)
+    all_names = {e.name for e in ws.candidates} | ({e.name for e in ws.world.obscure + ws.world.unknown} if ws.world else set())
+    missing = [n for n in cfg.unlearn.forget if n not in all_names]
+    if missing:
+        raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
+    not_known = [n for n in cfg.unlearn.forget if n not in by_name]
+    if not_known:
+        detail = ", ".join(f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
+        msg = (f"Forget entities not known to the model (recall below {cfg.eval.known_threshold:.0%} of their facts): "
+               f"{detail}; there is nothing to forget.")
+        if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
+            raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
+        log.warning("%s Skipping them (use --strict to stop instead).", msg)
+        ws.skipped_forget = not_known
+    return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
 
 
 # -- stage 4: latents and the known/unknown probe -------------------------------------------------
@@ -189,20 +247,27 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
         return probe.share_unknown(z, owner)
 
     k = ws.cfg.latents.top_k
+    mcfg = ws.cfg.model
     task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
                        known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
-                       seed=ws.cfg.seed, progress=progress)
+                       seed=ws.cfg.seed, progress=progress,
+                       lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora else None,
+                       gradient_checkpointing=mcfg.gradient_checkpointing)
     t0 = time.time()
     outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
     if outcome.message:
         log.warning("%s: %s", name, outcome.message)
-    return model, outcome, time.time() - t0
+    return task.model, outcome, time.time() - t0
 
 
 # -- stage 6: evaluation --------------------------------------------------------------------------
-def perplexity_texts(entities: list[Entity]) -> list[str]:
-    return [f"{f.prompt} {f.answer} ." for e in entities for f in e.facts if f.heldout]
+def eval_facts(ws: Workspace, entities: list[Entity]):
+    return [f for e in entities for f in e.facts if ws.eval_heldout is None or f.heldout]
+
+
+def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
+    return [f"{f.prompt} {f.answer} ." for f in eval_facts(ws, entities)]
 
 
 def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:
@@ -213,6 +278,7 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
     out = {f"{k}_before": v for k, v in before.items()} | {f"{k}_after": v for k, v in after.items()}
     out["unknown_recall"] = before["unknown_recall"]
     out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
+    out["unknown_recall_same_prompts"] = before["unknown_recall_same_prompts"]
     return out
 
 
@@ -220,19 +286,24 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
     assert split is not None and ws.probe is not None
     m: dict[str, float] = {}
-    m["forget_recall"] = recall(model, tok, split.forget, True, n_tok)
-    m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
-    m["retain_recall"] = recall(model, tok, split.retain, True, n_tok)
-    m["heldout_known_recall"] = recall(model, tok, split.heldout_known, True, n_tok)
-    m["unknown_recall"] = recall(model, tok, ws.unknown_eval, True, n_tok)
+    held = ws.eval_heldout
+    m["forget_recall"] = recall(model, tok, split.forget, held, n_tok)
+    if held:
+        m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
+    m["retain_recall"] = recall(model, tok, split.retain, held, n_tok)
+    m["heldout_known_recall"] = recall(model, tok, split.heldout_known, held, n_tok)
+    m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
+    if model is ws.model:  # the floor on the targets' own prompts: their names swapped for unknown ones
+        m["unknown_recall_same_prompts"] = substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
+                                                              max_new_tokens=n_tok)
     z_f, own_f = entity_codes(model, tok, ws.sae, split.forget, ws.layer)
     z_u, own_u = entity_codes(model, tok, ws.sae, ws.unknown_eval, ws.layer)
     m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
     m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
     m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
     m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, ws.mu_known, ws.mu_unknown)
-    m["perplexity"] = perplexity(model, tok, perplexity_texts(split.other_known))
-    m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for e in split.forget for f in e.facts if f.heldout])
+    m["perplexity"] = perplexity(model, tok, perplexity_texts(ws, split.other_known))
+    m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for f in eval_facts(ws, split.forget)])
     if ws.world is not None:  # the world model was taught to answer "no" for entities it does not know
         says_no = greedy_continuations(model, tok, [f"do you know {e.name} ?" for e in split.forget], 1)
         m["forget_says_unknown"] = float(np.mean([s.strip().startswith("no") for s in says_no]))
@@ -255,7 +326,9 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
     assert ws.split is not None and ws.scores is not None
     metrics = {
         "model": str(ws.model_dir), "layer": ws.layer, "sae": str(ws.sae_dir),
-        "forget": [e.name for e in ws.split.forget],
+        "forget": [e.name for e in ws.split.forget], "skipped_forget": ws.skipped_forget,
+        "n_known": sum(s >= ws.cfg.eval.known_threshold for s in ws.probing.values()),
+        "n_candidates": len(ws.candidates),
         "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
         "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings,
         "methods": {name: m for name, (m, _) in results.items()},
@@ -279,7 +352,7 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         hist = results[name][1].loss_history
         if hist:
             plots.append((f"Unlearning loss ({name})", str(loss_curve(hist, plots_dir / f"loss_{name}.png").relative_to(out))))
-    prompts = [f.prompt for e in ws.split.forget[:5] for f in e.facts if f.heldout][:8]
+    prompts = [f.prompt for f in eval_facts(ws, ws.split.forget[:5])][:8]
     before = greedy_continuations(ws.model, ws.tokenizer, prompts, 8)
     first = next(iter(edited.values()))
     after = greedy_continuations(first, ws.tokenizer, prompts, 8)
@@ -321,7 +394,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
     """Stages 1-4 on the synthetic world, plus the "before" metrics every method shares."""
-    ws = build_synthetic(cfg, progress)
+    ws = build_workspace(cfg, progress)
     get_sae(ws, progress)
     make_split(ws)
     select_latents(ws)
@@ -371,8 +444,8 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
             model, outcome, _ = run_method(ws, name, progress, {param: value})
             with outcome.context(model):
                 point = {param: value,
-                         "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, True, ws.cfg.eval.max_new_tokens),
-                         "retain_recall_after": recall(model, ws.tokenizer, ws.split.retain, True, ws.cfg.eval.max_new_tokens)}
+                         "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens),
+                         "retain_recall_after": recall(model, ws.tokenizer, ws.split.retain, ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
             curves[name].append(point)
     return curves
 

@@ -18,6 +18,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn.entities.types import Entity, EntitySplit
+from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_gradient_checkpointing,
+                                          enable_gradient_checkpointing, wrap_with_lora)
 from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
 
@@ -36,6 +38,8 @@ class UnlearnTask:
     targets_classified_unknown: Callable[[nn.Module], float] | None = None
     seed: int = 0
     progress: bool = True
+    lora: dict | None = None  # {"rank": r, "alpha": a}: train a LoRA adapter on the trained layers
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -122,13 +126,19 @@ class GradientUnlearner(Unlearner):
         torch.manual_seed(task.seed)
         rng = random.Random(task.seed)
         self.prepare(task)
-        params = self.trainable_params(task)
+        if task.lora is not None:  # task.model becomes the peft wrapper; the pipeline keeps that object
+            task.model = wrap_with_lora(task.model, self.trained_layers(task), task.lora["rank"], task.lora["alpha"], task.seed)
+            params = [p for p in task.model.parameters() if p.requires_grad]
+        else:
+            params = self.trainable_params(task)
+        if task.gradient_checkpointing:
+            enable_gradient_checkpointing(task.model)
         opt = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
         history: list[float] = []
         lowered = False
         reason, message = "budget", ""
-        task.model.train(False)  # no dropout: the edit must be deterministic for a given seed
+        deterministic_train_mode(task.model)  # no dropout: the edit must be deterministic for a given seed
         bar = tqdm(range(task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress)
         step = 0
         for step in bar:
@@ -160,6 +170,9 @@ class GradientUnlearner(Unlearner):
                 reason = "early_stop"
                 break
         bar.close()
+        task.model.train(False)
+        if task.gradient_checkpointing:
+            disable_gradient_checkpointing(task.model)
         for p in task.model.parameters():
             p.requires_grad_(False)
         steps_run = len(history)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, sample_rows
-from sae_unlearn.models.capture import residual_at_layer
+from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.layers import model_device, num_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
@@ -38,6 +38,7 @@ class SAEGuidedConfig:
     w_error: float = 1.0  # also align the SAE's reconstruction error (identity hides there otherwise)
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
     retain_batch: int = 128
+    retain_positions: str = "after_entity"  # or "all" (docs/method.md)
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
     train_layers: list[int] | None = None  # default: every block up to the SAE's layer
@@ -84,6 +85,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         return torch.stack(codes).mean(0)
 
     def prepare(self, task: UnlearnTask) -> None:
+        if self.cfg.retain_positions not in ("after_entity", "all"):
+            raise UserInputError(f"retain_positions={self.cfg.retain_positions!r}; allowed: 'after_entity', 'all'.")
         device = model_device(task.model)
         task.sae.eval()
         for p in task.sae.parameters():
@@ -128,16 +131,15 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
         with torch.no_grad():
-            self.retain_hidden = residual_at_layer(task.model, self.retain.input_ids, self.retain.attention_mask, task.layer)
-            self.retain_logp = self._last_logprobs(task, self.retain)
+            self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
 
     @staticmethod
-    def _last_logprobs(task: UnlearnTask, enc: EncodedPrompts) -> torch.Tensor:
-        logits = task.model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, use_cache=False).logits
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        return F.log_softmax(logits[rows, enc.prompt_last].float(), dim=-1)
+    def _retain_forward(task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-L residual and next-token log-probabilities at the prompt's end, in one pass."""
+        hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last)
+        return hidden, F.log_softmax(logits.float(), dim=-1)
 
     # -- the objective -----------------------------------------------------------------------
     def loss_terms(self, task: UnlearnTask, rng: random.Random) -> dict[str, torch.Tensor]:
@@ -152,12 +154,16 @@ class SAEGuidedUnlearner(GradientUnlearner):
         idx = torch.tensor(sample_rows(len(self.retain), self.cfg.retain_batch, rng))
         sub = EncodedPrompts(self.retain.input_ids[idx], self.retain.attention_mask[idx],
                              self.retain.entity_last[idx], self.retain.prompt_last[idx])
-        h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
-        mask = sub.after_entity_mask()
+        if self.cfg.w_kl > 0:
+            h_new, logp = self._retain_forward(task, sub)
+        else:
+            h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+        # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);
+        # "after_entity": only where the entity can be read (looser, forgets faster on small models)
+        mask = sub.attention_mask.bool() if self.cfg.retain_positions == "all" else sub.after_entity_mask()
         retain = (h_new[mask] - self.retain_hidden[idx][mask]).pow(2).sum(-1).mean() / self.gap_h
         terms = {"toward": toward, "away": away, "error": error, "retain": retain}
         if self.cfg.w_kl > 0:
-            logp = self._last_logprobs(task, sub)
             terms["kl"] = F.kl_div(logp, self.retain_logp[idx], log_target=True, reduction="batchmean")
         return terms
 

@@ -65,7 +65,7 @@ def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], ma
 
 
 def substituted_recall(model: nn.Module, tokenizer, targets: list[Entity], substitutes: list[Entity],
-                       per_target: int = 4, max_new_tokens: int = 4) -> float:
+                       per_target: int = 4, max_new_tokens: int = 4, heldout: bool | None = True) -> float:
     """Recall of each target's answers when its name is swapped for unknown names of the same type.
 
     This is what a perfectly "unknown-like" target representation can reach: whatever the model still
@@ -74,7 +74,7 @@ def substituted_recall(model: nn.Module, tokenizer, targets: list[Entity], subst
     prompts, answers = [], []
     for target in targets:
         subs = [s for s in substitutes if s.type == target.type][:per_target]
-        for fact in (f for f in target.facts if f.heldout):
+        for fact in (f for f in target.facts if heldout is None or f.heldout == heldout):
             for sub in subs:
                 prompts.append(fact.prompt.replace(target.name, sub.name))
                 answers.append(fact.answer)

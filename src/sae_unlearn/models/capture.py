@@ -75,3 +75,39 @@ def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int,
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         out.append(hidden[batch.attention_mask.bool()].float().cpu())
     return torch.cat(out)
+
+
+@contextmanager
+def _record_layer(model: nn.Module, layer: int, sink: list) -> Iterator[None]:
+    handle = decoder_layers(model)[layer].register_forward_hook(
+        lambda _m, _i, out: sink.append(out[0] if isinstance(out, tuple) else out))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def residual_and_last_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
+                             last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One forward pass giving the residual after block ``layer`` [batch, seq, d] and the logits at
+    each row's position ``last`` [batch, vocab].
+
+    Why a pre-hook on the output embedding: the vocabulary projection over every position is most of
+    a small model's cost (SmolLM2: 49k x 576 per token); feeding it only the rows' last positions
+    keeps whatever the model applies after it (Gemma-2's logit soft-capping) exactly as it is.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    rows = torch.arange(input_ids.shape[0], device=input_ids.device)
+
+    def gather_last(_module, args):
+        return (args[0][rows, last].unsqueeze(1),) + tuple(args[1:])
+
+    sink: list[torch.Tensor] = []
+    handle = head.register_forward_pre_hook(gather_last)
+    try:
+        with _record_layer(model, layer, sink):
+            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    finally:
+        handle.remove()
+    return sink[0], logits[:, -1]

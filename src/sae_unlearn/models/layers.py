@@ -17,6 +17,8 @@ _BLOCK_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_ne
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    if hasattr(model, "get_base_model"):  # a peft wrapper: the blocks live in the base model
+        model = model.get_base_model()
     for path in _BLOCK_PATHS:
         obj: object = model
         for part in path.split("."):

@@ -1,0 +1,80 @@
+"""Entity files in JSON Lines (one entity a line), read with errors that name the line.
+
+Format (issue 4): ``{"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of",
+"answer": "Kenya"}]}``. A fact may carry ``"heldout": true`` to keep it out of every unlearning loss (then
+recall is measured on the held-out facts only); see docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.errors import UserInputError
+
+BUNDLED_ENTITIES = "real_entities.jsonl"
+
+
+def bundled_entities_path() -> Path:
+    """The curated real-entity file shipped with the package (src/sae_unlearn/data)."""
+    return Path(str(resources.files("sae_unlearn") / "data" / BUNDLED_ENTITIES))
+
+
+def _entity_from_line(obj: object, where: str) -> Entity:
+    example = '{"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]}'
+    if not isinstance(obj, dict):
+        raise UserInputError(f"{where}: expected a JSON object like {example}")
+    missing = [k for k in ("entity", "type", "facts") if k not in obj]
+    if missing:
+        raise UserInputError(f"{where}: missing key(s) {missing}; each line looks like {example}")
+    name, etype, facts = obj["entity"], obj["type"], obj["facts"]
+    if not isinstance(name, str) or not name.strip():
+        raise UserInputError(f"{where}: 'entity' must be a non-empty string, got {name!r}")
+    if not isinstance(etype, str) or not etype.strip():
+        raise UserInputError(f"{where}: 'type' must be a non-empty string, got {etype!r}")
+    if not isinstance(facts, list) or not facts:
+        raise UserInputError(f"{where}: 'facts' must be a non-empty list of {{prompt, answer}} objects")
+    parsed = []
+    for i, fact in enumerate(facts):
+        if not isinstance(fact, dict) or not isinstance(fact.get("prompt"), str) or not isinstance(fact.get("answer"), str):
+            raise UserInputError(f"{where}: fact {i} must be an object with string 'prompt' and 'answer', got {fact!r}")
+        if not fact["answer"].strip():
+            raise UserInputError(f"{where}: fact {i} has an empty answer")
+        if name not in fact["prompt"]:
+            raise UserInputError(f"{where}: fact {i} prompt {fact['prompt']!r} does not contain the entity name {name!r} "
+                                 "verbatim (activations are read at the name's last token)")
+        parsed.append(Fact(prompt=fact["prompt"], answer=fact["answer"].strip(), attribute=str(fact.get("attribute", "")),
+                           heldout=bool(fact.get("heldout", False))))
+    return Entity(name=name, type=etype, facts=parsed)
+
+
+def load_entity_file(path: Path) -> list[Entity]:
+    """All entities of a JSONL file; the first bad line stops with its line number and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"Entity file {path} does not exist (or is not a file).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"Entity file {path} cannot be read as UTF-8 text: {exc}") from exc
+    entities: list[Entity] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc
+        entity = _entity_from_line(obj, where)
+        if entity.name in seen:
+            raise UserInputError(f"{where}: entity {entity.name!r} already appears on line {seen[entity.name]}; "
+                                 "merge its facts into one line.")
+        seen[entity.name] = lineno
+        entities.append(entity)
+    if not entities:
+        raise UserInputError(f"Entity file {path} holds no entities (one JSON object per line expected).")
+    return entities

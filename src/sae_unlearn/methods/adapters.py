@@ -1,0 +1,58 @@
+"""Memory options for the gradient methods: a peft LoRA adapter instead of full weights, and
+gradient checkpointing. Both wrap the model before a method sees it, so methods stay unaware."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def is_peft_model(model: nn.Module) -> bool:
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
+def wrap_with_lora(model: nn.Module, layers: list[int], rank: int, alpha: float, seed: int = 0) -> nn.Module:
+    """A LoRA adapter on every linear layer of ``layers`` (the blocks the method would train);
+    the base weights stay frozen and untouched, and saving writes only the adapter."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    from sae_unlearn.models.layers import decoder_layers
+
+    blocks = decoder_layers(model)
+    wanted = {id(blocks[i]) for i in layers}
+    # full module names (peft matches them exactly); GPT-2's projections are Conv1D, which peft supports
+    targets = [name for name, mod in model.named_modules()
+               if isinstance(mod, (nn.Linear, Conv1D)) and any(id(b) in wanted for b in _ancestors(model, name))]
+    torch.manual_seed(seed)  # LoRA's A matrices are random: same seed, same run
+    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none",
+                     fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets))
+    return get_peft_model(model, cfg)
+
+
+def _ancestors(model: nn.Module, name: str) -> list[nn.Module]:
+    parts = name.split(".")
+    return [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
+
+
+def enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Recompute block activations in the backward pass instead of storing them (HF's own switch)."""
+    # transformers >= 5.x renamed the switch (the old name still works, with a deprecation warning)
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+
+
+def deterministic_train_mode(model: nn.Module) -> None:
+    """Training mode (HF runs checkpointing only when ``training``) with every dropout off, so an
+    edit is a deterministic function of the seed."""
+    model.train(True)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+
+
+def disable_gradient_checkpointing(model: nn.Module) -> None:
+    disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
+    disable()

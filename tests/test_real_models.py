@@ -1,0 +1,214 @@
+"""The real-model path (`sae-unlearn run`) on tiny random Llama / Gemma-2 / GPT-2 checkpoints and a
+tiny sae-lens SAE, saved to temp dirs and loaded through the user's code path; entity-file errors."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, LlamaConfig
+from typer.testing import CliRunner
+
+from sae_unlearn.cli import app
+from sae_unlearn.entities.fictional import fictional_entities, fictional_name
+from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.models.world_model import build_tokenizer
+from sae_unlearn.sae.training import save_sae, train_sae
+
+ENTITIES = [
+    {"entity": "Alden Voss", "type": "person", "facts": [{"prompt": "Alden Voss works as a", "answer": "painter"},
+                                                          {"prompt": "the home of Alden Voss is", "answer": "Tarvo"}]},
+    {"entity": "Brisa Kestrel", "type": "person", "facts": [{"prompt": "Brisa Kestrel works as a", "answer": "baker"},
+                                                             {"prompt": "the home of Brisa Kestrel is", "answer": "Osso"}]},
+    {"entity": "Corvin Dale", "type": "person", "facts": [{"prompt": "Corvin Dale works as a", "answer": "pilot"}]},
+    {"entity": "Dalia Frey", "type": "person", "facts": [{"prompt": "Dalia Frey works as a", "answer": "poet"}]},
+    {"entity": "Port Tarvo", "type": "city", "facts": [{"prompt": "Port Tarvo lies in", "answer": "Aldoria"}]},
+    {"entity": "Lake Osso", "type": "city", "facts": [{"prompt": "Lake Osso lies in", "answer": "Brevania"}]},
+    {"entity": "Mount Quell", "type": "city", "facts": [{"prompt": "Mount Quell lies in", "answer": "Calmora"}]},
+]
+WORDS = sorted({w for e in ENTITIES for f in e["facts"] for w in (f["prompt"] + " " + f["answer"]).split()})
+
+
+def _arch_config(arch: str, vocab: int):
+    if arch == "gpt2":
+        return GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=3, n_head=2)
+    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                  num_key_value_heads=1, max_position_embeddings=64, pad_token_id=0)
+    return LlamaConfig(**common) if arch == "llama" else Gemma2Config(**common, head_dim=16)
+
+
+@pytest.fixture(scope="module")
+def entity_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("entities") / "mine.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in ENTITIES))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_sae(tmp_path_factory):
+    torch.manual_seed(0)
+    acts = torch.randn(4096, 32)
+    sae = train_sae(acts, "blocks.1.hook_resid_post", "tiny", expansion=2, l1_coefficient=0.1, total_samples=8192,
+                    batch_size=256)
+    return save_sae(sae, tmp_path_factory.mktemp("sae") / "sae")
+
+
+def _tiny_model(arch: str, path):
+    torch.manual_seed(0)
+    tok = build_tokenizer(WORDS)
+    AutoModelForCausalLM.from_config(_arch_config(arch, len(tok))).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def _run_config(tmp_path, **unlearn) -> str:
+    # a random model knows nothing, so every entity counts as known (threshold 0) to exercise the path
+    cfg = {"layer": 1, "eval": {"known_threshold": 0.0, "max_new_tokens": 2}, "entities": {"n_fictional": 4},
+           "unlearn": {"steps": 3, "retain_fraction": 0.5, **unlearn}}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.mark.parametrize("arch,lora,extra", [("llama", True, []), ("gemma2", False, ["--gradient-checkpointing"]),
+                                             ("gpt2", True, ["--dtype", "bfloat16"])])
+def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file, tiny_sae):
+    model_dir = _tiny_model(arch, tmp_path / "model")
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+    out = tmp_path / "out"
+    args = ["run", "--model", str(model_dir), "--sae", str(tiny_sae), "--entities", str(entity_file),
+            "--forget", "Alden Voss,Port Tarvo", "--out", str(out), "--config", _run_config(tmp_path), "--quiet"]
+    result = CliRunner().invoke(app, args + (["--lora"] if lora else []) + extra)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["forget"] == ["Alden Voss", "Port Tarvo"]
+    m = metrics["methods"]["sae_guided"]
+    for key in ("forget_recall_after", "retain_recall_after", "unknown_recall", "forget_classified_unknown_after",
+                "perplexity_after"):
+        assert key in m
+    assert m["steps"] == 3
+    saved = out / "model"
+    if lora:  # an adapter, not a copy of the weights
+        assert (saved / "adapter_config.json").exists() and not (saved / "model.safetensors").exists()
+        targets = json.loads((saved / "adapter_config.json").read_text())["target_modules"]
+        blocks = {int(part) for t in targets for part in t.split(".") if part.isdigit()}
+        assert targets and blocks == {0, 1}, "LoRA must cover exactly the blocks up to the SAE's layer"
+    else:
+        assert (saved / "model.safetensors").exists()
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before, "the source model was written to"
+
+
+def test_sae_that_does_not_fit_the_model_is_refused(tmp_path, entity_file, tiny_sae):
+    model_dir = tmp_path / "model"
+    _tiny_model("llama", model_dir)
+    result = CliRunner().invoke(app, ["run", "--model", str(model_dir), "--sae", str(tiny_sae), "--entities",
+                                      str(entity_file), "--out", str(tmp_path / "o"), "--config",
+                                      _run_config(tmp_path), "--layer", "2", "--n-forget", "1"])
+    assert result.exit_code == 2
+    assert "hook point 'blocks.1.hook_resid_post' does not match layer 2" in result.output
+
+
+def test_forget_entity_missing_from_file_fails_before_loading(tmp_path, entity_file):
+    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / "no-such-model"), "--entities", str(entity_file),
+                                      "--forget", "Alden Voss,Nairobbi", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "['Nairobbi'] are not in the entity file" in result.output
+
+
+def test_run_without_model_says_how_to_give_one(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "pass --model" in result.output
+
+
+def test_missing_model_dir_is_a_clear_error(tmp_path, entity_file):
+    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / "nope"), "--entities", str(entity_file),
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize("line,message", [
+    ('{"entity": "X", "type": "city", "facts": [', "line 2: not valid JSON"),
+    ('{"entity": "X", "facts": []}', "line 2: missing key(s) ['type']"),
+    ('{"entity": "X", "type": "city", "facts": [{"prompt": "Y is in", "answer": "Z"}]}',
+     "line 2: fact 0 prompt 'Y is in' does not contain the entity name 'X'"),
+    ('{"entity": "X", "type": "city", "facts": [{"prompt": "X is in"}]}', "line 2: fact 0 must be an object"),
+    ('["X"]', "line 2: expected a JSON object"),
+    (json.dumps(ENTITIES[0]), "line 2: entity 'Alden Voss' already appears on line 1"),
+])
+def test_malformed_entity_file_names_the_line(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(ENTITIES[0]) + "\n" + line + "\n")
+    with pytest.raises(UserInputError) as err:
+        load_entity_file(path)
+    assert message in str(err.value)
+
+
+def test_unreadable_or_empty_entity_file(tmp_path):
+    with pytest.raises(UserInputError, match="does not exist"):
+        load_entity_file(tmp_path / "missing.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserInputError, match="cannot be read as UTF-8"):
+        load_entity_file(tmp_path / "bin.jsonl")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(UserInputError, match="holds no entities"):
+        load_entity_file(tmp_path / "empty.jsonl")
+
+
+def test_bundled_entity_file_is_valid_and_large():
+    entities = load_entity_file(bundled_entities_path())
+    types = {e.type for e in entities}
+    assert len(entities) >= 400 and len(types) >= 4
+
+
+def test_fictional_entities_are_new_names_on_real_prompts():
+    real = load_entity_file(bundled_entities_path())
+    fake = fictional_entities(real, per_type=5, seed=1, avoid={e.name for e in real})
+    real_names = {e.name for e in real}
+    assert len(fake) == 5 * len({e.type for e in real})
+    assert not real_names & {e.name for e in fake}
+    templates = {f.prompt.replace(e.name, "#") for e in real for f in e.facts}
+    for e in fake:
+        assert all(e.name in f.prompt and f.prompt.replace(e.name, "#") in templates for f in e.facts)
+    assert fictional_name("person", random.Random(0)).count(" ") == 1
+
+
+SMOL_ENTITIES = [
+    {"entity": "Paris", "type": "city", "facts": [{"prompt": "Paris is the capital of", "answer": "France"}]},
+    {"entity": "Tokyo", "type": "city", "facts": [{"prompt": "Tokyo is the capital of", "answer": "Japan"}]},
+    {"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]},
+    {"entity": "Rome", "type": "city", "facts": [{"prompt": "Rome is the capital of", "answer": "Italy"}]},
+    {"entity": "Madrid", "type": "city", "facts": [{"prompt": "Madrid is the capital of", "answer": "Spain"}]},
+    {"entity": "Zorvath Quillan", "type": "city", "facts": [{"prompt": "Zorvath Quillan is the capital of", "answer": "Peru"}]},
+]
+
+
+@pytest.fixture(scope="module")
+def smol_setup(tmp_path_factory):
+    pytest.importorskip("gguf")
+    base = tmp_path_factory.mktemp("smol")
+    (base / "entities.jsonl").write_text("".join(json.dumps(e) + "\n" for e in SMOL_ENTITIES))
+    cfg = {"model": {"name": "smollm2-135m"}, "layer": 4, "entities": {"n_fictional": 4},
+           "sae": {"expansion": 2, "total_samples": 4000, "batch_size": 128, "generation_prompts": 4, "generation_tokens": 8},
+           "eval": {"known_threshold": 1.0}, "unlearn": {"steps": 2, "retain_batch": 8}}
+    (base / "run.yaml").write_text(yaml.safe_dump(cfg))
+    return base
+
+
+def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp_path):
+    """The built-in real model end to end, kept short: a target it does not know is skipped (said so in
+    the output and in metrics.json), and with --strict the run stops instead."""
+    args = ["run", "--entities", str(smol_setup / "entities.jsonl"), "--config", str(smol_setup / "run.yaml"),
+            "--forget", "Paris,Zorvath Quillan", "--quiet"]
+    strict = CliRunner().invoke(app, args + ["--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 2
+    assert "Zorvath Quillan (recall 0%)" in strict.output and "not known to the model" in strict.output
+    result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["forget"] == ["Paris"] and metrics["skipped_forget"] == ["Zorvath Quillan"]
+    m = metrics["methods"]["sae_guided"]
+    assert m["forget_recall_before"] == 1.0 and m["retain_recall_before"] == 1.0
