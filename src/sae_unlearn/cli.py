@@ -43,7 +43,7 @@ def _user_errors() -> Iterator[None]:
 
 def _summary(metrics: dict) -> None:
     table = Table(title="sae-unlearn results")
-    keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "retain_recall_before", "retain_recall_after",
+    keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts", "retain_recall_before", "retain_recall_after",
             "heldout_known_recall_before", "heldout_known_recall_after", "forget_classified_unknown_after",
             "perplexity_before", "perplexity_after", "seconds"]
     table.add_column("metric")
