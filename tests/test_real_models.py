@@ -100,6 +100,12 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
     else:
         assert (saved / "model.safetensors").exists()
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before, "the source model was written to"
+    if arch == "llama":  # the saved output evaluates again from its own config.yaml (adapter or weights)
+        again = CliRunner().invoke(app, ["evaluate", "--model", str(saved), "--config", str(out / "config.yaml"),
+                                         "--out", str(tmp_path / "eval")])
+        assert again.exit_code == 0, again.output
+        evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["methods"]["evaluated"]
+        assert evaluated["forget_recall_after"] == pytest.approx(m["forget_recall_after"])
 
 
 def test_sae_that_does_not_fit_the_model_is_refused(tmp_path, entity_file, tiny_sae):

@@ -271,12 +271,12 @@ def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
 def train_sae_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                   layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Train (or reuse from the cache) the SAE at the layer; copy it to OUT/sae in sae-lens format."""
-    from sae_unlearn.pipeline import build_synthetic, get_sae
+    from sae_unlearn.pipeline import build_workspace, get_sae
     from sae_unlearn.sae.training import save_sae
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
-        ws = get_sae(build_synthetic(cfg))
+        ws = get_sae(build_workspace(cfg))
     save_sae(ws.sae, out / "sae")
     console.print(f"SAE (sae-lens format) in {out}/sae")
 
@@ -286,11 +286,11 @@ def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, s
                        layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Separation scores of every latent (known vs unknown); write the top ones to latents.json."""
     from sae_unlearn.io_utils import atomic_write_json
-    from sae_unlearn.pipeline import build_synthetic, get_sae, make_split, select_latents
+    from sae_unlearn.pipeline import build_workspace, get_sae, make_split, select_latents
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
-        ws = select_latents(make_split(get_sae(build_synthetic(cfg))))
+        ws = select_latents(make_split(get_sae(build_workspace(cfg))))
     assert ws.scores is not None
     atomic_write_json(out / "latents.json", ws.scores.table(cfg.latents.top_k))
     console.print(f"wrote {out}/latents.json")
@@ -313,18 +313,26 @@ def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
 def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned model directory (save_pretrained)."),
                  out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                  layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
-    """Evaluate a saved unlearned model against the original world model (config must match the run's)."""
+    """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
     from sae_unlearn.io_utils import atomic_write_json
     from sae_unlearn.methods.base import UnlearnOutcome
     from sae_unlearn.models.loading import load_causal_lm
-    from sae_unlearn.pipeline import build_synthetic, evaluate, get_sae, make_split, select_latents
+    from sae_unlearn.pipeline import build_workspace, evaluate, get_sae, make_split, select_latents
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
-        if not (model / "config.json").exists():
-            raise UserInputError(f"{model} is not a saved model directory (no config.json).")
-        ws = select_latents(make_split(get_sae(build_synthetic(cfg))))
-        edited, _ = load_causal_lm(model, device=cfg.device)
+        adapter = (model / "adapter_config.json").exists()  # saved by a --lora run
+        if not adapter and not (model / "config.json").exists():
+            raise UserInputError(f"{model} is not a saved model directory (no config.json or adapter_config.json).")
+        ws = select_latents(make_split(get_sae(build_workspace(cfg))))
+        if adapter:
+            import copy
+
+            from peft import PeftModel
+
+            edited = PeftModel.from_pretrained(copy.deepcopy(ws.model), str(model)).eval()
+        else:
+            edited, _ = load_causal_lm(model, device=cfg.device)
     metrics = evaluate(ws, edited, UnlearnOutcome(0, "no_training"))
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})

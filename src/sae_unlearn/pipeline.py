@@ -138,7 +138,7 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
     scfg = ws.cfg.sae
     if scfg.path is not None or scfg.release is not None:
         ws.sae = load_sae(scfg.path or scfg.release, scfg.sae_id)
-        ws.sae_dir = scfg.path
+        ws.sae_dir = scfg.path or Path(f"{scfg.release}:{scfg.sae_id}")  # where it came from, for the report
     else:
         entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
         key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json"),
