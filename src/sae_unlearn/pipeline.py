@@ -163,9 +163,11 @@ def make_split(ws: Workspace) -> Workspace:
     Ferrando et al.); unknown = never-seen entities, plus (real models) file entities recalled not at all."""
     cfg = ws.cfg
     t0 = time.time()
-    shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
+    if len(ws.probing) != len(ws.candidates):  # probing depends on the original model only: once per workspace
+        shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
+        ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
+    shares = [ws.probing[e.name] for e in ws.candidates]
     known = [e for e, s in zip(ws.candidates, shares) if s >= cfg.eval.known_threshold]
-    ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
     rng = random.Random(cfg.seed)
     forget = _forget_targets(ws, known, rng)
     forget_names = {e.name for e in forget}
@@ -361,7 +363,13 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
              f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
              f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
              f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}",
-             "recall is on held-out phrasings (never in training or in the unlearning loss)"]
+             "recall is on held-out phrasings (never in training or in the unlearning loss)" if ws.eval_heldout else
+             "recall is on all facts of the entity file (it marks none as held out; docs/real_models.md)"]
+    if ws.skipped_forget:
+        notes.append(f"skipped (not known to the model, nothing to forget): {', '.join(ws.skipped_forget)}")
+    if ws.probing:
+        notes.append(f"probing: {metrics['n_known']} of {len(ws.candidates)} entities known "
+                     f"(recall >= {ws.cfg.eval.known_threshold:.0%} of their facts)")
     for name, (_, outcome) in results.items():
         notes.append(f"{name}: {outcome.steps_run} steps, stopped by {outcome.stopped_reason}. {outcome.message}".strip())
     latent_rows = ws.scores.table(k)

@@ -38,8 +38,10 @@ def _ancestors(model: nn.Module, name: str) -> list[nn.Module]:
 def enable_gradient_checkpointing(model: nn.Module) -> None:
     """Recompute block activations in the backward pass instead of storing them (HF's own switch)."""
     # transformers >= 5.x renamed the switch (the old name still works, with a deprecation warning)
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
 

@@ -8,6 +8,7 @@ HEADLINE = [
     ("forget_recall_before", "forget recall, before"),
     ("forget_recall_after", "forget recall, after"),
     ("unknown_recall", "unknown-entity recall (floor)"),
+    ("unknown_recall_same_prompts", "unknown names in the targets' own prompts (like-for-like floor)"),
     ("retain_recall_before", "retain recall, before"),
     ("retain_recall_after", "retain recall, after"),
     ("heldout_known_recall_before", "held-out known recall, before"),
