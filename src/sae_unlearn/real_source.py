@@ -16,7 +16,7 @@ from torch import nn
 from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.types import Entity
-from sae_unlearn.models.layers import model_device
+from sae_unlearn.metrics.recall import continuations
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
@@ -27,26 +27,11 @@ def real_entities(file, n_fictional: int, seed: int) -> tuple[list[Entity], list
     return entities, fictional_entities(entities, n_fictional, seed=seed, avoid={e.name for e in entities})
 
 
-@torch.no_grad()
-def sampled_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, seed: int,
-                          batch_size: int = 64) -> list[str]:
-    """Seeded nucleus sampling (greedy decoding of a small model loops on one phrase: poor SAE data)."""
+def sampled_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> list[str]:
+    """Prompt plus seeded nucleus sample (greedy decoding of a small model loops on one phrase: poor SAE data)."""
     torch.manual_seed(seed)
-    device = model_device(model)
-    old_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    texts: list[str] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            batch = prompts[start : start + batch_size]
-            enc = tokenizer(batch, return_tensors="pt", padding=True).to(device)
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=True, top_p=0.95, temperature=1.0,
-                                 top_k=0, pad_token_id=pad_id)
-            new = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-            texts.extend(p + n for p, n in zip(batch, new))
-    finally:
-        tokenizer.padding_side = old_side
-    return texts
+    new = continuations(model, tokenizer, prompts, max_new_tokens, do_sample=True, top_p=0.95, temperature=1.0, top_k=0)
+    return [p + n for p, n in zip(prompts, new)]
 
 
 def sae_corpus(model: nn.Module, tokenizer, entities: list[Entity], n_generations: int, n_tokens: int, seed: int) -> list[str]:

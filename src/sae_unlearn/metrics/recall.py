@@ -24,8 +24,9 @@ def answer_matches(continuation: str, answer: str) -> bool:
 
 
 @torch.no_grad()
-def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64) -> list[str]:
-    """Greedy decoding with left padding, batched; returns only the new text."""
+def continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64,
+                  **generate_kwargs) -> list[str]:
+    """Batched decoding with left padding; returns only the new text. ``generate_kwargs`` pick the decoding."""
     device = model_device(model)
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -34,15 +35,17 @@ def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_ne
     try:
         for start in range(0, len(prompts), batch_size):
             enc = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
-            gen = model.generate(
-                **enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,
-                num_beams=1, temperature=None, top_p=None, top_k=None,
-            )
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, pad_token_id=pad_id, **generate_kwargs)
             new = gen[:, enc["input_ids"].shape[1] :]
             outs.extend(tokenizer.batch_decode(new, skip_special_tokens=True))
     finally:
         tokenizer.padding_side = old_side
     return outs
+
+
+def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64) -> list[str]:
+    return continuations(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False, num_beams=1,
+                         temperature=None, top_p=None, top_k=None)
 
 
 def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | None = True, max_new_tokens: int = 4) -> float:
