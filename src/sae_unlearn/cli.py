@@ -21,6 +21,8 @@ DEMO_REAL_CONFIG = Path(__file__).parent / "data" / "smollm2_demo.yaml"  # the t
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see docs/config.md); flags override it.")
 OutOpt = typer.Option(..., "--out", "-o", help="Output directory (refused if it exists and is not empty).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output directory.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint "
+                                                 "(same command and config: same result).")
 
 
 def _config(config: Optional[Path], **flags) -> DemoConfig:
@@ -113,6 +115,7 @@ def demo(
     n_forget: Optional[int] = typer.Option(None, "--n-forget", help="Number of random known targets."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Comma-separated target names."),
     overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """The whole chain, offline: SmolLM2-135M (built in) on the bundled real entities, or with
@@ -125,7 +128,7 @@ def demo(
             cfg = _config(config, world__seed=seed, **flags)
         else:
             cfg = _config(config or DEMO_REAL_CONFIG, **flags)
-        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet)
+        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet, resume=resume)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
 
@@ -150,6 +153,7 @@ def run(
     gradient_checkpointing: Optional[bool] = CkptOpt,
     device: Optional[str] = DeviceOpt,
     overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Probe which entities the model knows, select latents, unlearn the targets and evaluate, on any
@@ -163,7 +167,8 @@ def run(
         if cfg.model.name is None:
             raise UserInputError("No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
                                  "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`.")
-        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet, methods=(cfg.unlearn.method,))
+        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet, methods=(cfg.unlearn.method,),
+                           resume=resume)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
 
@@ -190,6 +195,7 @@ def compare(
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
     sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
     overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Every method from the same original weights, same data, budget and evaluation:
@@ -205,7 +211,7 @@ def compare(
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
         metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models,
-                              sweep=sweep)
+                              sweep=sweep, resume=resume)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 
@@ -299,13 +305,14 @@ def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, s
 @app.command("unlearn")
 def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                 layer: Optional[int] = LayerOpt, steps: Optional[int] = typer.Option(None, "--steps"),
-                method: Optional[str] = typer.Option(None, "--method"), overwrite: bool = OverwriteOpt) -> None:
+                method: Optional[str] = typer.Option(None, "--method"), overwrite: bool = OverwriteOpt,
+                resume: bool = ResumeOpt) -> None:
     """Unlearn and evaluate (the demo's chain with a config); same outputs as the demo."""
     from sae_unlearn.pipeline import run_demo
 
     with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps, unlearn__method=method)
-        metrics = run_demo(cfg, out, overwrite=overwrite, methods=(cfg.unlearn.method,))
+        metrics = run_demo(cfg, out, overwrite=overwrite, methods=(cfg.unlearn.method,), resume=resume)
     _summary(metrics)
 
 

@@ -98,6 +98,7 @@ class UnlearnConfig(_Strict):
     retain_batch: int = Field(128, ge=1)
     retain_positions: Literal["after_entity", "all"] = "after_entity"
     eval_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(25, ge=0)  # steps between crash-safe checkpoints in OUT/checkpoints; 0: none
     stop_share: float = Field(1.0, ge=0, le=1)
     stop_toward: float = Field(0.02, ge=0, le=1)
     train_layers: list[int] | None = None  # decoder blocks to train; default: 0..layer

@@ -55,11 +55,21 @@ def atomic_save_dir(target: Path, writer: Callable[[Path], None]) -> Path:
     return target
 
 
-def prepare_output_dir(out: Path, overwrite: bool) -> Path:
-    """Refuse to clobber an existing, non-empty output directory unless the user asked for it."""
+CHECKPOINTS = "checkpoints"
+
+
+def prepare_output_dir(out: Path, overwrite: bool, resume: bool = False) -> Path:
+    """Refuse to clobber an existing, non-empty output directory unless the user asked for it.
+
+    ``resume`` keeps a directory whose run was interrupted (it holds ``checkpoints/``)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"Output path {out} exists and is a file; choose a directory path.")
+    if resume and out.is_dir() and any(out.iterdir()):
+        if (out / CHECKPOINTS).is_dir():
+            return out
+        raise UserInputError(f"--resume: {out} holds no checkpoints/ (a finished run, or not ours); nothing to "
+                             "resume. Pass --overwrite instead of --resume to run again.")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserInputError(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import random
+import shutil
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,14 +21,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from sae_unlearn import parallel
 from sae_unlearn.config import DemoConfig, dump_config
 from sae_unlearn.entities.synthetic import SyntheticWorld, build_world
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_write_text, cache_root, prepare_output_dir
+from sae_unlearn.io_utils import (CHECKPOINTS, atomic_save_dir, atomic_write_json, atomic_write_text, cache_root,
+                                  prepare_output_dir)
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_method
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.methods.base import fact_prompts
+from sae_unlearn.methods.checkpoint import Checkpointer
 from sae_unlearn.metrics.alignment import KnownUnknownProbe, centroid_distances, entity_codes
 from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall, substituted_recall
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
@@ -78,7 +82,8 @@ def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
                              f"so use 0..{cfg.world_model.n_layer - 1}.")
     world_cfg = cfg.world.model_dump()
     world = build_world(**world_cfg)
-    model_dir = get_or_train_world_model(world, world_cfg, cfg.world_model.model_dump(), cache_root(), progress)
+    with parallel.main_process_first():  # under a launcher: one process trains and caches, the others read
+        model_dir = get_or_train_world_model(world, world_cfg, cfg.world_model.model_dump(), cache_root(), progress)
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device)
     layer = cfg.layer if cfg.layer is not None else num_layers(model) // 2
     check_layer(model, layer)
@@ -98,7 +103,8 @@ def build_real(cfg: DemoConfig, progress: bool = True) -> Workspace:
     if missing:  # before loading anything: a typo should not cost a model load
         raise UserInputError(f"Forget entities {missing} are not in the entity file "
                              f"{cfg.entities.file or 'data/real_entities.jsonl'}; check the spelling or add them.")
-    model_dir = resolve_model_source(cfg.model.name)
+    with parallel.main_process_first():  # a built-in model is converted once, by one process
+        model_dir = resolve_model_source(cfg.model.name)
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device, dtype=DTYPES[cfg.model.dtype])
     layer = check_layer(model, cfg.layer if cfg.layer is not None else num_layers(model) // 2)
     has_heldout = any(f.heldout for e in entities for f in e.facts)
@@ -145,11 +151,14 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
                                          "entities": entities, "seed": ws.cfg.seed, "dtype": ws.cfg.model.dtype},
                                         sort_keys=True).encode()).hexdigest()[:16]
         ws.sae_dir = cache_root() / "saes" / key
-        if not (ws.sae_dir / "cfg.json").exists():
+        if not parallel.agree((ws.sae_dir / "cfg.json").exists()):
+            # capture is split across processes; training is repeated in each (same seed, same SAE)
             acts = capture_training_activations(ws, sae_training_texts(ws))
             sae = train_sae(acts, hook_name(ws.layer), str(ws.model_dir), scfg.expansion, scfg.l1_coefficient,
                             scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed)
-            save_sae(sae, ws.sae_dir)
+            if parallel.is_main():
+                save_sae(sae, ws.sae_dir)
+            parallel.barrier()
         ws.sae = load_sae(ws.sae_dir)
     check_sae_matches(ws.sae, ws.model, ws.layer)
     ws.sae.eval()
@@ -239,7 +248,18 @@ def method_options(cfg: DemoConfig, name: str) -> dict:
     return opts | cfg.unlearn.method_options.get(name, {})
 
 
-def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: dict | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
+def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> Checkpointer | None:
+    """Checkpoints of method ``name`` under OUT/checkpoints/<name>, tied to this exact configuration."""
+    every = cfg.unlearn.checkpoint_every
+    if every == 0:
+        return None
+    fingerprint = {"config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
+                   "method": name, "options": method_options(cfg, name)}
+    return Checkpointer(Path(out) / CHECKPOINTS / name, every, fingerprint, resume)
+
+
+def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: dict | None = None,
+               checkpointer: Checkpointer | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
     assert ws.split is not None and ws.probe is not None and ws.scores is not None
     model = copy.deepcopy(ws.model)
     probe, split = ws.probe, ws.split
@@ -255,7 +275,7 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
                        seed=ws.cfg.seed, progress=progress,
                        lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora else None,
-                       gradient_checkpointing=mcfg.gradient_checkpointing)
+                       gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)
     t0 = time.time()
     outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
     if outcome.message:
@@ -332,7 +352,7 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         "n_known": sum(s >= ws.cfg.eval.known_threshold for s in ws.probing.values()),
         "n_candidates": len(ws.candidates),
         "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
-        "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings,
+        "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings, "processes": parallel.num_processes(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
     plots_dir = out / "plots"
@@ -409,12 +429,28 @@ def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace
     return ws, evaluate_state(ws, ws.model)
 
 
-def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progress: bool = True):
-    """Each method from a fresh copy of the original weights, same split, budget and evaluation."""
+def check_resumable(cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwrite: bool, resume: bool) -> Path:
+    """Prepare ``out``; with ``resume``, refuse checkpoints of another configuration before any compute."""
+    out = parallel.main_only(lambda: prepare_output_dir(out, overwrite, resume))
+    if resume:
+        for name in methods:
+            ckpt = method_checkpointer(cfg, name, out, resume)
+            if ckpt is not None:
+                ckpt.verify()
+    return out
+
+
+def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progress: bool = True,
+                out: Path | None = None, resume: bool = False):
+    """Each method from a fresh copy of the original weights, same split, budget and evaluation.
+
+    With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
+    state there until the outputs are written, so a resumed comparison skips it)."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
     edited: dict[str, nn.Module] = {}
     for name in methods:
-        model, outcome, seconds = run_method(ws, name, progress)
+        ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
+        model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
         results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
         edited[name] = model
     return results, edited
@@ -430,16 +466,24 @@ def save_edited(out: Path, ws: Workspace, results: dict, edited: dict[str, nn.Mo
             save_model_dir(model, ws.tokenizer, target)
 
 
-def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True, methods: tuple[str, ...] = ("sae_guided",)) -> dict:
-    """The whole chain on the synthetic world; writes metrics.json, report.md, plots, config, model."""
+def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
+             methods: tuple[str, ...] = ("sae_guided",), resume: bool = False) -> dict:
+    """The whole chain; writes metrics.json, report.md, plots, config, model. ``resume`` continues a
+    killed run in ``out`` from its last checkpoint (same config: same result)."""
+    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
     for name in methods:
         get_method(name)  # fail on a bad name before any compute
-    out = prepare_output_dir(out, overwrite)
+    out = check_resumable(cfg, out, methods, overwrite, resume)
     ws, baseline = prepare_workspace(cfg, progress)
-    results, edited = run_methods(ws, baseline, methods, progress)
-    metrics = write_run_outputs(out, ws, results, edited)
-    save_edited(out, ws, results, edited)
-    return metrics
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
+
+    def write() -> dict:
+        metrics = write_run_outputs(out, ws, results, edited)
+        save_edited(out, ws, results, edited)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # every output is in place: nothing left to resume
+        return metrics
+
+    return parallel.main_only(write)
 
 
 def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
@@ -459,23 +503,30 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
 
 
 def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
-                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False, sweep: bool = False) -> dict:
+                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False, sweep: bool = False,
+                resume: bool = False) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
+    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
     from sae_unlearn.report.compare import compare_table, tradeoff_plot
 
     for name in methods:
         get_method(name)
-    out = prepare_output_dir(out, overwrite)
+    out = check_resumable(cfg, out, methods, overwrite, resume)
     ws, baseline = prepare_workspace(cfg, progress)
-    results, edited = run_methods(ws, baseline, methods, progress)
-    metrics = write_run_outputs(out, ws, results, edited)
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
     sweeps = run_sweeps(ws, methods, progress) if sweep else None
-    if sweeps:
-        metrics["sweeps"] = sweeps
-    atomic_write_json(out / "compare.json", metrics)
-    tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png", sweeps)
-    atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + compare_table(metrics["methods"])
-                      + "\n\n![trade-off](plots/tradeoff.png)\n")
-    if save_models:
-        save_edited(out, ws, results, edited)
-    return metrics
+
+    def write() -> dict:
+        metrics = write_run_outputs(out, ws, results, edited)
+        if sweeps:
+            metrics["sweeps"] = sweeps
+        atomic_write_json(out / "compare.json", metrics)
+        tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png", sweeps)
+        atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + compare_table(metrics["methods"])
+                          + "\n\n![trade-off](plots/tradeoff.png)\n")
+        if save_models:
+            save_edited(out, ws, results, edited)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        return metrics
+
+    return parallel.main_only(write)

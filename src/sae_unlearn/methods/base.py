@@ -17,9 +17,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_gradient_checkpointing,
                                           enable_gradient_checkpointing, wrap_with_lora)
+from sae_unlearn.methods.checkpoint import Checkpointer, LoopState
 from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
 
@@ -40,6 +42,7 @@ class UnlearnTask:
     progress: bool = True
     lora: dict | None = None  # {"rank": r, "alpha": a}: train a LoRA adapter on the trained layers
     gradient_checkpointing: bool = False
+    checkpointer: Checkpointer | None = None  # periodic crash-safe state; resumes when its ``resume`` is set
 
 
 @dataclass
@@ -95,6 +98,9 @@ class GradientUnlearner(Unlearner):
     """
 
     config_cls: ClassVar[type]  # a dataclass with at least ``lr`` and ``eval_every``
+    # True when ``loss`` computes only this process's share of the batch (summed over processes);
+    # False: every process computes the whole loss, and gradients are averaged (same result, no speed-up).
+    shards_data: ClassVar[bool] = False
 
     def __init__(self, cfg=None):
         self.cfg = cfg or self.config_cls()
@@ -122,6 +128,21 @@ class GradientUnlearner(Unlearner):
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
         return False
 
+    def _across_processes(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Sum (sharded losses) or average (replicated ones) over processes, in place."""
+        parallel.sum_across(tensors)
+        if not self.shards_data and parallel.world_size() > 1:
+            for t in tensors:
+                t.div_(parallel.world_size())
+        return tensors
+
+    def method_state(self) -> dict:
+        """Plain-data running state the loss keeps between steps (saved in checkpoints)."""
+        return {}
+
+    def load_method_state(self, state: dict) -> None:
+        pass
+
     def unlearn(self, task: UnlearnTask) -> UnlearnOutcome:
         torch.manual_seed(task.seed)
         rng = random.Random(task.seed)
@@ -135,48 +156,72 @@ class GradientUnlearner(Unlearner):
             enable_gradient_checkpointing(task.model)
         opt = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
-        history: list[float] = []
-        lowered = False
-        reason, message = "budget", ""
+        state = LoopState(lr=self.lr)
+        ckpt = task.checkpointer
+        if ckpt is not None and ckpt.resume:
+            state = ckpt.load(params, snapshot, opt, rng) or state
+            self.load_method_state(state.method_state)
         deterministic_train_mode(task.model)  # no dropout: the edit must be deterministic for a given seed
-        bar = tqdm(range(task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress)
-        step = 0
-        for step in bar:
-            loss = self.loss(task, step, rng)
-            if not torch.isfinite(loss):
-                with torch.no_grad():
-                    for p, s in zip(params, snapshot):
-                        p.copy_(s)
-                if lowered:
-                    reason = "non_finite_loss"
-                    message = (f"loss became non-finite twice (step {step}); stopped and kept the last good "
-                               "weights. Lower the learning rate.")
-                    break
-                lowered = True
-                for group in opt.param_groups:
-                    group["lr"] /= 2
-                opt = torch.optim.Adam(params, lr=opt.param_groups[0]["lr"])
-                message = f"loss became non-finite at step {step}; rolled back and halved the learning rate."
-                continue
-            with torch.no_grad():  # these weights gave a finite loss: the last good ones
-                for p, s in zip(params, snapshot):
-                    s.copy_(p)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-            if (step + 1) % self.eval_every == 0 and self.should_stop(task, step):
-                reason = "early_stop"
-                break
-        bar.close()
+        if not state.finished:
+            opt = self._train(task, params, snapshot, opt, rng, state)
+            if ckpt is not None:
+                state.finished, state.method_state = True, self.method_state()
+                ckpt.save(params, snapshot, opt, rng, state)
         task.model.train(False)
         if task.gradient_checkpointing:
             disable_gradient_checkpointing(task.model)
         for p in task.model.parameters():
             p.requires_grad_(False)
-        steps_run = len(history)
-        return UnlearnOutcome(steps_run=steps_run, stopped_reason=reason, loss_history=history, message=message)
+        return UnlearnOutcome(steps_run=len(state.history), stopped_reason=state.stopped_reason,
+                              loss_history=state.history, message=state.message)
+
+    def _train(self, task: UnlearnTask, params: list[nn.Parameter], snapshot: list[torch.Tensor],
+               opt: torch.optim.Optimizer, rng: random.Random, state: LoopState) -> torch.optim.Optimizer:
+        """Steps ``state.step`` .. budget; updates ``state`` in place and returns the optimizer in use
+        (a new one after a learning-rate cut)."""
+        bar = tqdm(range(state.step, task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress,
+                   initial=state.step, total=task.steps)
+        for step in bar:
+            loss = self.loss(task, step, rng)
+            total = self._across_processes([loss.detach().clone().reshape(1)])[0]  # the same verdict everywhere
+            if not torch.isfinite(total).all():
+                with torch.no_grad():
+                    for p, s in zip(params, snapshot):
+                        p.copy_(s)
+                if state.lowered:
+                    state.stopped_reason = "non_finite_loss"
+                    state.message = (f"loss became non-finite twice (step {step}); stopped and kept the last good "
+                                     "weights. Lower the learning rate.")
+                    break
+                state.lowered = True
+                state.lr = opt.param_groups[0]["lr"] / 2
+                opt = torch.optim.Adam(params, lr=state.lr)
+                state.message = f"loss became non-finite at step {step}; rolled back and halved the learning rate."
+                state.step = step + 1
+                continue
+            with torch.no_grad():  # these weights gave a finite loss: the last good ones
+                for p, s in zip(params, snapshot):
+                    s.copy_(p)
+            opt.zero_grad(set_to_none=True)
+            if loss.requires_grad:  # a process with no rows of its own contributes zero gradients
+                loss.backward()
+            if parallel.world_size() > 1:
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                self._across_processes([p.grad for p in params])
+            opt.step()
+            state.history.append(float(total))
+            state.step = step + 1
+            bar.set_postfix(loss=f"{state.history[-1]:.4f}")
+            if (step + 1) % self.eval_every == 0 and self.should_stop(task, step):
+                state.stopped_reason = "early_stop"
+                break
+            if task.checkpointer is not None and task.checkpointer.due(state.step) and state.step < task.steps:
+                state.method_state = self.method_state()
+                task.checkpointer.save(params, snapshot, opt, rng, state)
+        bar.close()
+        return opt
 
 
 def sample_rows(n: int, k: int, rng: random.Random) -> list[int]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, sample_rows
 from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
@@ -55,6 +56,7 @@ def _templates(entity: Entity) -> list[str]:
 class SAEGuidedUnlearner(GradientUnlearner):
     name = "sae_guided"
     config_cls = SAEGuidedConfig
+    shards_data = True  # the loss splits its rows across processes (see loss_terms)
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         if self.cfg.train_layers is None:
@@ -95,6 +97,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
             raise UserInputError("SAE-guided unlearning needs unknown entities (the target to move toward) and "
                                  "retained known entities (to keep); the split has none of one of them.")
         self.forget = encode_facts(task.tokenizer, task.split.forget).to(device)
+        # row i's after-entity positions are rows forget_offsets[i]:forget_offsets[i+1] of the references
+        self.forget_offsets = torch.cat([torch.zeros(1, dtype=torch.long),
+                                         self.forget.after_entity_mask().sum(1).cumsum(0).cpu()])
         rng = random.Random(task.seed)
         unknown_pool = list(task.split.unknown)
         known_pool = list(task.split.retain)
@@ -143,28 +148,43 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     # -- the objective -----------------------------------------------------------------------
     def loss_terms(self, task: UnlearnTask, rng: random.Random) -> dict[str, torch.Tensor]:
-        hidden = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
-        h = hidden[self.forget.after_entity_mask()]
-        z = task.sae.encode(h)
-        toward = (z - self.ref_unknown).pow(2).sum(-1).mean() / self.scale
-        error = (h - task.sae.decode(z) - self.ref_error).pow(2).sum(-1).mean() / self.gap_h
-        dist_known = (z - self.ref_known).norm(dim=-1)
-        away = F.relu(self.margin - dist_known).pow(2).mean() / self.scale
+        """Each term is this process's share of the whole batch's mean (sums over the rows of
+        ``parallel.shard``, divided by the whole batch's count), so summing over processes gives
+        exactly the one-process loss; in one process it is the plain mean."""
+        zero = torch.zeros((), device=self.ref_unknown.device)
+        terms = {"toward": zero, "away": zero, "error": zero}
+        rows = parallel.shard(len(self.forget))
+        if len(rows):
+            enc = self.forget.slice(rows.start, rows.stop)
+            lo, hi = int(self.forget_offsets[rows.start]), int(self.forget_offsets[rows.stop])
+            n_all = int(self.forget_offsets[-1])
+            hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
+            h = hidden[enc.after_entity_mask()]
+            z = task.sae.encode(h)
+            terms["toward"] = (z - self.ref_unknown[lo:hi]).pow(2).sum(-1).sum() / n_all / self.scale
+            terms["error"] = (h - task.sae.decode(z) - self.ref_error[lo:hi]).pow(2).sum(-1).sum() / n_all / self.gap_h
+            dist_known = (z - self.ref_known[lo:hi]).norm(dim=-1)
+            terms["away"] = F.relu(self.margin[lo:hi] - dist_known).pow(2).sum() / n_all / self.scale
 
-        idx = torch.tensor(sample_rows(len(self.retain), self.cfg.retain_batch, rng))
-        sub = EncodedPrompts(self.retain.input_ids[idx], self.retain.attention_mask[idx],
-                             self.retain.entity_last[idx], self.retain.prompt_last[idx])
-        if self.cfg.w_kl > 0:
-            h_new, logp = self._retain_forward(task, sub)
-        else:
-            h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+        idx = torch.tensor(sample_rows(len(self.retain), self.cfg.retain_batch, rng))  # same draw in every process
         # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);
         # "after_entity": only where the entity can be read (looser, forgets faster on small models)
-        mask = sub.attention_mask.bool() if self.cfg.retain_positions == "all" else sub.after_entity_mask()
-        retain = (h_new[mask] - self.retain_hidden[idx][mask]).pow(2).sum(-1).mean() / self.gap_h
-        terms = {"toward": toward, "away": away, "error": error, "retain": retain}
+        full_mask = self.retain.attention_mask.bool() if self.cfg.retain_positions == "all" else self.retain.after_entity_mask()
+        n_positions = int(full_mask[idx].sum())
+        mine = idx[list(parallel.shard(len(idx)))]
+        terms["retain"] = zero
         if self.cfg.w_kl > 0:
-            terms["kl"] = F.kl_div(logp, self.retain_logp[idx], log_target=True, reduction="batchmean")
+            terms["kl"] = zero
+        if len(mine):
+            sub = EncodedPrompts(self.retain.input_ids[mine], self.retain.attention_mask[mine],
+                                 self.retain.entity_last[mine], self.retain.prompt_last[mine])
+            if self.cfg.w_kl > 0:
+                h_new, logp = self._retain_forward(task, sub)
+                terms["kl"] = F.kl_div(logp, self.retain_logp[mine], log_target=True, reduction="sum") / len(idx)
+            else:
+                h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+            mask = full_mask[mine]
+            terms["retain"] = (h_new[mask] - self.retain_hidden[mine][mask]).pow(2).sum(-1).sum() / n_positions / self.gap_h
         return terms
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
@@ -176,6 +196,13 @@ class SAEGuidedUnlearner(GradientUnlearner):
         weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
                    "retain": self.cfg.w_retain, "kl": self.cfg.w_kl}
         return sum(weights[k] * v for k, v in terms.items())
+
+    def method_state(self) -> dict:
+        return {"initial_toward": self.initial_toward, "last_toward": self.last_toward}
+
+    def load_method_state(self, state: dict) -> None:
+        self.initial_toward = state.get("initial_toward", self.initial_toward)
+        self.last_toward = state.get("last_toward", self.last_toward)
 
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
         if task.targets_classified_unknown is None or self.initial_toward is None:

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from sae_unlearn.models.layers import check_layer, decoder_layers, model_device
+from sae_unlearn import parallel
+from sae_unlearn.models.layers import check_layer, decoder_layers, hidden_size, model_device
 from sae_unlearn.models.prompts import EncodedPrompts
 
 
@@ -56,25 +57,27 @@ def capture_entity_activations(
     """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU)."""
     check_layer(model, layer)
     device = model_device(model)
-    out = []
-    for start in tqdm(range(0, len(prompts), batch_size), disable=not progress, desc=f"capture layer {layer}"):
-        batch = prompts.slice(start, start + batch_size).to(device)
+    mine = parallel.shard(len(prompts))  # under a launcher: this process's rows, gathered below
+    out = [torch.empty(0, hidden_size(model))]
+    for start in tqdm(range(mine.start, mine.stop, batch_size), disable=not progress, desc=f"capture layer {layer}"):
+        batch = prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         out.append(hidden[rows, batch.entity_last].float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
+    return parallel.gather_rows(torch.cat(out))
 
 
 @torch.no_grad()
 def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int, batch_size: int = 64) -> torch.Tensor:
     """Every real token's activation (SAE training data), [n_tokens, d_model]."""
     device = model_device(model)
-    out = []
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts.slice(start, start + batch_size).to(device)
+    mine = parallel.shard(len(prompts))
+    out = [torch.empty(0, hidden_size(model))]
+    for start in range(mine.start, mine.stop, batch_size):
+        batch = prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         out.append(hidden[batch.attention_mask.bool()].float().cpu())
-    return torch.cat(out)
+    return parallel.gather_rows(torch.cat(out))
 
 
 @contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from sae_unlearn import parallel
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import cache_root
 from sae_unlearn.models.builtin import BUILTIN_MODELS, resolve_builtin
@@ -64,7 +65,7 @@ def load_causal_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype =
     except OSError as exc:
         raise UserInputError(f"Cannot load a causal LM from {source!r}: {exc}") from exc
     ensure_document_start(tokenizer)
-    model.to(resolve_device(device))
+    model.to(parallel.local_device(resolve_device(device)))  # under a launcher: this process's GPU
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
