@@ -108,7 +108,8 @@ def main_only(work: Callable[[], T]) -> T:
 
 def shard(n: int) -> range:
     """This process's contiguous block of ``n`` rows (blocks in rank order cover 0..n-1)."""
-    world, r = world_size(), rank() if world_size() > 1 else 0
+    world = world_size()
+    r = rank() if world > 1 else 0  # inside local_compute a process takes every row
     per, extra = divmod(n, world)
     start = r * per + min(r, extra)
     return range(start, start + per + (1 if r < extra else 0))
@@ -120,14 +121,15 @@ def gather_rows(local: torch.Tensor) -> torch.Tensor:
         return local
     import torch.distributed as dist
 
-    sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world_size())]
-    dist.all_gather(sizes, torch.tensor([local.shape[0]]))
+    device = _state().device  # the backend's device: NCCL gathers only GPU tensors
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world_size())]
+    dist.all_gather(sizes, torch.tensor([local.shape[0]], device=device))
     longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
-    padded[: local.shape[0]] = local
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=device)
+    padded[: local.shape[0]] = local.to(device)
     parts = [torch.empty_like(padded) for _ in range(world_size())]
-    dist.all_gather(parts, padded.contiguous())
-    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)]).to(local.device)
 
 
 def sum_across(tensors: list[torch.Tensor]) -> None:

@@ -156,7 +156,7 @@ class GradientUnlearner(Unlearner):
             enable_gradient_checkpointing(task.model)
         opt = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
-        state = LoopState(lr=self.lr)
+        state = LoopState()
         ckpt = task.checkpointer
         if ckpt is not None and ckpt.resume:
             state = ckpt.load(params, snapshot, opt, rng) or state
@@ -194,8 +194,7 @@ class GradientUnlearner(Unlearner):
                                      "weights. Lower the learning rate.")
                     break
                 state.lowered = True
-                state.lr = opt.param_groups[0]["lr"] / 2
-                opt = torch.optim.Adam(params, lr=state.lr)
+                opt = torch.optim.Adam(params, lr=opt.param_groups[0]["lr"] / 2)
                 state.message = f"loss became non-finite at step {step}; rolled back and halved the learning rate."
                 state.step = step + 1
                 continue

@@ -40,7 +40,6 @@ class LoopState:
     step: int = 0
     history: list[float] = field(default_factory=list)
     lowered: bool = False  # the learning rate was already halved once after a non-finite loss
-    lr: float = 0.0
     finished: bool = False
     stopped_reason: str = "budget"
     message: str = ""
@@ -148,7 +147,6 @@ class Checkpointer:
                 f"Cannot resume from {path}: it was written by a different configuration (differs in: "
                 f"{', '.join(diff[:8]) or 'unknown'}). Rerun with the original settings, or without --resume "
                 "and with --overwrite to start again.")
-
 
 
 def _rng_to_json(state: tuple) -> list:

@@ -46,6 +46,15 @@ def residual_at_layer(model: nn.Module, input_ids: torch.Tensor, attention_mask:
     raise RuntimeError(f"layer {layer} was not reached in the forward pass")
 
 
+def _own_batches(model: nn.Module, prompts: EncodedPrompts, batch_size: int) -> list[EncodedPrompts]:
+    """This process's rows (all rows in one process), in batches on the model's device; callers
+    gather the results with ``parallel.gather_rows``."""
+    device = model_device(model)
+    mine = parallel.shard(len(prompts))
+    return [prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
+            for start in range(mine.start, mine.stop, batch_size)]
+
+
 @torch.no_grad()
 def capture_entity_activations(
     model: nn.Module,
@@ -56,11 +65,8 @@ def capture_entity_activations(
 ) -> torch.Tensor:
     """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU)."""
     check_layer(model, layer)
-    device = model_device(model)
-    mine = parallel.shard(len(prompts))  # under a launcher: this process's rows, gathered below
     out = [torch.empty(0, hidden_size(model))]
-    for start in tqdm(range(mine.start, mine.stop, batch_size), disable=not progress, desc=f"capture layer {layer}"):
-        batch = prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
+    for batch in tqdm(_own_batches(model, prompts, batch_size), disable=not progress, desc=f"capture layer {layer}"):
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         out.append(hidden[rows, batch.entity_last].float().cpu())
@@ -70,11 +76,8 @@ def capture_entity_activations(
 @torch.no_grad()
 def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int, batch_size: int = 64) -> torch.Tensor:
     """Every real token's activation (SAE training data), [n_tokens, d_model]."""
-    device = model_device(model)
-    mine = parallel.shard(len(prompts))
     out = [torch.empty(0, hidden_size(model))]
-    for start in range(mine.start, mine.stop, batch_size):
-        batch = prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
+    for batch in _own_batches(model, prompts, batch_size):
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         out.append(hidden[batch.attention_mask.bool()].float().cpu())
     return parallel.gather_rows(torch.cat(out))
