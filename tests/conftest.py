@@ -46,3 +46,18 @@ def micro_workspace(micro_config_file):
 
     cfg = load_config(micro_config_file)
     return select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))
+
+
+@pytest.fixture(scope="session")
+def micro_compare_dir(micro_config_file, micro_workspace, tmp_path_factory) -> Path:
+    """`compare` of all six methods on the micro world (20 steps), models saved: shared by the
+    comparison, attack and report tests."""
+    from typer.testing import CliRunner
+
+    from sae_unlearn.cli import app
+
+    out = tmp_path_factory.mktemp("compare") / "cmp"
+    result = CliRunner().invoke(app, ["compare", "--synthetic", "--out", str(out), "--config", str(micro_config_file),
+                                      "--steps", "20", "--save-models", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out

@@ -9,11 +9,8 @@ from sae_unlearn.pipeline import ALL_METHODS
 from test_end_to_end import REQUIRED
 
 
-def test_compare_writes_all_methods_table_and_plot(micro_config_file, micro_workspace, tmp_path):
-    out = tmp_path / "cmp"
-    result = CliRunner().invoke(app, ["compare", "--synthetic", "--out", str(out), "--config", str(micro_config_file),
-                                      "--steps", "20", "--quiet"])
-    assert result.exit_code == 0, result.output
+def test_compare_writes_all_methods_table_and_plot(micro_compare_dir):
+    out = micro_compare_dir
     data = json.loads((out / "compare.json").read_text())
     assert list(data["methods"]) == list(ALL_METHODS)
     for name, m in data["methods"].items():
@@ -23,7 +20,8 @@ def test_compare_writes_all_methods_table_and_plot(micro_config_file, micro_work
     assert all(f"| {name} |" in table for name in ALL_METHODS)
     assert "**" in table  # best values are marked
     assert (out / "plots" / "tradeoff.png").stat().st_size > 1000
-    assert (out / "sae_clamp_inference_hook.json").exists() is False  # models only with --save-models
+    assert (out / "sae_clamp_inference_hook.json").exists()  # --save-models: the hook, and every trained model
+    assert all((out / f"model_{name}" / "config.json").exists() for name in ALL_METHODS if name != "sae_clamp")
 
 
 def test_compare_sweep_adds_curves(micro_config_file, micro_workspace, tmp_path):
@@ -34,6 +32,7 @@ def test_compare_sweep_adds_curves(micro_config_file, micro_workspace, tmp_path)
     curve = json.loads((out / "compare.json").read_text())["sweeps"]["sae_clamp"]
     assert [p["multiplier"] for p in curve] == [5.0, 20.0, 80.0]
     assert all(0 <= p["forget_recall_after"] <= 1 for p in curve)
+    assert not (out / "sae_clamp_inference_hook.json").exists()  # models only with --save-models
 
 
 def test_compare_rejects_unknown_method_before_compute(tmp_path):

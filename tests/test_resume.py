@@ -50,7 +50,7 @@ def _unlearn(config: Path, out: Path, *extra: str):
 
 def _numbers(metrics_file: Path) -> dict:
     m = json.loads(metrics_file.read_text())["methods"]["sae_guided"]
-    return {k: v for k, v in m.items() if isinstance(v, (int, float)) and k != "seconds"}
+    return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not k.endswith("seconds")}  # timings differ
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):

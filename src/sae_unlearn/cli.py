@@ -47,11 +47,12 @@ def _summary(metrics: dict) -> None:
     table = Table(title="sae-unlearn results")
     keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts", "retain_recall_before", "retain_recall_after",
             "heldout_known_recall_before", "heldout_known_recall_after", "forget_classified_unknown_after",
-            "perplexity_before", "perplexity_after", "seconds"]
+            "perplexity_before", "perplexity_after", "relearn_recall", "relearn_recall_unknown",
+            "forget_probe_auc_residual_after", "paraphrase_recall_context_after", "generation_leak_rate_after", "seconds"]
     table.add_column("metric")
     for name in metrics["methods"]:
         table.add_column(name)
-    for key in keys:
+    for key in (k for k in keys if any(k in m for m in metrics["methods"].values())):
         table.add_row(key, *(f"{m.get(key, float('nan')):.3f}" for m in metrics["methods"].values()))
     Console().print(table)
 
@@ -321,26 +322,38 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
                  out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                  layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
+    from sae_unlearn.attacks.saved import load_edited
     from sae_unlearn.io_utils import atomic_write_json
-    from sae_unlearn.methods.base import UnlearnOutcome
-    from sae_unlearn.models.loading import load_causal_lm
     from sae_unlearn.pipeline import build_workspace, evaluate, get_sae, make_split, select_latents
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
-        adapter = (model / "adapter_config.json").exists()  # saved by a --lora run
-        if not adapter and not (model / "config.json").exists():
-            raise UserInputError(f"{model} is not a saved model directory (no config.json or adapter_config.json).")
         ws = select_latents(make_split(get_sae(build_workspace(cfg))))
-        if adapter:
-            import copy
-
-            from peft import PeftModel
-
-            edited = PeftModel.from_pretrained(copy.deepcopy(ws.model), str(model)).eval()
-        else:
-            edited, _ = load_causal_lm(model, device=cfg.device)
-    metrics = evaluate(ws, edited, UnlearnOutcome(0, "no_training"))
+        edited, outcome = load_edited(ws, model)
+    metrics = evaluate(ws, edited, outcome)
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})
 
+
+@app.command("attack")
+def attack_cmd(
+    run_dir: Optional[Path] = typer.Option(None, "--run", help="An output directory of demo, run or compare: its "
+                                           "config.yaml and every model it saved."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Attack this model instead (a saved model or LoRA "
+                                         "directory, or a *_inference_hook.json)."),
+    out: Path = OutOpt,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="The run's config (default: RUN/config.yaml)."),
+    relearn_steps: Optional[int] = typer.Option(None, "--relearn-steps", help="Fine-tuning steps of the relearning attack (default 20)."),
+    relearn_lr: Optional[float] = typer.Option(None, "--relearn-lr", help="Learning rate of the relearning attack."),
+    overwrite: bool = OverwriteOpt,
+    quiet: bool = typer.Option(False, "--quiet"),
+) -> None:
+    """Relearning, probing and paraphrase attacks (and the usual evaluation) on saved unlearned models:
+    metrics.json, report.md and report.html in --out."""
+    from sae_unlearn.attacks.saved import attack_run
+
+    with _user_errors():
+        overrides = {"attack.relearn_steps": relearn_steps, "attack.relearn_lr": relearn_lr, "attack.enabled": True}
+        metrics = attack_run(run_dir, out, model, config, overrides, overwrite, progress=not quiet)
+    _summary(metrics)
+    console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/report.html")

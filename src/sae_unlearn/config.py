@@ -111,6 +111,17 @@ class EvalConfig(_Strict):
     known_threshold: float = Field(0.9, ge=0, le=1)  # share of facts recalled for "known"
 
 
+class AttackConfig(_Strict):
+    """Attacks that try to bring forgotten knowledge back (attacks/; docs/attacks.md), run on every method."""
+
+    enabled: bool = True
+    relearn_steps: int = Field(20, ge=0)  # fine-tuning steps on part of the targets' facts; 0: no relearning attack
+    # high enough to teach, low enough that the original model keeps its other facts (docs/attacks.md)
+    relearn_lr: float = Field(1e-4, gt=0)
+    relearn_eval_every: int = Field(5, ge=1)  # recall of the held-back facts every N attack steps (the curve)
+    generation_tokens: int = Field(24, ge=4)  # free generation about each target
+
+
 class DemoConfig(_Strict):
     """Everything a run needs (``demo``, ``run``, ``compare`` and the stage commands share this schema)."""
 
@@ -125,6 +136,7 @@ class DemoConfig(_Strict):
     latents: LatentConfig = LatentConfig()
     unlearn: UnlearnConfig = UnlearnConfig()
     eval: EvalConfig = EvalConfig()
+    attack: AttackConfig = AttackConfig()
 
 
 RunConfig = DemoConfig  # the same schema; ``run`` reads ``model`` and ``entities``, the synthetic demo ``world``

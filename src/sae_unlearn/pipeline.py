@@ -32,7 +32,9 @@ from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_m
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.methods.base import fact_prompts
 from sae_unlearn.methods.checkpoint import Checkpointer
-from sae_unlearn.metrics.alignment import KnownUnknownProbe, centroid_distances, entity_codes
+from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_floors, relearn_metrics, state_attacks
+from sae_unlearn.metrics.alignment import (KnownUnknownProbe, centroid_distances, entity_activations, entity_codes,
+                                           sae_codes)
 from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall, substituted_recall
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.capture import capture_all_positions
@@ -66,7 +68,9 @@ class Workspace:
     split: EntitySplit | None = None
     unknown_eval: list[Entity] = field(default_factory=list)
     scores: LatentScores | None = None
-    probe: KnownUnknownProbe | None = None
+    probe: KnownUnknownProbe | None = None  # on SAE codes
+    residual_probe: KnownUnknownProbe | None = None  # the same question on raw residuals (an attacker's probe)
+    relearn_floors: dict = field(default_factory=dict)  # the relearning attack on the original model
     mu_known: torch.Tensor | None = None  # mean SAE code of the non-target known entities (original model)
     mu_unknown: torch.Tensor | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -227,10 +231,12 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
 def select_latents(ws: Workspace) -> Workspace:
     assert ws.split is not None
     known = ws.split.forget + ws.split.other_known
-    z_known, owner = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
-    z_unknown, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.split.unknown, ws.layer)
+    acts_known, owner = entity_activations(ws.model, ws.tokenizer, known, ws.layer)
+    acts_unknown, _ = entity_activations(ws.model, ws.tokenizer, ws.split.unknown, ws.layer)
+    z_known, z_unknown = sae_codes(ws.sae, acts_known), sae_codes(ws.sae, acts_unknown)
     ws.scores = separation_scores(z_known, z_unknown)
     ws.probe = KnownUnknownProbe.fit(z_known, z_unknown, seed=ws.cfg.seed)
+    ws.residual_probe = KnownUnknownProbe.fit(acts_known, acts_unknown, seed=ws.cfg.seed, standardize=True)
     # centroids of the original model, the fixed reference of every "distance to known/unknown" metric
     ws.mu_known = z_known[torch.from_numpy(owner >= len(ws.split.forget))].mean(0)
     ws.mu_unknown = z_unknown.mean(0)
@@ -301,6 +307,7 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
     out["unknown_recall"] = before["unknown_recall"]
     out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
     out["unknown_recall_same_prompts"] = before["unknown_recall_same_prompts"]
+    out |= {k: before[k] for k in FLOOR_KEYS if k in before}
     return out
 
 
@@ -318,8 +325,9 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     if model is ws.model:  # the floor on the targets' own prompts: their names swapped for unknown ones
         m["unknown_recall_same_prompts"] = substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
                                                               max_new_tokens=n_tok)
-    z_f, own_f = entity_codes(model, tok, ws.sae, split.forget, ws.layer)
-    z_u, own_u = entity_codes(model, tok, ws.sae, ws.unknown_eval, ws.layer)
+    acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
+    acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
+    z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
     m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
     m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
     m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
@@ -329,6 +337,8 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     if ws.world is not None:  # the world model was taught to answer "no" for entities it does not know
         says_no = greedy_continuations(model, tok, [f"do you know {e.name} ?" for e in split.forget], 1)
         m["forget_says_unknown"] = float(np.mean([s.strip().startswith("no") for s in says_no]))
+    if ws.cfg.attack.enabled:
+        m |= state_attacks(ws, model, acts_f, acts_u, floors=model is ws.model)
     return m
 
 
@@ -341,9 +351,13 @@ def save_model_dir(model: nn.Module, tokenizer, target: Path) -> Path:
     return atomic_save_dir(target, write)
 
 
-def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module]) -> dict:
+def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module],
+                      preface: str = "") -> dict:
+    """metrics.json, latents.json, config.yaml, plots, and the report as report.md and report.html;
+    ``preface`` (Markdown, e.g. the comparison table) opens the report."""
+    from sae_unlearn.report.figures import run_figures
+    from sae_unlearn.report.html import render_html
     from sae_unlearn.report.markdown import write_report
-    from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_bars
 
     assert ws.split is not None and ws.scores is not None
     metrics = {
@@ -355,30 +369,13 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings, "processes": parallel.num_processes(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
-    plots_dir = out / "plots"
-    plots_dir.mkdir(exist_ok=True)
-    plots = [("QA recall before and after", str(recall_bars(metrics["methods"], plots_dir / "recall.png").relative_to(out)))]
-    k = ws.cfg.latents.top_k
-    latents = ws.scores.top_known(k) + ws.scores.top_unknown(k)
-    known = ws.split.other_known
-    z_known, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, known, ws.layer)
-    z_unk, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.unknown_eval, ws.layer)
-    z_before, _ = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
-    for name, model in edited.items():
-        z_after, _ = entity_codes(model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
-        acts = {"known": z_known[:, latents].mean(0).numpy(), "unknown": z_unk[:, latents].mean(0).numpy(),
-                "targets before": z_before[:, latents].mean(0).numpy(), "targets after": z_after[:, latents].mean(0).numpy()}
-        path = latent_activation_plot(latents, acts, plots_dir / f"latents_{name}.png",
-                                      f"{name}: top {k} known-entity latents, then top {k} unknown-entity latents")
-        plots.append((f"Latent activations ({name})", str(path.relative_to(out))))
-        hist = results[name][1].loss_history
-        if hist:
-            plots.append((f"Unlearning loss ({name})", str(loss_curve(hist, plots_dir / f"loss_{name}.png").relative_to(out))))
+    plots = run_figures(out, ws, results, edited)
     prompts = [f.prompt for f in eval_facts(ws, ws.split.forget[:5])][:8]
-    before = greedy_continuations(ws.model, ws.tokenizer, prompts, 8)
-    first = next(iter(edited.values()))
-    after = greedy_continuations(first, ws.tokenizer, prompts, 8)
-    samples = [{"prompt": p, "before": b.strip(), "after": a.strip()} for p, b, a in zip(prompts, before, after)]
+    samples = [{"prompt": p, "before": b.strip()} for p, b in zip(prompts, greedy_continuations(ws.model, ws.tokenizer, prompts, 8))]
+    for name, model in edited.items():
+        with results[name][1].context(model):
+            for row, text in zip(samples, greedy_continuations(model, ws.tokenizer, prompts, 8)):
+                row[name] = text.strip()
     notes = [f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
              f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
              f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
@@ -392,16 +389,21 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
                      f"(recall >= {ws.cfg.eval.known_threshold:.0%} of their facts)")
     for name, (_, outcome) in results.items():
         notes.append(f"{name}: {outcome.steps_run} steps, stopped by {outcome.stopped_reason}. {outcome.message}".strip())
-    latent_rows = ws.scores.table(k)
+    latent_rows = ws.scores.table(ws.cfg.latents.top_k)
     atomic_write_json(out / "latents.json", latent_rows)
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "report.md", write_report(out, "sae-unlearn report", metrics, plots, latent_rows, samples, notes))
+    report = write_report(out, "sae-unlearn report", metrics, plots, latent_rows, samples, notes, preface)
+    atomic_write_text(out / "report.md", report)
+    atomic_write_text(out / "report.html", render_html(report, out, "sae-unlearn report"))
     atomic_write_text(out / "config.yaml", dump_config(ws.cfg))
     return metrics
 
 
 def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
     m = evaluate(ws, model, outcome, baseline)
+    t0 = time.time()
+    m |= relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
+    m["relearn_seconds"] = time.time() - t0
     m["seconds"] = seconds
     m["steps"] = outcome.steps_run
     m["stopped_reason"] = outcome.stopped_reason
@@ -426,6 +428,9 @@ def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace
     get_sae(ws, progress)
     make_split(ws)
     select_latents(ws)
+    t0 = time.time()
+    ws.relearn_floors = relearn_floors(ws)
+    ws.timings["relearn_floors"] = time.time() - t0
     return ws, evaluate_state(ws, ws.model)
 
 
@@ -517,13 +522,15 @@ def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: b
     sweeps = run_sweeps(ws, methods, progress) if sweep else None
 
     def write() -> dict:
-        metrics = write_run_outputs(out, ws, results, edited)
+        methods_metrics = {name: m for name, (m, _) in results.items()}
+        (out / "plots").mkdir(exist_ok=True)
+        tradeoff_plot(methods_metrics, out / "plots" / "tradeoff.png", sweeps)
+        table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
+        metrics = write_run_outputs(out, ws, results, edited, preface=table)
         if sweeps:
             metrics["sweeps"] = sweeps
         atomic_write_json(out / "compare.json", metrics)
-        tradeoff_plot(metrics["methods"], out / "plots" / "tradeoff.png", sweeps)
-        atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + compare_table(metrics["methods"])
-                          + "\n\n![trade-off](plots/tradeoff.png)\n")
+        atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
         if save_models:
             save_edited(out, ws, results, edited)
         shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)

@@ -47,6 +47,12 @@ class SAEClampUnlearner(Unlearner):
         return UnlearnOutcome(steps_run=0, stopped_reason="no_training", inference_context=context, inference_spec=spec)
 
 
+def context_from_spec(spec: dict, sae):
+    """The saved hook (``<name>_inference_hook.json``) as an evaluation context, for a reloaded run."""
+    layer, latents, values = int(spec["layer"]), [int(i) for i in spec["latents"]], [float(v) for v in spec["clamp_values"]]
+    return lambda model: clamp_latents(model, sae, layer, latents, values)
+
+
 @contextmanager
 def clamp_latents(model: nn.Module, sae, layer: int, latents: list[int], values: list[float]) -> Iterator[None]:
     idx = torch.tensor(latents)

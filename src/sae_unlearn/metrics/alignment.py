@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sae_unlearn.entities.types import Entity
@@ -15,32 +17,42 @@ from sae_unlearn.methods.base import encode_facts
 from sae_unlearn.models.capture import capture_entity_activations
 
 
+def entity_activations(model: nn.Module, tokenizer, entities: list[Entity], layer: int) -> tuple[torch.Tensor, np.ndarray]:
+    """Residual at the entity's last token for every fact prompt (all phrasings), plus each row's entity index."""
+    acts = capture_entity_activations(model, encode_facts(tokenizer, entities, heldout=None), layer)
+    owner = np.array([i for i, e in enumerate(entities) for _ in e.facts])
+    return acts, owner
+
+
+def sae_codes(sae, acts: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return sae.encode(acts.to(next(sae.parameters()).device)).float().cpu()
+
+
 def entity_codes(model: nn.Module, tokenizer, sae, entities: list[Entity], layer: int) -> tuple[torch.Tensor, np.ndarray]:
     """SAE codes at the entity's last token for every fact prompt, plus each row's entity index."""
-    enc = encode_facts(tokenizer, entities, heldout=None)
-    acts = capture_entity_activations(model, enc, layer)
-    with torch.no_grad():
-        codes = sae.encode(acts.to(next(sae.parameters()).device)).float().cpu()
-    owner = np.array([i for i, e in enumerate(entities) for _ in e.facts])
-    return codes, owner
+    acts, owner = entity_activations(model, tokenizer, entities, layer)
+    return sae_codes(sae, acts), owner
 
 
 @dataclass
 class KnownUnknownProbe:
     """A logistic-regression probe on SAE latents, fitted on the original model."""
 
-    clf: LogisticRegression
+    clf: LogisticRegression | Pipeline
 
     @classmethod
-    def fit(cls, z_known: torch.Tensor, z_unknown: torch.Tensor, seed: int = 0) -> "KnownUnknownProbe":
-        x = torch.cat([z_known, z_unknown]).numpy()
+    def fit(cls, z_known: torch.Tensor, z_unknown: torch.Tensor, seed: int = 0, standardize: bool = False) -> "KnownUnknownProbe":
+        """``standardize``: scale features first (raw residuals; their scales differ by orders of magnitude)."""
+        x = torch.cat([z_known, z_unknown]).float().numpy()
         y = np.r_[np.ones(len(z_known)), np.zeros(len(z_unknown))]
         clf = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced", random_state=seed)
-        clf.fit(x, y)
-        return cls(clf)
+        model = make_pipeline(StandardScaler(), clf) if standardize else clf
+        model.fit(x, y)
+        return cls(model)
 
     def p_known(self, z: torch.Tensor) -> np.ndarray:
-        return self.clf.predict_proba(z.numpy())[:, 1]
+        return self.clf.predict_proba(z.float().numpy())[:, 1]
 
     def share_unknown(self, z: torch.Tensor, owner: np.ndarray) -> float:
         """An entity is called unknown when its mean P(known) over its prompts is below 0.5."""

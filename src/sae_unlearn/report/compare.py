@@ -20,6 +20,12 @@ COLUMNS: dict[str, str | float] = {
     "perplexity_after": "min",
     "degenerate_rate_after": "min",
     "forget_says_unknown_after": "max",
+    "relearn_recall": "min",
+    "forget_probe_auc_residual_after": 0.5,
+    "attribute_probe_acc_forget_after": "min",
+    "paraphrase_recall_context_after": "min",
+    "paraphrase_recall_question_after": "min",
+    "generation_leak_rate_after": "min",
     "seconds": "min",
 }
 

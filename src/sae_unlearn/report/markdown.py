@@ -28,22 +28,63 @@ HEADLINE = [
 ]
 
 
+# The attacks (docs/attacks.md): does the knowledge come back, can a probe still find it?
+ATTACKS = [
+    ("relearn_recall_pre_attack", "relearning: held-back facts recalled, before the attack"),
+    ("relearn_recall", "relearning: held-back facts recalled after the attack"),
+    ("relearn_recall_unknown", "relearning: same attack on unknown entities (floor)"),
+    ("relearn_recall_original", "relearning: same attack on the original model"),
+    ("relearn_gap_to_unknown", "relearning: after-attack recall minus floor (goal <= 0.10)"),
+    ("forget_probe_auc_after", "known-vs-unknown probe AUC, SAE latents (0.5 = indistinguishable)"),
+    ("forget_probe_auc_residual_before", "known-vs-unknown probe AUC, residual stream, before"),
+    ("forget_probe_auc_residual_after", "known-vs-unknown probe AUC, residual stream, after"),
+    ("attribute_probe_acc_forget_before", "attribute probe accuracy on targets, before"),
+    ("attribute_probe_acc_forget_after", "attribute probe accuracy on targets, after"),
+    ("attribute_probe_acc_unknown_after", "attribute probe accuracy on unknown entities (floor)"),
+    ("paraphrase_recall_heldout_after", "recall, held-out phrasings, after"),
+    ("paraphrase_recall_heldout_unknown", "recall, held-out phrasings, unknown entities (floor)"),
+    ("paraphrase_recall_context_before", "recall, entity in a longer context, before"),
+    ("paraphrase_recall_context_after", "recall, entity in a longer context, after"),
+    ("paraphrase_recall_context_unknown", "recall, longer context, unknown entities (floor)"),
+    ("paraphrase_recall_question_before", "recall, question form, before"),
+    ("paraphrase_recall_question_after", "recall, question form, after"),
+    ("paraphrase_recall_question_unknown", "recall, question form, unknown entities (floor)"),
+    ("generation_leak_rate_before", "free generation states a target's fact, before"),
+    ("generation_leak_rate_after", "free generation states a target's fact, after"),
+    ("generation_leak_rate_unknown", "free generation states an unknown entity's fact (floor)"),
+    ("generation_degenerate_rate_after", "free generation is gibberish, after"),
+]
+
+
+def _table(methods: dict[str, dict], rows: list[tuple[str, str]]) -> list[str]:
+    names = list(methods)
+    lines = ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for key, label in rows:
+        if any(key in methods[n] for n in names):
+            lines.append(f"| {label} | " + " | ".join(_fmt(methods[n].get(key, "")) for n in names) + " |")
+    return lines + [""]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3f}"
     return str(v)
 
 
-def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, str]], latent_rows: list[dict], samples: list[dict], notes: list[str]) -> str:
+def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, str]], latent_rows: list[dict],
+                 samples: list[dict], notes: list[str], preface: str = "") -> str:
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes] + [""]
+    if preface:
+        lines += [preface, ""]
     methods = metrics["methods"]
-    names = list(methods)
-    lines += ["| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for key, label in HEADLINE:
-        if any(key in methods[n] for n in names):
-            lines.append(f"| {label} | " + " | ".join(_fmt(methods[n].get(key, "")) for n in names) + " |")
-    lines.append("")
+    lines += _table(methods, HEADLINE)
+    if any(key in m for m in methods.values() for key, _ in ATTACKS):
+        lines += ["## Attacks: is the knowledge gone or only muted?", ""] + _table(methods, ATTACKS)
     for caption, file in plots:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
     if latent_rows:
@@ -52,7 +93,29 @@ def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, st
         lines += [f"| {r['kind']} | {r['rank']} | {r['latent']} | {r['f_known']} | {r['f_unknown']} | {r['score']} |" for r in latent_rows]
         lines.append("")
     if samples:
-        lines += ["## Sample generations about forgotten targets", "", "| prompt | before | after |", "|---|---|---|"]
-        lines += [f"| {s['prompt']} | {s['before']} | {s['after']} |" for s in samples]
+        cols = [c for c in samples[0] if c != "prompt"]
+        lines += ["## Sample answers about forgotten targets", "", "| prompt | " + " | ".join(cols) + " |",
+                  "|---|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_cell(str(s.get(c, ""))) for c in ["prompt"] + cols) + " |" for s in samples]
         lines.append("")
+    lines += _generations(methods)
     return "\n".join(lines)
+
+
+def _generations(methods: dict[str, dict]) -> list[str]:
+    """Free generation about targets, before and after each method, next to unknown entities."""
+    first = next(iter(methods.values()))
+    before = first.get("generation_samples_before")
+    if not before:
+        return []
+    lines = ["## What the model says about the targets (free generation)", "",
+             "| entity | prompt | before | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+    for i, row in enumerate(before):
+        after = [_cell(m.get("generation_samples_after", [{}] * (i + 1))[i].get("text", "")) for m in methods.values()]
+        lines.append(f"| {_cell(row['entity'])} | {_cell(row['prompt'])} | {_cell(row['text'])} | " + " | ".join(after) + " |")
+    unknown = first.get("generation_samples_unknown", [])
+    if unknown:
+        lines += ["", "For comparison, entities the model never saw (original model):", "",
+                  "| entity | prompt | text |", "|---|---|---|"]
+        lines += [f"| {_cell(r['entity'])} | {_cell(r['prompt'])} | {_cell(r['text'])} |" for r in unknown]
+    return lines + [""]

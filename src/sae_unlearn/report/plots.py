@@ -58,7 +58,7 @@ def loss_curve(history: list[float], path: Path) -> Path:
     ax.plot(history)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log")
+    ax.set_yscale("log" if min(history, default=1.0) > 0 else "symlog")  # GA and NPO losses go negative
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,101 @@
+"""Every attack on one model, as ``metrics.json`` keys (names in docs/attacks.md).
+
+Two halves: ``state_attacks`` reads one model state (cheap; the pipeline runs it before and after
+unlearning, so its keys get ``_before``/``_after``), ``relearn_metrics`` fine-tunes a copy (costly;
+once per method, with floors computed once per run by ``relearn_floors``).
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import nn
+
+from sae_unlearn.attacks.paraphrase import (context_prompts, free_generation, heldout_facts, question_prompts,
+                                            share_mentioned, share_started)
+from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
+from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
+from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.metrics.alignment import entity_activations
+
+if TYPE_CHECKING:  # the pipeline imports this module
+    from sae_unlearn.pipeline import Workspace
+
+QUESTION_TOKENS = 16  # an instruction-tuned answer may restate the sentence before the answer
+# measured on the original model only: what the same probe gives for entities the model never saw
+FLOOR_KEYS = ("paraphrase_recall_heldout_unknown", "paraphrase_recall_context_unknown",
+              "paraphrase_recall_question_unknown", "generation_leak_rate_unknown", "generation_samples_unknown")
+
+
+def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Entity, Fact]]:
+    return [(e, f) for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
+
+
+def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,
+                  floors: bool) -> dict:
+    """Probes, paraphrases and free generation on ``model``; ``floors``: also on unknown entities."""
+    split, tok, n_tok, seed = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.cfg.seed
+    assert split is not None and ws.residual_probe is not None
+    synthetic = ws.world is not None
+    m: dict = {"forget_probe_auc_residual": ws.residual_probe.auc(acts_forget, acts_unknown)}
+    acts_known, _ = entity_activations(model, tok, split.other_known, ws.layer)
+    acc = attribute_probe_accuracy(FactRows.of(split.other_known, acts_known),
+                                   {"forget": FactRows.of(split.forget, acts_forget),
+                                    "unknown": FactRows.of(ws.unknown_eval, acts_unknown)}, seed=seed)
+    m["attribute_probe_acc_forget"], m["attribute_probe_acc_unknown"] = acc["forget"], acc["unknown"]
+    groups = {"": split.forget}
+    if floors:  # one never-seen entity per target, of its type: the like-for-like floor
+        groups["_unknown"] = floor_entities(split.forget, ws.unknown_eval)
+    distractors = split.heldout_known or split.retain
+    for suffix, entities in groups.items():
+        held = heldout_facts(entities)
+        m[f"paraphrase_recall_heldout{suffix}"] = share_started(model, tok, [f.prompt for _, f in held],
+                                                                [f.answer for _, f in held], n_tok)
+        base = _eval_facts(entities, ws.eval_heldout)
+        answers = [f.answer for _, f in base]
+        m[f"paraphrase_recall_context{suffix}"] = share_started(
+            model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok)
+        if not synthetic:  # the world model knows no instruction format
+            m[f"paraphrase_recall_question{suffix}"] = share_mentioned(model, tok, question_prompts(tok, base),
+                                                                       answers, QUESTION_TOKENS)
+        leak, degenerate, samples = free_generation(model, tok, entities, synthetic, ws.cfg.attack.generation_tokens)
+        m[f"generation_leak_rate{suffix}"] = leak
+        m[f"generation_samples{suffix}"] = samples[:8]
+        if not suffix:
+            m["generation_degenerate_rate"] = degenerate
+    return m
+
+
+def relearn_floors(ws: "Workspace") -> dict:
+    """The attack on the original model: on the targets (what full knowledge gives) and on unknown
+    entities (what the attack teaches from nothing: the floor)."""
+    a = ws.cfg.attack
+    if not a.enabled or a.relearn_steps == 0:
+        return {}
+    assert ws.split is not None
+    original = _relearn(ws, ws.model, ws.split.forget, None)
+    unknown = _relearn(ws, ws.model, floor_entities(ws.split.forget, ws.unknown_eval), None)
+    return {"relearn_recall_original": original.recall_after, "relearn_curve_original": original.curve,
+            "relearn_recall_unknown": unknown.recall_after, "relearn_curve_unknown": unknown.curve,
+            "relearn_steps": a.relearn_steps, "relearn_lr": a.relearn_lr}
+
+
+def relearn_metrics(ws: "Workspace", model: nn.Module,
+                    context: Callable[[nn.Module], AbstractContextManager] | None, floors: dict) -> dict:
+    """The attack on an unlearned model; ``relearn_gap_to_unknown`` > 0.10 means it came back."""
+    if not floors:
+        return {}
+    assert ws.split is not None
+    res = _relearn(ws, model, ws.split.forget, context)
+    return floors | {"relearn_recall": res.recall_after, "relearn_recall_pre_attack": res.recall_before,
+                     "relearn_recovery": res.recall_after - res.recall_before, "relearn_curve": res.curve,
+                     "relearn_entities": res.n_entities,
+                     "relearn_gap_to_unknown": res.recall_after - floors["relearn_recall_unknown"]}
+
+
+def _relearn(ws: "Workspace", model: nn.Module, entities: list[Entity], context):
+    a = ws.cfg.attack
+    return relearn_attack(model, ws.tokenizer, entities, a.relearn_steps, a.relearn_lr, a.relearn_eval_every,
+                          ws.eval_heldout, ws.cfg.eval.max_new_tokens, ws.cfg.seed, context)

@@ -1,0 +1,163 @@
+"""Attacks (relearning, probes, paraphrase, free generation), `sae-unlearn attack`, and report.html
+rendered in headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from sae_unlearn.attacks.paraphrase import heldout_facts, mentions, question_prompts
+from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
+from sae_unlearn.attacks.relearn import floor_entities, relearn_attack, split_for_relearning
+from sae_unlearn.cli import app
+from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.pipeline import ALL_METHODS, run_method
+
+ATTACK_KEYS = ("relearn_recall", "relearn_recall_unknown", "relearn_recall_original", "relearn_recovery",
+               "forget_probe_auc_after", "forget_probe_auc_residual_after", "attribute_probe_acc_forget_after",
+               "paraphrase_recall_heldout_after", "paraphrase_recall_context_after", "generation_leak_rate_after")
+
+
+def _entity(name: str, relations: int, per_relation: int = 1) -> Entity:
+    facts = [Fact(f"{name} r{r} p{p}", f"a{r}", attribute=f"r{r}") for r in range(relations) for p in range(per_relation)]
+    return Entity(name, "person", facts)
+
+
+def test_relearning_split_holds_back_whole_relations():
+    attack, held = split_for_relearning(_entity("Ann Bo", 3, per_relation=2))
+    assert {f.attribute for f in attack.facts} == {"r0"}
+    assert {f.attribute for f in held.facts} == {"r1", "r2"}  # no phrasing of a taught fact is asked
+    assert split_for_relearning(_entity("Cy Do", 1, per_relation=3)) is None
+
+
+def test_relearning_relations_without_attribute_come_from_the_prompt():
+    e = Entity("Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris lies on the river", "Seine")])
+    attack, held = split_for_relearning(e)
+    assert [f.answer for f in attack.facts] == ["France"] and [f.answer for f in held.facts] == ["Seine"]
+
+
+def test_floor_entities_match_types_one_each():
+    targets = [Entity("T1", "city", []), Entity("T2", "person", [])]
+    unknown = [Entity("U1", "person", []), Entity("U2", "city", []), Entity("U3", "city", [])]
+    assert [u.name for u in floor_entities(targets, unknown)] == ["U2", "U1"]
+
+
+def test_attribute_probe_reads_linear_codes_and_not_noise():
+    rng = np.random.default_rng(0)
+    means = rng.normal(size=(3, 16)) * 3
+
+    def rows(n, informative=True):
+        labels = rng.integers(0, 3, n)
+        x = (means[labels] if informative else 0) + rng.normal(size=(n, 16))
+        return FactRows(x, ["{e} likes"] * n, [f"c{i}" for i in labels])
+
+    acc = attribute_probe_accuracy(rows(90), {"encoded": rows(60), "noise": rows(60, informative=False)})
+    assert acc["encoded"] > 0.9
+    assert acc["noise"] < 0.6
+    unique = FactRows(rng.normal(size=(20, 4)), ["{e} capital"] * 20, [f"city{i}" for i in range(20)])
+    assert np.isnan(attribute_probe_accuracy(unique, {"t": unique})["t"])  # every answer unique: not probed
+
+
+def test_paraphrase_helpers():
+    assert mentions("The city is in France, of course", "france")
+    assert not mentions("Francesca is here", "France")  # whole words only
+    e = Entity("Paris", "city", [Fact("Paris is the capital of", "France")])
+    held = heldout_facts([e])
+    assert len(held) == 3 and all(f.prompt.endswith("Paris is the capital of") and f.heldout for _, f in held)
+
+    class Chat:
+        chat_template = "x"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            return f"<user>{messages[0]['content']}<assistant>"
+
+    assert question_prompts(Chat(), held[:1])[0].startswith("<user>Complete the sentence")
+    assert question_prompts(object(), held[:1])[0].startswith("Question: ")
+
+
+def test_relearning_brings_back_suppressed_knowledge_but_not_unknown_entities(micro_workspace):
+    ws = micro_workspace
+    rmu_model, _, _ = run_method(ws, "rmu", progress=False)
+    kwargs = dict(steps=20, lr=1e-4, eval_every=5, heldout=True, max_new_tokens=4, seed=0)
+    suppressed = relearn_attack(rmu_model, ws.tokenizer, ws.split.forget, **kwargs)
+    floor = relearn_attack(ws.model, ws.tokenizer, floor_entities(ws.split.forget, ws.unknown_eval), **kwargs)
+    original = relearn_attack(ws.model, ws.tokenizer, ws.split.forget, **kwargs)
+    assert suppressed.recall_before < 0.3  # RMU muted the held-back facts ...
+    assert suppressed.recall_after > suppressed.recall_before + 0.3  # ... and 20 steps on other facts bring them back
+    assert floor.recall_after < 0.2  # teaching one attribute of a never-seen entity does not reveal the others
+    assert original.recall_after > 0.8  # the attack's learning rate does not wreck a healthy model
+    assert [p["step"] for p in suppressed.curve] == [0, 5, 10, 15, 20]
+    before = [p.detach().clone() for p in rmu_model.parameters()]
+    relearn_attack(rmu_model, ws.tokenizer, ws.split.forget, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, rmu_model.parameters()))  # the attack works on a copy
+
+
+def test_compare_reports_every_attack_for_every_method(micro_compare_dir):
+    data = json.loads((micro_compare_dir / "compare.json").read_text())
+    for name in ALL_METHODS:
+        m = data["methods"][name]
+        for key in ATTACK_KEYS:
+            assert isinstance(m[key], float) and m[key] == m[key], (name, key)
+        assert m["relearn_curve"][0]["step"] == 0 and m["relearn_curve"][-1]["step"] == 20
+        assert m["generation_samples_after"] and m["generation_samples_unknown"]
+    gd = data["methods"]["grad_diff"]
+    assert gd["relearn_recall_original"] > gd["relearn_recall_unknown"] + 0.5  # ceiling and floor far apart
+    report = (micro_compare_dir / "report.md").read_text()
+    assert "## Attacks: is the knowledge gone or only muted?" in report and "relearn.png" in report
+
+
+def test_attack_command_reproduces_the_run_and_refuses_clobber(micro_compare_dir, tmp_path):
+    out = tmp_path / "attack"
+    runner = CliRunner()
+    result = runner.invoke(app, ["attack", "--run", str(micro_compare_dir), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    attacked = json.loads((out / "metrics.json").read_text())["methods"]
+    run = json.loads((micro_compare_dir / "compare.json").read_text())["methods"]
+    assert set(attacked) == set(ALL_METHODS)  # five model directories and the clamp hook
+    for name in ALL_METHODS:
+        for key in ("forget_recall_after", "relearn_recall", "forget_probe_auc_residual_after"):
+            assert attacked[name][key] == pytest.approx(run[name][key], abs=1e-6), (name, key)
+    assert (out / "report.html").exists()
+    again = runner.invoke(app, ["attack", "--run", str(micro_compare_dir), "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_attack_command_explains_bad_input(micro_compare_dir, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["attack", "--run", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has no config.yaml" in result.output
+    bad = tmp_path / "notamodel"
+    bad.mkdir()
+    result = runner.invoke(app, ["attack", "--run", str(micro_compare_dir), "--model", str(bad), "--out",
+                                 str(tmp_path / "o2"), "--quiet"])
+    assert result.exit_code == 2 and "is not a saved model" in result.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHECK_IMAGES = """<script>window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.insertAdjacentHTML("beforeend", `<pre id="imgcheck">${ok}/${imgs.length}</pre>`);
+});</script></body>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("SAE_UNLEARN_REQUIRE_CHROMIUM"),
+                    reason="headless Chromium not installed (.ci/run installs it and sets SAE_UNLEARN_REQUIRE_CHROMIUM)")
+def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp_path):
+    assert CHROMIUM is not None, "SAE_UNLEARN_REQUIRE_CHROMIUM is set but chromium is not installed"
+    html = (micro_compare_dir / "report.html").read_text()
+    assert 'src="plots/' not in html  # self-contained: every image inlined
+    n_images = html.count("<img ")
+    assert n_images >= 10  # trade-off, recall, relearning, histograms, projection, latents and losses
+    probe = tmp_path / "probe.html"  # a copy away from plots/, so only inlined images can load
+    probe.write_text(html.replace("</body>", CHECK_IMAGES))
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    assert f'<pre id="imgcheck">{n_images}/{n_images}</pre>' in dom, dom[-500:]
