@@ -1,6 +1,7 @@
-"""Benchmark: every unlearning method on the synthetic world, same budget; prints the table, writes JSON.
+"""Benchmark: every unlearning method, same budget, on the synthetic world or SmolLM2; prints the table, writes JSON.
 
     python benchmarks/compare_methods.py --out runs/bench-compare [--seed 0] [--steps 400]
+    python benchmarks/compare_methods.py --smollm2 --out runs/bench-compare-smollm2   # the demo's SmolLM2 settings
 
 Not run by the test suite (timings belong here, not in tests).
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
 from sae_unlearn.pipeline import ALL_METHODS, run_compare
 from sae_unlearn.report.compare import compare_table
@@ -26,14 +28,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world")
     args = parser.parse_args()
-    cfg = load_config(None, {"seed": args.seed, "world.seed": args.seed, "unlearn.steps": args.steps})
+    config = DEMO_REAL_CONFIG if args.smollm2 else None
+    cfg = load_config(config, {"seed": args.seed, "world.seed": None if args.smollm2 else args.seed,
+                               "unlearn.steps": args.steps})
     t0 = time.time()
     metrics = run_compare(cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")))
     wall = time.time() - t0
     print(compare_table(metrics["methods"]))
     print(f"\nwall {wall:.1f} s on {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})")
-    result = {"world": "synthetic", "seed": args.seed, "wall_seconds": wall, "threads": torch.get_num_threads(),
+    result = {"world": "smollm2-135m" if args.smollm2 else "synthetic", "seed": args.seed, "wall_seconds": wall, "threads": torch.get_num_threads(),
               "methods": metrics["methods"]}
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out / 'benchmark.json'}")

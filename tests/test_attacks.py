@@ -161,3 +161,14 @@ def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
                           probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert f'<pre id="imgcheck">{n_images}/{n_images}</pre>' in dom, dom[-500:]
+
+
+def test_attacks_can_be_switched_off(micro_workspace):
+    from dataclasses import replace
+
+    from sae_unlearn.pipeline import evaluate_state
+
+    cfg = micro_workspace.cfg.model_copy(update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})})
+    m = evaluate_state(replace(micro_workspace, cfg=cfg), micro_workspace.model)
+    assert "forget_recall" in m
+    assert not [k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe"))]

@@ -303,7 +303,8 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
     before = baseline if baseline is not None else evaluate_state(ws, ws.model)
     with outcome.context(model) if outcome else nullcontext():
         after = evaluate_state(ws, model)
-    out = {f"{k}_before": v for k, v in before.items()} | {f"{k}_after": v for k, v in after.items()}
+    out = ({f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS}
+           | {f"{k}_after": v for k, v in after.items()})
     out["unknown_recall"] = before["unknown_recall"]
     out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
     out["unknown_recall_same_prompts"] = before["unknown_recall_same_prompts"]
@@ -321,8 +322,9 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
         m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
     m["retain_recall"] = recall(model, tok, split.retain, held, n_tok)
     m["heldout_known_recall"] = recall(model, tok, split.heldout_known, held, n_tok)
-    m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
-    if model is ws.model:  # the floor on the targets' own prompts: their names swapped for unknown ones
+    if model is ws.model:  # floors: unknown entities (the edit is not about them) and the targets' own
+        # prompts with their names swapped for unknown ones
+        m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
         m["unknown_recall_same_prompts"] = substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
                                                               max_new_tokens=n_tok)
     acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
@@ -402,8 +404,9 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
 def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
     m = evaluate(ws, model, outcome, baseline)
     t0 = time.time()
-    m |= relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
-    m["relearn_seconds"] = time.time() - t0
+    relearned = relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
+    if relearned:
+        m |= relearned | {"relearn_seconds": time.time() - t0}
     m["seconds"] = seconds
     m["steps"] = outcome.steps_run
     m["stopped_reason"] = outcome.stopped_reason

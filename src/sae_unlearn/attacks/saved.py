@@ -60,13 +60,14 @@ def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, confi
     from sae_unlearn.io_utils import prepare_output_dir
     from sae_unlearn.pipeline import method_metrics, prepare_workspace, write_run_outputs
 
+    if run_dir is None and (config is None or model is None):
+        raise UserInputError("Give --run (a directory written by demo, run or compare), or --config (the run's "
+                             "config.yaml) with --model.")
     if config is None:
-        if run_dir is None:
-            raise UserInputError("Give --run (a directory written by demo, run or compare) or --config with --model.")
         config = run_dir / "config.yaml"
         if not config.exists():
             raise UserInputError(f"{run_dir} has no config.yaml: is it an output directory of demo, run or compare?")
-    targets = {"model": model} if model is not None else saved_models(run_dir) if run_dir is not None else {}
+    targets = {"model": model} if model is not None else saved_models(run_dir)
     if not targets:
         raise UserInputError(f"No saved model in {run_dir}: compare saves models only with --save-models; or pass "
                              "--model DIR.")
