@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from sae_unlearn import parallel
 from sae_unlearn.config import load_config
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import UnlearnOutcome
@@ -72,15 +73,15 @@ def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, confi
         raise UserInputError(f"No saved model in {run_dir}: compare saves models only with --save-models; or pass "
                              "--model DIR.")
     cfg = load_config(config, overrides)
-    out = prepare_output_dir(out, overwrite)
-    ws, baseline = prepare_workspace(cfg, progress)
+    out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))  # one writer under a launcher
+    ws, baseline = prepare_workspace(cfg, progress and parallel.is_main())
     _check_same_split(ws, run_dir)
     results, edited = {}, {}
     for name, path in targets.items():
         edited_model, outcome = load_edited(ws, path)
         results[name] = (method_metrics(ws, edited_model, outcome, 0.0, baseline) | {"source": str(path)}, outcome)
         edited[name] = edited_model
-    return write_run_outputs(out, ws, results, edited)
+    return parallel.main_only(lambda: write_run_outputs(out, ws, results, edited))
 
 
 def _check_same_split(ws, run_dir: Path | None) -> None:
