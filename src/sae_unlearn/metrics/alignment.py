@@ -37,7 +37,7 @@ def entity_codes(model: nn.Module, tokenizer, sae, entities: list[Entity], layer
 
 @dataclass
 class KnownUnknownProbe:
-    """A logistic-regression probe on SAE latents, fitted on the original model."""
+    """A logistic-regression probe on SAE latents (or, standardised, on raw residuals), fitted on the original model."""
 
     clf: LogisticRegression | Pipeline
 
