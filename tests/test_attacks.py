@@ -136,6 +136,11 @@ def test_attack_command_explains_bad_input(micro_compare_dir, tmp_path):
     result = runner.invoke(app, ["attack", "--run", str(micro_compare_dir), "--model", str(bad), "--out",
                                  str(tmp_path / "o2"), "--quiet"])
     assert result.exit_code == 2 and "is not a saved model" in result.output
+    assert not (tmp_path / "o2").exists()  # refused before any output or compute
+    result = runner.invoke(app, ["evaluate", "--model", str(bad), "--config", str(micro_compare_dir / "config.yaml"),
+                                 "--out", str(tmp_path / "o3")])
+    assert result.exit_code == 2 and "is not a saved model" in result.output
+    assert not (tmp_path / "o3").exists()
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

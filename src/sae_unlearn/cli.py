@@ -322,11 +322,12 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
                  out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                  layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
-    from sae_unlearn.attacks.saved import load_edited
+    from sae_unlearn.attacks.saved import check_saved_model, load_edited
     from sae_unlearn.io_utils import atomic_write_json
     from sae_unlearn.pipeline import build_workspace, evaluate, get_sae, make_split, select_latents
 
     with _user_errors():
+        check_saved_model(model)  # before the workspace is built: a typo should not cost minutes
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = select_latents(make_split(get_sae(build_workspace(cfg))))
         edited, outcome = load_edited(ws, model)

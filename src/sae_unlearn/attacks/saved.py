@@ -37,9 +37,20 @@ def saved_models(run_dir: Path) -> dict[str, Path]:
     return found
 
 
+def check_saved_model(path: Path) -> Path:
+    """Fail before any compute when ``path`` is nothing ``load_edited`` can load."""
+    path = Path(path)
+    if not ((path.is_file() and path.name.endswith(HOOK_SUFFIX)) or (path / "adapter_config.json").exists()
+            or (path / "config.json").exists()):
+        raise UserInputError(f"{path} is not a saved model: expected a directory with config.json (full weights) or "
+                             f"adapter_config.json (LoRA), or a *{HOOK_SUFFIX} file.")
+    return path
+
+
 def load_edited(ws, path: Path) -> tuple[nn.Module, UnlearnOutcome]:
     """A full model directory, a LoRA adapter directory (over the run's original model), or a saved
     inference hook (over the original model)."""
+    path = check_saved_model(path)
     outcome = UnlearnOutcome(0, "loaded")
     if path.is_file() and path.name.endswith(HOOK_SUFFIX):
         outcome.inference_context = context_from_spec(json.loads(path.read_text()), ws.sae)
@@ -48,10 +59,7 @@ def load_edited(ws, path: Path) -> tuple[nn.Module, UnlearnOutcome]:
         from peft import PeftModel
 
         return PeftModel.from_pretrained(copy.deepcopy(ws.model), str(path)).eval(), outcome
-    if (path / "config.json").exists():
-        return load_causal_lm(path, device=ws.cfg.device, dtype=next(ws.model.parameters()).dtype)[0], outcome
-    raise UserInputError(f"{path} is not a saved model: expected a directory with config.json (full weights) or "
-                         f"adapter_config.json (LoRA), or a *{HOOK_SUFFIX} file.")
+    return load_causal_lm(path, device=ws.cfg.device, dtype=next(ws.model.parameters()).dtype)[0], outcome
 
 
 def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, config: Path | None = None,
@@ -72,6 +80,8 @@ def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, confi
     if not targets:
         raise UserInputError(f"No saved model in {run_dir}: compare saves models only with --save-models; or pass "
                              "--model DIR.")
+    for path in targets.values():
+        check_saved_model(path)
     cfg = load_config(config, overrides)
     out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))  # one writer under a launcher
     ws, baseline = prepare_workspace(cfg, progress and parallel.is_main())
