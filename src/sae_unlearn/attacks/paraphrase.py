@@ -17,7 +17,7 @@ import re
 from torch import nn
 
 from sae_unlearn.entities.types import Entity, Fact
-from sae_unlearn.metrics.recall import answer_matches, greedy_continuations
+from sae_unlearn.metrics.recall import greedy_continuations
 from sae_unlearn.metrics.utility import is_degenerate
 
 LEAD_INS = ("As everyone knows, ", "Here is a fact: ", "In other words, ")
@@ -58,20 +58,6 @@ def question_prompts(tokenizer, facts: list[tuple[Entity, Fact]]) -> list[str]:
         return [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                               add_generation_prompt=True) for q in questions]
     return [f"Question: {q}\nAnswer:" for q in questions]
-
-
-def share_started(model: nn.Module, tokenizer, prompts: list[str], answers: list[str], max_new_tokens: int) -> float:
-    if not prompts:
-        return float("nan")
-    conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
-    return sum(answer_matches(c, a) for c, a in zip(conts, answers)) / len(prompts)
-
-
-def share_mentioned(model: nn.Module, tokenizer, prompts: list[str], answers: list[str], max_new_tokens: int) -> float:
-    if not prompts:
-        return float("nan")
-    conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
-    return sum(mentions(c, a) for c, a in zip(conts, answers)) / len(prompts)
 
 
 def generation_prompts(entity: Entity, synthetic: bool) -> list[str]:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import nn
 
-from sae_unlearn.attacks.paraphrase import (context_prompts, free_generation, heldout_facts, question_prompts,
-                                            share_mentioned, share_started)
+from sae_unlearn.attacks.paraphrase import context_prompts, free_generation, heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.alignment import entity_activations
+from sae_unlearn.metrics.recall import share_answered
 
 if TYPE_CHECKING:  # the pipeline imports this module
     from sae_unlearn.pipeline import Workspace
@@ -51,15 +51,15 @@ def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, 
     distractors = split.heldout_known or split.retain
     for suffix, entities in groups.items():
         held = heldout_facts(entities)
-        m[f"paraphrase_recall_heldout{suffix}"] = share_started(model, tok, [f.prompt for _, f in held],
+        m[f"paraphrase_recall_heldout{suffix}"] = share_answered(model, tok, [f.prompt for _, f in held],
                                                                 [f.answer for _, f in held], n_tok)
         base = _eval_facts(entities, ws.eval_heldout)
         answers = [f.answer for _, f in base]
-        m[f"paraphrase_recall_context{suffix}"] = share_started(
+        m[f"paraphrase_recall_context{suffix}"] = share_answered(
             model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok)
         if not synthetic:  # the world model knows no instruction format
-            m[f"paraphrase_recall_question{suffix}"] = share_mentioned(model, tok, question_prompts(tok, base),
-                                                                       answers, QUESTION_TOKENS)
+            m[f"paraphrase_recall_question{suffix}"] = share_answered(model, tok, question_prompts(tok, base),
+                                                                      answers, QUESTION_TOKENS, match=mentions)
         leak, degenerate, samples = free_generation(model, tok, entities, synthetic, ws.cfg.attack.generation_tokens)
         m[f"generation_leak_rate{suffix}"] = leak
         m[f"generation_samples{suffix}"] = samples[:8]

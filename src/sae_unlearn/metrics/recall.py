@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 import torch
 from torch import nn
@@ -48,13 +49,19 @@ def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_ne
                          temperature=None, top_p=None, top_k=None)
 
 
+def share_answered(model: nn.Module, tokenizer, prompts: list[str], answers: list[str], max_new_tokens: int,
+                   match: Callable[[str, str], bool] = answer_matches) -> float:
+    """Share of greedy continuations that ``match`` their answer (default: start with it); NaN for no prompts."""
+    if not prompts:
+        return float("nan")
+    conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
+    return sum(match(c, a) for c, a in zip(conts, answers)) / len(prompts)
+
+
 def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | None = True, max_new_tokens: int = 4) -> float:
     """Share of facts recalled; ``heldout=True`` uses only phrasings absent from training."""
     facts = [f for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
-    if not facts:
-        return float("nan")
-    conts = greedy_continuations(model, tokenizer, [f.prompt for f in facts], max_new_tokens)
-    return sum(answer_matches(c, f.answer) for c, f in zip(conts, facts)) / len(facts)
+    return share_answered(model, tokenizer, [f.prompt for f in facts], [f.answer for f in facts], max_new_tokens)
 
 
 def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], max_new_tokens: int = 4) -> list[float]:
@@ -81,7 +88,4 @@ def substituted_recall(model: nn.Module, tokenizer, targets: list[Entity], subst
             for sub in subs:
                 prompts.append(fact.prompt.replace(target.name, sub.name))
                 answers.append(fact.answer)
-    if not prompts:
-        return float("nan")
-    conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
-    return sum(answer_matches(c, a) for c, a in zip(conts, answers)) / len(prompts)
+    return share_answered(model, tokenizer, prompts, answers, max_new_tokens)
