@@ -10,8 +10,12 @@ import torch
 
 torch.set_num_threads(2)
 
+# CI is CPU-only; on a GPU machine `SAE_UNLEARN_TEST_DEVICE=cuda pytest` runs the same pipeline tests on CUDA
+TEST_DEVICE = os.environ.get("SAE_UNLEARN_TEST_DEVICE", "cpu")
+
 MICRO = {
     "seed": 3,
+    "device": TEST_DEVICE,
     "world": {"seed": 3, "n_known": 10, "n_obscure": 8, "n_unknown": 8},
     "world_model": {"n_layer": 3, "d_model": 96, "n_head": 4, "epochs": 40, "batch_size": 32, "lr": 3e-3},
     "sae": {"total_samples": 40000, "batch_size": 256},

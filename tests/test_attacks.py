@@ -59,6 +59,9 @@ def test_attribute_probe_reads_linear_codes_and_not_noise():
     acc = attribute_probe_accuracy(rows(90), {"encoded": rows(60), "noise": rows(60, informative=False)})
     assert acc["encoded"] > 0.9
     assert acc["noise"] < 0.6
+    assert 0.2 < acc["encoded_majority"] < 0.5  # three balanced answers: guessing the commonest one is ~1/3
+    skewed = FactRows(rng.normal(size=(20, 4)), ["{e} continent"] * 20, ["europe"] * 16 + ["asia"] * 4)
+    assert attribute_probe_accuracy(skewed, {"t": skewed})["t_majority"] == 0.8  # a probe must beat this
     unique = FactRows(rng.normal(size=(20, 4)), ["{e} capital"] * 20, [f"city{i}" for i in range(20)])
     assert np.isnan(attribute_probe_accuracy(unique, {"t": unique})["t"])  # every answer unique: not probed
 
@@ -82,7 +85,7 @@ def test_paraphrase_helpers():
 
 def test_relearning_brings_back_suppressed_knowledge_but_not_unknown_entities(micro_workspace):
     ws = micro_workspace
-    rmu_model, _, _ = run_method(ws, "rmu", progress=False)
+    rmu_model, _, _ = run_method(ws, "rmu", progress=False, extra_options={"stop_at_floor": False})  # fully muted
     kwargs = dict(steps=20, lr=1e-4, eval_every=5, heldout=True, max_new_tokens=4, seed=0)
     suppressed = relearn_attack(rmu_model, ws.tokenizer, ws.split.forget, **kwargs)
     floor = relearn_attack(ws.model, ws.tokenizer, floor_entities(ws.split.forget, ws.unknown_eval), **kwargs)

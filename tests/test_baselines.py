@@ -30,3 +30,23 @@ def test_method_lowers_forget_recall_on_micro_world(micro_workspace, name):
 def test_method_options_are_checked():
     with pytest.raises(UserInputError, match=r"Unknown option\(s\) \['betta'\] for method 'npo'; allowed: .*beta"):
         build_method("npo", {"betta": 0.2})
+
+
+@pytest.mark.parametrize("stop_at_floor", [True, False])
+def test_baseline_stops_once_targets_are_recalled_like_unknown_entities(micro_workspace, stop_at_floor):
+    ws = micro_workspace
+    checks = []
+
+    def at_floor(model) -> bool:
+        checks.append(model)
+        return True
+
+    task = UnlearnTask(model=copy.deepcopy(ws.model), tokenizer=ws.tokenizer, split=ws.split, layer=ws.layer,
+                       sae=ws.sae, known_latents=[], unknown_latents=[], steps=25, progress=False,
+                       forget_at_floor=at_floor)
+    outcome = build_method("gradient_ascent", {"stop_at_floor": stop_at_floor}).unlearn(task)
+    if stop_at_floor:  # checked every eval_every (10) steps, on the model being trained
+        assert (outcome.stopped_reason, outcome.steps_run) == ("early_stop", 10)
+        assert checks == [task.model]
+    else:
+        assert (outcome.stopped_reason, outcome.steps_run, checks) == ("budget", 25, [])

@@ -18,6 +18,7 @@ from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
 from sae_unlearn.sae.training import save_sae, train_sae
+from conftest import TEST_DEVICE
 
 ENTITIES = [
     {"entity": "Alden Voss", "type": "person", "facts": [{"prompt": "Alden Voss works as a", "answer": "painter"},
@@ -67,7 +68,7 @@ def _tiny_model(arch: str, path):
 
 def _run_config(tmp_path, **unlearn) -> str:
     # a random model knows nothing, so every entity counts as known (threshold 0) to exercise the path
-    cfg = {"layer": 1, "eval": {"known_threshold": 0.0, "max_new_tokens": 2}, "entities": {"n_fictional": 4},
+    cfg = {"layer": 1, "device": TEST_DEVICE, "eval": {"known_threshold": 0.0, "max_new_tokens": 2}, "entities": {"n_fictional": 4},
            "unlearn": {"steps": 3, "retain_fraction": 0.5, **unlearn}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -78,3 +78,16 @@ def test_train_layers_out_of_range_is_refused(micro_workspace):
     ws = micro_workspace
     with pytest.raises(UserInputError, match=r"train_layers \[7\] out of range"):
         SAEGuidedUnlearner(SAEGuidedConfig(train_layers=[7])).unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
+
+
+def test_output_term_makes_targets_answer_like_unknown_entities(micro_workspace):
+    """``w_output``: the forget prompts' next-token distribution moves onto the unknown reference's."""
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    method = SAEGuidedUnlearner(SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_output=1.0))
+    task = _task(ws, model, steps=60)
+    method.unlearn(task)
+    with torch.no_grad():
+        _, logp = method._forget_forward(task, method.forget)
+        kl_after = method._output_kl(logp, method.ref_next).mean()
+    assert kl_after < 0.3 * method.gap_output, f"KL to the unknown reference {method.gap_output:.3f} -> {kl_after:.3f}"

@@ -115,6 +115,7 @@ def demo(
     steps: Optional[int] = typer.Option(None, "--steps", help="Unlearning step budget."),
     n_forget: Optional[int] = typer.Option(None, "--n-forget", help="Number of random known targets."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Comma-separated target names."),
+    device: Optional[str] = DeviceOpt,
     overwrite: bool = OverwriteOpt,
     resume: bool = ResumeOpt,
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
@@ -124,7 +125,8 @@ def demo(
     from sae_unlearn.pipeline import run_demo
 
     with _user_errors():
-        flags = dict(seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget, unlearn__forget=_names(forget))
+        flags = dict(seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
+                     unlearn__forget=_names(forget), device=device)
         if synthetic:
             cfg = _config(config, world__seed=seed, **flags)
         else:
@@ -205,7 +207,8 @@ def compare(
 
     with _user_errors():
         if synthetic:
-            cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps)
+            cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps,
+                          unlearn__forget=_names(forget), device=device)
         else:
             cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
                                device, seed=seed, layer=layer, unlearn__steps=steps)

@@ -95,6 +95,7 @@ class UnlearnConfig(_Strict):
     w_retain: float = Field(10.0, ge=0)
     w_kl: float = Field(1.0, ge=0)
     w_error: float = Field(1.0, ge=0)
+    w_output: float = Field(0.0, ge=0)  # next-token distribution of forget prompts -> unknown entities' (docs/method.md)
     retain_batch: int = Field(128, ge=1)
     retain_positions: Literal["after_entity", "all"] = "after_entity"
     eval_every: int = Field(10, ge=1)

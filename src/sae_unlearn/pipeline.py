@@ -38,7 +38,7 @@ from sae_unlearn.metrics.alignment import (KnownUnknownProbe, centroid_distances
 from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall, substituted_recall
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.capture import capture_all_positions
-from sae_unlearn.models.layers import check_layer, hook_name, num_layers
+from sae_unlearn.models.layers import check_layer, hook_name, model_device, num_layers
 from sae_unlearn.models.loading import load_causal_lm, resolve_model_source
 from sae_unlearn.real_source import DTYPES, real_entities, sae_corpus
 from sae_unlearn.models.prompts import EncodedPrompts
@@ -76,6 +76,7 @@ class Workspace:
     timings: dict[str, float] = field(default_factory=dict)
     probing: dict[str, float] = field(default_factory=dict)  # entity -> share of facts recalled (original model)
     skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
+    forget_floor: float | None = None  # targets' training prompts, unknown names swapped in (baselines' stop)
 
 
 # -- stage 1: the world and its model ------------------------------------------------------------
@@ -146,8 +147,9 @@ def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tenso
 def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
     t0 = time.time()
     scfg = ws.cfg.sae
+    device = str(model_device(ws.model))  # the SAE reads the model's residual stream: same device
     if scfg.path is not None or scfg.release is not None:
-        ws.sae = load_sae(scfg.path or scfg.release, scfg.sae_id)
+        ws.sae = load_sae(scfg.path or scfg.release, scfg.sae_id, device=device)
         ws.sae_dir = scfg.path or Path(f"{scfg.release}:{scfg.sae_id}")  # where it came from, for the report
     else:
         entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
@@ -159,11 +161,11 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
             # capture is split across processes; training is repeated in each (same seed, same SAE)
             acts = capture_training_activations(ws, sae_training_texts(ws))
             sae = train_sae(acts, hook_name(ws.layer), str(ws.model_dir), scfg.expansion, scfg.l1_coefficient,
-                            scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed)
+                            scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed, device=device)
             if parallel.is_main():
                 save_sae(sae, ws.sae_dir)
             parallel.barrier()
-        ws.sae = load_sae(ws.sae_dir)
+        ws.sae = load_sae(ws.sae_dir, device=device)
     check_sae_matches(ws.sae, ws.model, ws.layer)
     ws.sae.eval()
     ws.timings["sae"] = time.time() - t0
@@ -274,11 +276,21 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
         z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
         return probe.share_unknown(z, owner)
 
+    # training phrasings only: the evaluation's held-out ones must not steer any method
+    train_phrasing, n_tok = (False if ws.eval_heldout else None), ws.cfg.eval.max_new_tokens
+    if ws.forget_floor is None:
+        ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
+                                             heldout=train_phrasing, max_new_tokens=n_tok)
+
+    def forget_at_floor(m: nn.Module) -> bool:
+        return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) <= ws.forget_floor
+
     k = ws.cfg.latents.top_k
     mcfg = ws.cfg.model
     task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
                        known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
+                       forget_at_floor=forget_at_floor,
                        seed=ws.cfg.seed, progress=progress,
                        lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora else None,
                        gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)

@@ -30,7 +30,7 @@ def real_entities(file, n_fictional: int, seed: int) -> tuple[list[Entity], list
 def sampled_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> list[str]:
     """Prompt plus seeded nucleus sample (greedy decoding of a small model loops on one phrase: poor SAE data)."""
     torch.manual_seed(seed)
-    new = continuations(model, tokenizer, prompts, max_new_tokens, do_sample=True, top_p=0.95, temperature=1.0, top_k=0)
+    new = continuations(model, tokenizer, prompts, max_new_tokens, by_length=False, do_sample=True, top_p=0.95, temperature=1.0, top_k=0)
     return [p + n for p, n in zip(prompts, new)]
 
 

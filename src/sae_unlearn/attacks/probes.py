@@ -40,11 +40,15 @@ class FactRows:
 
 def attribute_probe_accuracy(train: FactRows, tests: dict[str, FactRows], min_rows: int = 8,
                              seed: int = 0) -> dict[str, float]:
-    """Accuracy of per-relation probes on each test set (NaN where no relation can be probed).
+    """Accuracy of per-relation probes on each test set (NaN where no relation can be probed), and
+    under ``<name>_majority`` the accuracy of always guessing each relation's most frequent training
+    answer on the same rows: a probe is only evidence of knowledge where it beats that guess (a
+    relation dominated by one answer, e.g. continent "Europe", gives high accuracy with no knowledge).
 
     A relation is probed when, counting only answers seen at least twice, its training rows hold at
     least ``min_rows`` rows and two distinct answers; a test row whose answer is not among them counts
     as wrong (for every test set alike)."""
+    majority = {name: 0 for name in tests}
     correct = {name: 0 for name in tests}
     total = {name: 0 for name in tests}
     rel_train, all_labels = np.array(train.relations), np.array(train.labels)
@@ -59,11 +63,16 @@ def attribute_probe_accuracy(train: FactRows, tests: dict[str, FactRows], min_ro
         probe = make_pipeline(StandardScaler(),
                               LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
         probe.fit(train.x[rows], labels)
+        values, counts = np.unique(labels, return_counts=True)
+        most_frequent = values[np.argmax(counts)]
         for name, test in tests.items():
             idx = [i for i, r in enumerate(test.relations) if r == rel]
             if not idx:
                 continue
             pred = probe.predict(test.x[idx])
             correct[name] += int(sum(p == test.labels[i] for p, i in zip(pred, idx)))
+            majority[name] += sum(test.labels[i] == most_frequent for i in idx)
             total[name] += len(idx)
-    return {name: correct[name] / total[name] if total[name] else float("nan") for name in tests}
+    share = lambda hits, name: hits[name] / total[name] if total[name] else float("nan")  # noqa: E731
+    return ({name: share(correct, name) for name in tests}
+            | {f"{name}_majority": share(majority, name) for name in tests})

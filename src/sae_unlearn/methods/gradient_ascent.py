@@ -18,6 +18,7 @@ class GradientAscentConfig:
     lr: float = 1e-4
     batch_size: int = 32
     eval_every: int = 10
+    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts
 
 
 class GradientAscentUnlearner(GradientUnlearner):

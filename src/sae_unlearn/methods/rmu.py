@@ -27,6 +27,7 @@ class RMUConfig:
     alpha: float = 100.0  # paper: 1200 at Zephyr's scale; tuned on our step budget (docs/baselines.md)
     batch_size: int = 32
     eval_every: int = 10
+    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts
 
 
 class RMUUnlearner(GradientUnlearner):
@@ -56,8 +57,9 @@ class RMUUnlearner(GradientUnlearner):
             h_f = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
             self.retain_ref = residual_at_layer(task.model, self.retain.input_ids, self.retain.attention_mask, task.layer)
         norm = h_f[self.forget.attention_mask.bool()].norm(dim=-1).mean()
-        u = torch.rand(h_f.shape[-1], generator=gen)  # the paper samples u uniformly in [0, 1), then normalises
-        self.control = (self.cfg.steering_scale * norm * u / u.norm()).to(device)
+        # the paper samples u uniformly in [0, 1), then normalises; drawn on the CPU so every device draws the same u
+        u = torch.rand(h_f.shape[-1], generator=gen).to(device)
+        self.control = self.cfg.steering_scale * norm * u / u.norm()
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
         f = self.forget.rows(torch.tensor(sample_rows(len(self.forget), self.cfg.batch_size, rng)))

@@ -14,6 +14,7 @@ Choices the paper leaves open are recorded in docs/method.md.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -37,6 +38,7 @@ class SAEGuidedConfig:
     w_retain: float = 10.0
     w_kl: float = 1.0
     w_error: float = 1.0  # also align the SAE's reconstruction error (identity hides there otherwise)
+    w_output: float = 0.0  # next-token distribution at the prompt's end -> the unknown entities' (docs/method.md)
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
     retain_batch: int = 128
     retain_positions: str = "after_entity"  # or "all" (docs/method.md)
@@ -69,14 +71,23 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     # -- references from the original model -------------------------------------------------
     @torch.no_grad()
-    def _reference_codes(self, task: UnlearnTask, template: str, etype: str, pool: list[Entity], n_pos: int) -> torch.Tensor:
+    def _reference_codes(self, task: UnlearnTask, template: str, etype: str, pool: list[Entity],
+                         n_pos: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean SAE code and reconstruction error, per position after the entity, of ``template``
-        filled with pool entities: [n_pos, d_sae + d_model]."""
+        filled with pool entities: [n_pos, d_sae + d_model]; with ``w_output``, also their mean
+        next-token distribution at the prompt's end (log-probabilities, [vocab])."""
         same_type = [e for e in pool if e.type == etype] or pool
         chosen = same_type[: self.cfg.n_reference]
         prompts = [template.replace(_SLOT, e.name) for e in chosen]
         enc = encode_prompts(task.tokenizer, prompts, [e.name for e in chosen]).to(model_device(task.model))
-        hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
+        next_token = None
+        if self.cfg.w_output > 0:
+            hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
+                                                      enc.prompt_last)
+            # log of the mean probability over the substitutes
+            next_token = torch.logsumexp(F.log_softmax(logits.float(), dim=-1), dim=0) - math.log(len(chosen))
+        else:
+            hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
         codes = []
         for row in range(len(chosen)):
             start = int(enc.entity_last[row])
@@ -84,7 +95,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             if span.shape[0] == n_pos:  # suffix after the entity is the template's, so lengths agree
                 z = task.sae.encode(span)
                 codes.append(torch.cat([z, span - task.sae.decode(z)], dim=-1))
-        return torch.stack(codes).mean(0)
+        return torch.stack(codes).mean(0), next_token
 
     def prepare(self, task: UnlearnTask) -> None:
         if self.cfg.retain_positions not in ("after_entity", "all"):
@@ -105,8 +116,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         known_pool = list(task.split.retain)
         rng.shuffle(unknown_pool)
         rng.shuffle(known_pool)
-        toward, away_ref = [], []
-        cache: dict[tuple[str, str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        toward, away_ref, next_token = [], [], []
+        cache: dict[tuple[str, str, int], tuple] = {}
         row = 0
         for ent in task.split.forget:
             for template in _templates(ent):
@@ -117,21 +128,26 @@ class SAEGuidedUnlearner(GradientUnlearner):
                         self._reference_codes(task, template, ent.type, unknown_pool, n_pos),
                         self._reference_codes(task, template, ent.type, known_pool, n_pos),
                     )
-                toward.append(cache[key][0])
-                away_ref.append(cache[key][1])
+                (unknown_codes, unknown_next), (known_codes, _) = cache[key]
+                toward.append(unknown_codes)
+                away_ref.append(known_codes)
+                next_token.append(unknown_next)
                 row += 1
         d_sae = task.sae.cfg.d_sae
         both_unknown, both_known = torch.cat(toward), torch.cat(away_ref)  # row order = after_entity_mask order
         self.ref_unknown, self.ref_error = both_unknown[:, :d_sae], both_unknown[:, d_sae:]
         self.ref_known = both_known[:, :d_sae]
         self.margin = (self.ref_unknown - self.ref_known).norm(dim=-1)
+        self.ref_next = torch.stack(next_token) if self.cfg.w_output > 0 else None  # [forget rows, vocab]
         # Scales are the *gaps* to close, measured on the original model: a loss of 1 means "as far
         # from unknown as at the start", 0.02 means 2 % of the way left. Norm-based scales hid the
         # identity (a small part of the norm) and let training stop with the entity still readable.
         with torch.no_grad():
-            hidden0 = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
+            hidden0, logp0 = self._forget_forward(task, self.forget)
             h0 = hidden0[self.forget.after_entity_mask()]
             z0 = task.sae.encode(h0)
+            if self.ref_next is not None:
+                self.gap_output = self._output_kl(logp0, self.ref_next).mean().clamp_min(1e-8)
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
@@ -139,6 +155,20 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
+
+    def _forget_forward(self, task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer-L residual of the forget prompts and, with ``w_output``, their next-token
+        log-probabilities at the prompt's end (the layers above L run only then)."""
+        if self.cfg.w_output <= 0:
+            return residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer), None
+        hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
+                                                  enc.prompt_last)
+        return hidden, F.log_softmax(logits.float(), dim=-1)
+
+    @staticmethod
+    def _output_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+        """KL(unknown reference || model) per row: the model should answer as it does for strangers."""
+        return (ref_logp.exp() * (ref_logp - logp)).sum(-1)
 
     @staticmethod
     def _retain_forward(task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,12 +183,17 @@ class SAEGuidedUnlearner(GradientUnlearner):
         exactly the one-process loss; in one process it is the plain mean."""
         zero = torch.zeros((), device=self.ref_unknown.device)
         terms = {"toward": zero, "away": zero, "error": zero}
+        if self.ref_next is not None:
+            terms["output"] = zero
         rows = parallel.shard(len(self.forget))
         if len(rows):
             enc = self.forget.slice(rows.start, rows.stop)
             lo, hi = int(self.forget_offsets[rows.start]), int(self.forget_offsets[rows.stop])
             n_all = int(self.forget_offsets[-1])
-            hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
+            hidden, logp = self._forget_forward(task, enc)
+            if logp is not None:
+                kl = self._output_kl(logp, self.ref_next[rows.start : rows.stop])
+                terms["output"] = kl.sum() / len(self.forget) / self.gap_output
             h = hidden[enc.after_entity_mask()]
             z = task.sae.encode(h)
             terms["toward"] = (z - self.ref_unknown[lo:hi]).pow(2).sum(-1).sum() / n_all / self.scale
@@ -194,7 +229,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.initial_toward = toward
         self.last_toward = toward
         weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
-                   "retain": self.cfg.w_retain, "kl": self.cfg.w_kl}
+                   "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output}
         return sum(weights[k] * v for k, v in terms.items())
 
     def method_state(self) -> dict:

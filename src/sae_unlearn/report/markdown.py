@@ -41,6 +41,7 @@ ATTACKS = [
     ("attribute_probe_acc_forget_before", "attribute probe accuracy on targets, before"),
     ("attribute_probe_acc_forget_after", "attribute probe accuracy on targets, after"),
     ("attribute_probe_acc_unknown_after", "attribute probe accuracy on unknown entities (floor)"),
+    ("attribute_probe_majority_forget", "attribute probe: always guessing the commonest answer, on targets"),
     ("paraphrase_recall_heldout_after", "recall, held-out phrasings, after"),
     ("paraphrase_recall_heldout_unknown", "recall, held-out phrasings, unknown entities (floor)"),
     ("paraphrase_recall_context_before", "recall, entity in a longer context, before"),

@@ -36,9 +36,11 @@ def train_sae(
     batch_size: int = 512,
     lr: float = 1e-3,
     seed: int = 0,
+    device: str = "cpu",
 ) -> SAE:
     """A ReLU SAE (sae-lens 'standard'), activation norm folded into the weights at the end."""
     torch.manual_seed(seed)
+    acts = acts.to(device)
     d_in = acts.shape[1]
     cfg = StandardTrainingSAEConfig(
         d_in=d_in,
@@ -47,6 +49,7 @@ def train_sae(
         l1_warm_up_steps=max(1, total_samples // batch_size // 10),
         normalize_activations="expected_average_only_in",
         apply_b_dec_to_input=True,
+        device=device,
     )
     cfg.metadata.hook_name = hook_name
     cfg.metadata.model_name = model_name
@@ -58,7 +61,7 @@ def train_sae(
         lr_end=lr / 10,
         lr_scheduler_name="cosineannealing",
         lr_warm_up_steps=20,
-        device="cpu",
+        device=device,
         logger=LoggingConfig(log_to_wandb=False),
         n_batches_for_norm_estimate=20,
         dead_feature_window=200,
