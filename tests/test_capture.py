@@ -69,3 +69,14 @@ def test_loading_never_writes_to_the_source_dir(tiny_model_dir):
         for p in model.parameters():
             p.add_(1.0)
     assert {p: p.stat().st_mtime_ns for p in tiny_model_dir.iterdir()} == before
+
+
+def test_batched_decoding_returns_each_prompt_its_own_continuation(micro_workspace):
+    """Decoding batches prompts by length; every answer must still come back in the caller's order."""
+    from sae_unlearn.metrics.recall import greedy_continuations
+
+    ws = micro_workspace
+    facts = [f for e in ws.split.forget + ws.split.retain for f in e.facts][:24]
+    prompts = [("a b c d e " * (i % 5)) + f.prompt for i, f in enumerate(facts)]  # lengths interleaved
+    one_by_one = [greedy_continuations(ws.model, ws.tokenizer, [p], 3)[0] for p in prompts]
+    assert greedy_continuations(ws.model, ws.tokenizer, prompts, 3, batch_size=4) == one_by_one

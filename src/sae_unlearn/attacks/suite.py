@@ -25,8 +25,9 @@ if TYPE_CHECKING:  # the pipeline imports this module
 
 QUESTION_TOKENS = 16  # an instruction-tuned answer may restate the sentence before the answer
 # measured on the original model only: what the same probe gives for entities the model never saw
-FLOOR_KEYS = ("attribute_probe_majority_forget", "paraphrase_recall_heldout_unknown", "paraphrase_recall_context_unknown",
-              "paraphrase_recall_question_unknown", "generation_leak_rate_unknown", "generation_samples_unknown")
+FLOOR_KEYS = ("attribute_probe_majority_forget", "paraphrase_recall_heldout_unknown",
+              "paraphrase_recall_context_unknown", "paraphrase_recall_question_unknown",
+              "generation_leak_rate_unknown", "generation_samples_unknown")
 
 
 def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Entity, Fact]]:
@@ -46,8 +47,8 @@ def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, 
                                     "unknown": FactRows.of(ws.unknown_eval, acts_unknown)}, seed=seed)
     m["attribute_probe_acc_forget"], m["attribute_probe_acc_unknown"] = acc["forget"], acc["unknown"]
     groups = {"": split.forget}
-    if floors:
-        m["attribute_probe_majority_forget"] = acc["forget_majority"]  # the same guess for every model state  # one never-seen entity per target, of its type: the like-for-like floor
+    if floors:  # one never-seen entity per target, of its type: the like-for-like floor
+        m["attribute_probe_majority_forget"] = acc["forget_majority"]  # the same guess for every model state
         groups["_unknown"] = floor_entities(split.forget, ws.unknown_eval)
     distractors = split.heldout_known or split.retain
     for suffix, entities in groups.items():

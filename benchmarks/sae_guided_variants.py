@@ -1,0 +1,57 @@
+"""Tuning aid: SAE-guided unlearning with several option sets on one workspace; prints a table, writes JSON.
+
+    python benchmarks/sae_guided_variants.py --smollm2 '[{}, {"w_output": 1.0}, {"w_output": 1.0, "steps": 80}]'
+    python benchmarks/sae_guided_variants.py '[{"w_retain": 30}]'          # the synthetic world
+
+The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
+fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
+are `compare_methods.py`'s job). Option names are `unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sae_unlearn.cli import DEMO_REAL_CONFIG
+from sae_unlearn.config import load_config
+from sae_unlearn.metrics.recall import recall
+from sae_unlearn.pipeline import build_workspace, get_sae, make_split, run_method, select_latents
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", help='JSON list of option dicts, e.g. \'[{}, {"w_output": 1.0}]\'')
+    parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-sae-guided-variants.json"))
+    args = parser.parse_args()
+    variants = json.loads(args.variants)
+    cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None)
+    t0 = time.time()
+    ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
+    print(f"workspace built in {time.time() - t0:.0f} s")
+    tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
+    rows = []
+    for options in variants:
+        options = dict(options)
+        ws.cfg.unlearn.steps = int(options.pop("steps", cfg.unlearn.steps))
+        model, outcome, seconds = run_method(ws, "sae_guided", progress=False, extra_options=options)
+        row = {"options": options, "steps": ws.cfg.unlearn.steps, "steps_run": outcome.steps_run,
+               "unlearn_seconds": round(seconds, 1)}
+        for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
+                              ("heldout_known", ws.split.heldout_known)):
+            row[key] = recall(model, tok, entities, held, n_tok)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print("\n| options | steps | forget | retain | held-out known | unlearning s |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
+              f"{r['heldout_known']:.3f} | {r['unlearn_seconds']:.0f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"smollm2": args.smollm2, "variants": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
