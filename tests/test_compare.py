@@ -40,3 +40,13 @@ def test_compare_rejects_unknown_method_before_compute(tmp_path):
     assert result.exit_code == 2
     assert "Unknown method 'forgetful'; known methods:" in result.output
     assert not (tmp_path / "z").exists()
+
+
+def test_best_forget_recall_is_the_one_closest_to_the_unknown_level():
+    """Recall below what unknown names get on the same prompts is suppression, not a better forgetting."""
+    from sae_unlearn.report.compare import compare_table
+
+    base = {"forget_recall_before": 1.0, "retain_recall_before": 1.0, "heldout_known_recall_before": 1.0,
+            "unknown_recall": 0.06, "unknown_recall_same_prompts": 0.26, "perplexity_before": 50.0}
+    table = compare_table({"muted": base | {"forget_recall_after": 0.0}, "like_unknown": base | {"forget_recall_after": 0.25}})
+    assert "| like_unknown | **0.250** |" in table and "| muted | 0.000 |" in table
