@@ -278,11 +278,11 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
 
     # training phrasings only: the evaluation's held-out ones must not steer any method
     train_phrasing, n_tok = (False if ws.eval_heldout else None), ws.cfg.eval.max_new_tokens
-    if ws.forget_floor is None:
-        ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
-                                             heldout=train_phrasing, max_new_tokens=n_tok)
 
     def forget_at_floor(m: nn.Module) -> bool:
+        if ws.forget_floor is None:  # measured once, on first use: methods without the stop rule never pay for it
+            ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
+                                                 heldout=train_phrasing, max_new_tokens=n_tok)
         return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) <= ws.forget_floor
 
     k = ws.cfg.latents.top_k

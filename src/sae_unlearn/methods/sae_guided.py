@@ -80,14 +80,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         chosen = same_type[: self.cfg.n_reference]
         prompts = [template.replace(_SLOT, e.name) for e in chosen]
         enc = encode_prompts(task.tokenizer, prompts, [e.name for e in chosen]).to(model_device(task.model))
-        next_token = None
-        if self.cfg.w_output > 0:
-            hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
-                                                      enc.prompt_last)
-            # log of the mean probability over the substitutes
-            next_token = torch.logsumexp(F.log_softmax(logits.float(), dim=-1), dim=0) - math.log(len(chosen))
-        else:
-            hidden = residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer)
+        hidden, logp = self._forget_forward(task, enc)
+        # log of the mean probability over the substitutes
+        next_token = None if logp is None else torch.logsumexp(logp, dim=0) - math.log(len(chosen))
         codes = []
         for row in range(len(chosen)):
             start = int(enc.entity_last[row])
