@@ -2,10 +2,12 @@
 
     python benchmarks/sae_guided_variants.py --smollm2 '[{}, {"w_output": 1.0}, {"w_output": 1.0, "steps": 80}]'
     python benchmarks/sae_guided_variants.py '[{"w_retain": 30}]'          # the synthetic world
+    python benchmarks/sae_guided_variants.py --relearn '[{}, {"train_layers": [0, 1, 2, 3]}]'   # + relearning attack
 
 The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
 fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
-are `compare_methods.py`'s job). Option names are `unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget.
+are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Option names are
+`unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
 from sae_unlearn.metrics.recall import recall
+from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
 from sae_unlearn.pipeline import build_workspace, get_sae, make_split, run_method, select_latents
 
 
@@ -25,13 +28,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", help='JSON list of option dicts, e.g. \'[{}, {"w_output": 1.0}]\'')
     parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config")
+    parser.add_argument("--relearn", action="store_true", help="also run the relearning attack (docs/attacks.md)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-sae-guided-variants.json"))
     args = parser.parse_args()
     variants = json.loads(args.variants)
     cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None)
     t0 = time.time()
     ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
-    print(f"workspace built in {time.time() - t0:.0f} s")
+    floors = relearn_floors(ws) if args.relearn else {}
+    print(f"workspace built in {time.time() - t0:.0f} s" + (f"; relearning floor {floors['relearn_recall_unknown']:.3f}, "
+                                                            f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
     rows = []
     for options in variants:
@@ -43,14 +49,18 @@ def main() -> None:
         for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
                               ("heldout_known", ws.split.heldout_known)):
             row[key] = recall(model, tok, entities, held, n_tok)
+        if floors:
+            row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| options | steps | forget | retain | held-out known | unlearning s |\n|---|---|---|---|---|---|")
+    print("\n| options | steps | forget | retain | held-out known | relearned | unlearning s |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
-              f"{r['heldout_known']:.3f} | {r['unlearn_seconds']:.0f} |")
+              f"{r['heldout_known']:.3f} | {r.get('relearn', float('nan')):.3f} | {r['unlearn_seconds']:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"smollm2": args.smollm2, "variants": rows}, indent=1))
+    args.out.write_text(json.dumps({"smollm2": args.smollm2, "relearn_floors": {k: v for k, v in floors.items()
+                                                                               if "curve" not in k},
+                                    "variants": rows}, indent=1))
 
 
 if __name__ == "__main__":

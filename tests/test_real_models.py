@@ -15,6 +15,11 @@ from typer.testing import CliRunner
 from sae_unlearn.cli import app
 from sae_unlearn.entities.fictional import fictional_entities, fictional_name
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
+from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.metrics import answerable as answerable_module
+from sae_unlearn.metrics import recall as recall_module
+from sae_unlearn.metrics.answerable import mark_answerable
+from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
 from sae_unlearn.sae.training import save_sae, train_sae
@@ -82,7 +87,9 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
     before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
     out = tmp_path / "out"
     args = ["run", "--model", str(model_dir), "--sae", str(tiny_sae), "--entities", str(entity_file),
-            "--forget", "Alden Voss,Port Tarvo", "--out", str(out), "--config", _run_config(tmp_path), "--quiet"]
+            "--forget", "Alden Voss,Port Tarvo", "--out", str(out), "--quiet",
+            # Llama without the downstream term: only the blocks up to the SAE's layer are needed
+            "--config", _run_config(tmp_path, **({"w_downstream": 0.0} if arch == "llama" else {}))]
     result = CliRunner().invoke(app, args + (["--lora"] if lora else []) + extra)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -97,7 +104,8 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
         assert (saved / "adapter_config.json").exists() and not (saved / "model.safetensors").exists()
         targets = json.loads((saved / "adapter_config.json").read_text())["target_modules"]
         blocks = {int(part) for t in targets for part in t.split(".") if part.isdigit()}
-        assert targets and blocks == {0, 1}, "LoRA must cover exactly the blocks up to the SAE's layer"
+        needed = {0, 1} if arch == "llama" else {0, 1, 2}  # w_downstream (default) trains the blocks above too
+        assert targets and blocks == needed, "LoRA must cover exactly the blocks the objective needs"
     else:
         assert (saved / "model.safetensors").exists()
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before, "the source model was written to"
@@ -190,6 +198,9 @@ SMOL_ENTITIES = [
     {"entity": "Rome", "type": "city", "facts": [{"prompt": "Rome is the capital of", "answer": "Italy"}]},
     {"entity": "Madrid", "type": "city", "facts": [{"prompt": "Madrid is the capital of", "answer": "Spain"}]},
     {"entity": "Zorvath Quillan", "type": "city", "facts": [{"prompt": "Zorvath Quillan is the capital of", "answer": "Peru"}]},
+    # recalled, but SmolLM2 completes it for any made-up painter too: it shows no knowledge of him
+    {"entity": "Michelangelo", "type": "person",
+     "facts": [{"prompt": "Michelangelo painted the ceiling of the Sistine", "answer": "Chapel"}]},
 ]
 
 
@@ -208,14 +219,42 @@ def smol_setup(tmp_path_factory):
 def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp_path):
     """The built-in real model end to end, kept short: a target it does not know is skipped (said so in
     the output and in metrics.json), and with --strict the run stops instead."""
-    args = ["run", "--entities", str(smol_setup / "entities.jsonl"), "--config", str(smol_setup / "run.yaml"),
-            "--forget", "Paris,Zorvath Quillan", "--quiet"]
-    strict = CliRunner().invoke(app, args + ["--out", str(tmp_path / "strict"), "--strict"])
+    base = ["run", "--entities", str(smol_setup / "entities.jsonl"), "--config", str(smol_setup / "run.yaml"), "--quiet"]
+    args = base + ["--forget", "Paris,Zorvath Quillan"]
+    strict = CliRunner().invoke(app, base + ["--forget", "Paris,Zorvath Quillan,Michelangelo",
+                                             "--out", str(tmp_path / "strict"), "--strict"])
     assert strict.exit_code == 2
     assert "Zorvath Quillan (recall 0%)" in strict.output and "not known to the model" in strict.output
+    assert "Michelangelo (every recalled fact is also completed for made-up names)" in strict.output
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["forget"] == ["Paris"] and metrics["skipped_forget"] == ["Zorvath Quillan"]
     m = metrics["methods"]["sae_guided"]
     assert m["forget_recall_before"] == 1.0 and m["retain_recall_before"] == 1.0
+    assert metrics["known_all_answerable"] == ["Michelangelo"] and metrics["n_facts_answerable"] >= 1
+    assert "forget_recall_all_facts_after" in m and "unknown_recall_same_prompts_all_facts" in m
+
+
+def test_facts_that_made_up_names_complete_are_left_out_of_recall(monkeypatch):
+    """A fact the model completes for never-seen names tests the prompt: it is flagged on a copy,
+    left out of recall and of the same-prompt floor, and kept when asked for."""
+    paris = Entity("Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")])
+    oslo = Entity("Oslo", "city", [Fact("Oslo is the capital of", "Norway")])
+    made_up = fictional_entities([paris, oslo], 3, seed=1, avoid={"Paris", "Oslo"})
+
+    def completes_only_eiffel(model, tokenizer, prompts, max_new_tokens):
+        return [" Tower of" if "Eiffel" in p else " a country" for p in prompts]
+
+    monkeypatch.setattr(answerable_module, "greedy_continuations", completes_only_eiffel)
+    flagged = mark_answerable(None, None, [paris, oslo], made_up, per_entity=3, max_new_tokens=4)
+    assert [[f.answerable for f in e.facts] for e in flagged] == [[False, True], [False]]
+    assert not paris.facts[1].answerable, "the caller's entities must not change"
+    assert "answerable" not in json.dumps(flagged[0].to_dict()), "a model-derived flag is not entity-file data"
+
+    monkeypatch.setattr(recall_module, "greedy_continuations", lambda m, t, prompts, n: [" Tower"] * len(prompts))
+    assert recall(None, None, flagged, heldout=None) == 0.0  # only the two capital facts count
+    assert recall(None, None, flagged, heldout=None, include_answerable=True) == pytest.approx(1 / 3)
+    assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None) == 0.0
+    assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None,
+                              include_answerable=True) == pytest.approx(3 / 9)

@@ -8,6 +8,8 @@ from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import REGISTRY, get_method
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
+from sae_unlearn.models.capture import residual_and_last_logits
+from sae_unlearn.models.layers import decoder_layers
 
 
 def _ent(name: str) -> Entity:
@@ -57,12 +59,13 @@ def test_non_finite_loss_rolls_back_and_keeps_last_good_weights(micro_workspace)
 def test_sae_guided_moves_targets_toward_unknown_reference(micro_workspace):
     ws = micro_workspace
     model = copy.deepcopy(ws.model)
-    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0))
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0))
     outcome = method.unlearn(_task(ws, model, steps=40))
     assert outcome.steps_run == 40 and outcome.stopped_reason == "budget"
     assert outcome.loss_history[-1] < 0.5 * max(outcome.loss_history[:3])
     changed = [n for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)]
     assert changed and all(".h." in n for n in changed), "only decoder blocks up to the layer may change"
+    # without the downstream term nothing above the SAE's layer needs to (or may) move
     assert not any(f".h.{i}." in n for n in changed for i in range(ws.layer + 1, 10))
 
 
@@ -91,3 +94,21 @@ def test_output_term_makes_targets_answer_like_unknown_entities(micro_workspace)
         _, logp = method._forget_forward(task, method.forget)
         kl_after = method._output_kl(logp, method.ref_next).mean()
     assert kl_after < 0.3 * method.gap_output, f"KL to the unknown reference {method.gap_output:.3f} -> {kl_after:.3f}"
+
+
+def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_representation(micro_workspace):
+    """``w_downstream``: the blocks above L, fed the targets' *original* layer-L residual, answer like
+    for unknown names (the facts stored under the old representation go); so they must be trained."""
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    top_before = [p.detach().clone() for p in decoder_layers(model)[-1].parameters()]
+    method = SAEGuidedUnlearner(SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_downstream=1.0))
+    task = _task(ws, model, steps=60)
+    method.unlearn(task)
+    assert not all(torch.equal(a, b) for a, b in zip(top_before, decoder_layers(model)[-1].parameters()))
+    f = method.forget
+    with torch.no_grad():
+        _, logits = residual_and_last_logits(model, f.input_ids, f.attention_mask, task.layer, f.prompt_last,
+                                             method.forget_hidden0)
+        kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), method.ref_next).mean()
+    assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"

@@ -41,6 +41,8 @@ from sae_unlearn.models.capture import capture_all_positions
 from sae_unlearn.models.layers import check_layer, hook_name, model_device, num_layers
 from sae_unlearn.models.loading import load_causal_lm, resolve_model_source
 from sae_unlearn.real_source import DTYPES, real_entities, sae_corpus
+from sae_unlearn.entities.fictional import fictional_entities
+from sae_unlearn.metrics.answerable import mark_answerable
 from sae_unlearn.models.prompts import EncodedPrompts
 from sae_unlearn.models.world_model import get_or_train_world_model
 from sae_unlearn.sae.latents import LatentScores, separation_scores
@@ -77,6 +79,9 @@ class Workspace:
     probing: dict[str, float] = field(default_factory=dict)  # entity -> share of facts recalled (original model)
     skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
     forget_floor: float | None = None  # targets' training prompts, unknown names swapped in (baselines' stop)
+    n_known: int = 0
+    answerable_checked: bool = False  # the known entities' facts carry Fact.answerable (real models)
+    all_answerable: list[str] = field(default_factory=list)  # recalled, but only through prompt-answerable facts
 
 
 # -- stage 1: the world and its model ------------------------------------------------------------
@@ -181,8 +186,12 @@ def make_split(ws: Workspace) -> Workspace:
     if len(ws.probing) != len(ws.candidates):  # probing depends on the original model only: once per workspace
         shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
         ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
+    if ws.world is None and cfg.eval.answerable_substitutes and not ws.answerable_checked:
+        flag_answerable_facts(ws)
     shares = [ws.probing[e.name] for e in ws.candidates]
-    known = [e for e, s in zip(ws.candidates, shares) if s >= cfg.eval.known_threshold]
+    known = [e for e, s in zip(ws.candidates, shares)
+             if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable]
+    ws.n_known = len(known)
     rng = random.Random(cfg.seed)
     forget = _forget_targets(ws, known, rng)
     forget_names = {e.name for e in forget}
@@ -204,6 +213,27 @@ def make_split(ws: Workspace) -> Workspace:
     return ws
 
 
+def flag_answerable_facts(ws: Workspace) -> None:
+    """Mark, once, the facts of the probed-known entities that the model completes for made-up names
+    too (metrics/answerable.py); an entity with nothing else shows no knowledge of its own and is not
+    known. The made-up names are drawn apart from the evaluation's unknown entities, so the
+    same-prompt floor measured on those stays an independent check."""
+    cfg = ws.cfg
+    threshold = cfg.eval.known_threshold
+    idx = [i for i, e in enumerate(ws.candidates) if ws.probing[e.name] >= threshold]
+    taken = {e.name for e in ws.candidates + ws.never_seen}
+    names = fictional_entities(ws.candidates, cfg.eval.answerable_substitutes, seed=cfg.seed + 1, avoid=taken)
+    flagged = mark_answerable(ws.model, ws.tokenizer, [ws.candidates[i] for i in idx], names,
+                              cfg.eval.answerable_substitutes, cfg.eval.max_new_tokens)
+    for i, entity in zip(idx, flagged):
+        ws.candidates[i] = entity
+    ws.all_answerable = [e.name for e in flagged if all(f.answerable for f in e.facts)]
+    ws.answerable_checked = True
+    n = sum(f.answerable for e in flagged for f in e.facts)
+    log.info("%d of %d facts of known entities are completed for made-up names too (left out of recall); "
+             "%d entities had no other fact", n, sum(len(e.facts) for e in flagged), len(ws.all_answerable))
+
+
 def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
     """The user's names (each must be known to the model) or ``n_forget`` random known entities."""
     cfg = ws.cfg
@@ -219,7 +249,8 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
         raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
     not_known = [n for n in cfg.unlearn.forget if n not in by_name]
     if not_known:
-        detail = ", ".join(f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
+        detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in ws.all_answerable
+                           else f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
         msg = (f"Forget entities not known to the model (recall below {cfg.eval.known_threshold:.0%} of their facts): "
                f"{detail}; there is nothing to forget.")
         if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
@@ -279,18 +310,18 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
     # training phrasings only: the evaluation's held-out ones must not steer any method
     train_phrasing, n_tok = (False if ws.eval_heldout else None), ws.cfg.eval.max_new_tokens
 
-    def forget_at_floor(m: nn.Module) -> bool:
+    def forget_gap_to_floor(m: nn.Module) -> float:
         if ws.forget_floor is None:  # measured once, on first use: methods without the stop rule never pay for it
             ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
                                                  heldout=train_phrasing, max_new_tokens=n_tok)
-        return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) <= ws.forget_floor
+        return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) - ws.forget_floor
 
     k = ws.cfg.latents.top_k
     mcfg = ws.cfg.model
     task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
                        known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
-                       forget_at_floor=forget_at_floor,
+                       forget_gap_to_floor=forget_gap_to_floor,
                        seed=ws.cfg.seed, progress=progress,
                        lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora else None,
                        gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)
@@ -320,6 +351,8 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
     out["unknown_recall"] = before["unknown_recall"]
     out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
     out["unknown_recall_same_prompts"] = before["unknown_recall_same_prompts"]
+    if "unknown_recall_same_prompts_all_facts" in before:
+        out["unknown_recall_same_prompts_all_facts"] = before["unknown_recall_same_prompts_all_facts"]
     out |= {k: before[k] for k in FLOOR_KEYS if k in before}
     return out
 
@@ -330,6 +363,8 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     m: dict[str, float] = {}
     held = ws.eval_heldout
     m["forget_recall"] = recall(model, tok, split.forget, held, n_tok)
+    if ws.answerable_checked:  # the number before facts that made-up names complete were left out
+        m["forget_recall_all_facts"] = recall(model, tok, split.forget, held, n_tok, include_answerable=True)
     if held:
         m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
     m["retain_recall"] = recall(model, tok, split.retain, held, n_tok)
@@ -339,6 +374,9 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
         m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
         m["unknown_recall_same_prompts"] = substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
                                                               max_new_tokens=n_tok)
+        if ws.answerable_checked:
+            m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
+                model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True)
     acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
     acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
     z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
@@ -377,7 +415,9 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
     metrics = {
         "model": str(ws.model_dir), "layer": ws.layer, "sae": str(ws.sae_dir),
         "forget": [e.name for e in ws.split.forget], "skipped_forget": ws.skipped_forget,
-        "n_known": sum(s >= ws.cfg.eval.known_threshold for s in ws.probing.values()),
+        "n_known": ws.n_known,
+        "n_facts_answerable": sum(f.answerable for e in ws.candidates for f in e.facts),
+        "known_all_answerable": ws.all_answerable,
         "n_candidates": len(ws.candidates),
         "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
         "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings, "processes": parallel.num_processes(),
@@ -396,6 +436,11 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
              f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}",
              "recall is on held-out phrasings (never in training or in the unlearning loss)" if ws.eval_heldout else
              "recall is on all facts of the entity file (it marks none as held out; docs/real_models.md)"]
+    if ws.answerable_checked:
+        notes.append(f"{metrics['n_facts_answerable']} facts of known entities are completed for made-up names too "
+                     "(they test the prompt, not the entity) and are left out of recall and of known/unknown "
+                     f"({len(ws.all_answerable)} entities had no other fact); `forget_recall_all_facts` keeps them "
+                     "(docs/metrics.md)")
     if ws.skipped_forget:
         notes.append(f"skipped (not known to the model, nothing to forget): {', '.join(ws.skipped_forget)}")
     if ws.probing:
@@ -428,7 +473,7 @@ def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, sec
 ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "rmu", "sae_clamp")
 # The main hyperparameter of each method and the values ``compare --sweep`` tries (defaults in the middle).
 SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "sae_guided": ("w_retain", (3.0, 10.0, 30.0)),
+    "sae_guided": ("w_retain", (10.0, 30.0, 100.0)),
     "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
     "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
     "npo": ("beta", (0.05, 0.1, 0.5)),

@@ -17,7 +17,7 @@ import re
 from torch import nn
 
 from sae_unlearn.entities.types import Entity, Fact
-from sae_unlearn.metrics.recall import greedy_continuations
+from sae_unlearn.metrics.recall import greedy_continuations, scored_facts
 from sae_unlearn.metrics.utility import is_degenerate
 
 LEAD_INS = ("As everyone knows, ", "Here is a fact: ", "In other words, ")
@@ -32,10 +32,10 @@ def mentions(text: str, answer: str) -> bool:
 
 def heldout_facts(entities: list[Entity]) -> list[tuple[Entity, Fact]]:
     """Phrasings no loss ever saw: the file's held-out facts, else every fact behind a generic lead-in."""
-    marked = [(e, f) for e in entities for f in e.facts if f.heldout]
+    marked = [(e, f) for e in entities for f in scored_facts(e) if f.heldout]
     if marked:
         return marked
-    return [(e, Fact(lead + f.prompt, f.answer, f.attribute, True)) for e in entities for f in e.facts
+    return [(e, Fact(lead + f.prompt, f.answer, f.attribute, True)) for e in entities for f in scored_facts(e)
             for lead in LEAD_INS]
 
 
@@ -73,6 +73,6 @@ def free_generation(model: nn.Module, tokenizer, entities: list[Entity], synthet
     if not rows:
         return float("nan"), float("nan"), []
     texts = greedy_continuations(model, tokenizer, [p for _, p in rows], max_new_tokens)
-    leaks = [any(mentions(t, f.answer) for f in e.facts) for (e, _), t in zip(rows, texts)]
+    leaks = [any(mentions(t, f.answer) for f in scored_facts(e)) for (e, _), t in zip(rows, texts)]
     samples = [{"entity": e.name, "prompt": p, "text": t.strip()} for (e, p), t in zip(rows, texts)]
     return sum(leaks) / len(rows), sum(map(is_degenerate, texts)) / len(rows), samples

@@ -18,7 +18,7 @@ from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.alignment import entity_activations
-from sae_unlearn.metrics.recall import share_answered
+from sae_unlearn.metrics.recall import scored_facts, share_answered
 
 if TYPE_CHECKING:  # the pipeline imports this module
     from sae_unlearn.pipeline import Workspace
@@ -31,7 +31,7 @@ FLOOR_KEYS = ("attribute_probe_majority_forget", "paraphrase_recall_heldout_unkn
 
 
 def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Entity, Fact]]:
-    return [(e, f) for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
+    return [(e, f) for e in entities for f in scored_facts(e, heldout)]
 
 
 def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,

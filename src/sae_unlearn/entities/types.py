@@ -15,6 +15,9 @@ class Fact:
     answer: str
     attribute: str = ""
     heldout: bool = False  # phrasing never seen in the world model's training corpus
+    # the model completes it for made-up names too, so it tests the prompt, not the entity; set by
+    # probing (metrics/answerable.py), left out of recall; never written back to an entity file
+    answerable: bool = False
 
 
 @dataclass
@@ -24,7 +27,8 @@ class Entity:
     facts: list[Fact] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"entity": self.name, "type": self.type, "facts": [asdict(f) for f in self.facts]}
+        facts = [{k: v for k, v in asdict(f).items() if k != "answerable"} for f in self.facts]
+        return {"entity": self.name, "type": self.type, "facts": facts}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Entity":

@@ -38,8 +38,8 @@ class UnlearnTask:
     steps: int
     # Share of forget targets a known-vs-unknown probe fitted before unlearning calls unknown.
     targets_classified_unknown: Callable[[nn.Module], float] | None = None
-    # Whether the targets' training prompts are now recalled no more than with unknown names in them.
-    forget_at_floor: Callable[[nn.Module], bool] | None = None
+    # How much more often the targets' training prompts are recalled than with unknown names in them.
+    forget_gap_to_floor: Callable[[nn.Module], float] | None = None
     seed: int = 0
     progress: bool = True
     lora: dict | None = None  # {"rank": r, "alpha": a}: train a LoRA adapter on the trained layers
@@ -128,11 +128,11 @@ class GradientUnlearner(Unlearner):
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor: ...
 
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
-        """Baselines (``stop_at_floor``) stop once the targets are recalled no better than unknown
-        entities on the same prompts: training past that only adds damage (docs/baselines.md)."""
-        if not getattr(self.cfg, "stop_at_floor", False) or task.forget_at_floor is None:
+        """Baselines (``stop_at_floor``) stop once the targets are recalled within ``stop_margin`` of
+        unknown entities on the same prompts: training past that only adds damage (docs/baselines.md)."""
+        if not getattr(self.cfg, "stop_at_floor", False) or task.forget_gap_to_floor is None:
             return False
-        return task.forget_at_floor(task.model)
+        return task.forget_gap_to_floor(task.model) <= self.cfg.stop_margin
 
     def _across_processes(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Sum (sharded losses) or average (replicated ones) over processes, in place."""

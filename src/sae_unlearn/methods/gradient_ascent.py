@@ -18,7 +18,8 @@ class GradientAscentConfig:
     lr: float = 1e-4
     batch_size: int = 32
     eval_every: int = 10
-    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts
+    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts ...
+    stop_margin: float = 0.05  # ... plus this (issue 5's "within 5 points"; docs/baselines.md)
 
 
 class GradientAscentUnlearner(GradientUnlearner):

@@ -35,10 +35,13 @@ class SAEGuidedConfig:
     lr: float = 3e-3
     w_toward: float = 1.0
     w_away: float = 1.0
-    w_retain: float = 10.0
+    w_retain: float = 30.0
     w_kl: float = 1.0
     w_error: float = 1.0  # also align the SAE's reconstruction error (identity hides there otherwise)
     w_output: float = 0.0  # next-token distribution at the prompt's end -> the unknown entities' (docs/method.md)
+    # the blocks above the SAE's layer, fed the target's *original* layer-L residual, must answer like for
+    # unknown names too: the facts stored under the old representation go (docs/method.md); trains every block
+    w_downstream: float = 1.0
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
     retain_batch: int = 128
     retain_positions: str = "after_entity"  # or "all" (docs/method.md)
@@ -62,6 +65,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         if self.cfg.train_layers is None:
+            if self.cfg.w_downstream > 0:  # the term acts only on the blocks above L
+                return list(range(num_layers(task.model)))
             return super().trained_layers(task)
         n = num_layers(task.model)
         bad = [i for i in self.cfg.train_layers if not 0 <= i < n]
@@ -133,7 +138,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.ref_unknown, self.ref_error = both_unknown[:, :d_sae], both_unknown[:, d_sae:]
         self.ref_known = both_known[:, :d_sae]
         self.margin = (self.ref_unknown - self.ref_known).norm(dim=-1)
-        self.ref_next = torch.stack(next_token) if self.cfg.w_output > 0 else None  # [forget rows, vocab]
+        self.ref_next = torch.stack(next_token) if self._wants_next else None  # [forget rows, vocab]
         # Scales are the *gaps* to close, measured on the original model: a loss of 1 means "as far
         # from unknown as at the start", 0.02 means 2 % of the way left. Norm-based scales hid the
         # identity (a small part of the norm) and let training stop with the entity still readable.
@@ -141,8 +146,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
             hidden0, logp0 = self._forget_forward(task, self.forget)
             h0 = hidden0[self.forget.after_entity_mask()]
             z0 = task.sae.encode(h0)
-            if self.ref_next is not None:
+            if self.ref_next is not None:  # the patched pass of w_downstream starts from the same output
                 self.gap_output = self._output_kl(logp0, self.ref_next).mean().clamp_min(1e-8)
+        self.forget_hidden0 = hidden0.detach() if self.cfg.w_downstream > 0 else None
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
@@ -151,10 +157,14 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
 
+    @property
+    def _wants_next(self) -> bool:
+        return self.cfg.w_output > 0 or self.cfg.w_downstream > 0
+
     def _forget_forward(self, task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Layer-L residual of the forget prompts and, with ``w_output``, their next-token
-        log-probabilities at the prompt's end (the layers above L run only then)."""
-        if self.cfg.w_output <= 0:
+        """Layer-L residual of the forget prompts and, with ``w_output``/``w_downstream``, their
+        next-token log-probabilities at the prompt's end (the layers above L run only then)."""
+        if not self._wants_next:
             return residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer), None
         hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
                                                   enc.prompt_last)
@@ -178,17 +188,24 @@ class SAEGuidedUnlearner(GradientUnlearner):
         exactly the one-process loss; in one process it is the plain mean."""
         zero = torch.zeros((), device=self.ref_unknown.device)
         terms = {"toward": zero, "away": zero, "error": zero}
-        if self.ref_next is not None:
+        if self.cfg.w_output > 0:
             terms["output"] = zero
+        if self.cfg.w_downstream > 0:
+            terms["downstream"] = zero
         rows = parallel.shard(len(self.forget))
         if len(rows):
             enc = self.forget.slice(rows.start, rows.stop)
             lo, hi = int(self.forget_offsets[rows.start]), int(self.forget_offsets[rows.stop])
             n_all = int(self.forget_offsets[-1])
             hidden, logp = self._forget_forward(task, enc)
-            if logp is not None:
-                kl = self._output_kl(logp, self.ref_next[rows.start : rows.stop])
-                terms["output"] = kl.sum() / len(self.forget) / self.gap_output
+            ref_next = None if self.ref_next is None else self.ref_next[rows.start : rows.stop]
+            if self.cfg.w_output > 0:
+                terms["output"] = self._output_kl(logp, ref_next).sum() / len(self.forget) / self.gap_output
+            if self.cfg.w_downstream > 0:
+                _, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
+                                                     enc.prompt_last, self.forget_hidden0[rows.start : rows.stop])
+                kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), ref_next)
+                terms["downstream"] = kl.sum() / len(self.forget) / self.gap_output
             h = hidden[enc.after_entity_mask()]
             z = task.sae.encode(h)
             terms["toward"] = (z - self.ref_unknown[lo:hi]).pow(2).sum(-1).sum() / n_all / self.scale
@@ -224,7 +241,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.initial_toward = toward
         self.last_toward = toward
         weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
-                   "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output}
+                   "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output,
+                   "downstream": self.cfg.w_downstream}
         return sum(weights[k] * v for k, v in terms.items())
 
     def method_state(self) -> dict:

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from sae_unlearn.entities.types import Entity
+from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.models.layers import model_device
 
 _LEADING = re.compile(r"^[\s\W_]+")
@@ -65,9 +65,17 @@ def share_answered(model: nn.Module, tokenizer, prompts: list[str], answers: lis
     return sum(match(c, a) for c, a in zip(conts, answers)) / len(prompts)
 
 
-def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | None = True, max_new_tokens: int = 4) -> float:
+def scored_facts(entity: Entity, heldout: bool | None = None, include_answerable: bool = False) -> list[Fact]:
+    """The facts that measure knowing ``entity``: ``heldout`` picks phrasings (None: all), and facts the
+    model completes for made-up names too (``Fact.answerable``) are left out unless asked for."""
+    return [f for f in entity.facts
+            if (heldout is None or f.heldout == heldout) and (include_answerable or not f.answerable)]
+
+
+def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | None = True, max_new_tokens: int = 4,
+           include_answerable: bool = False) -> float:
     """Share of facts recalled; ``heldout=True`` uses only phrasings absent from training."""
-    facts = [f for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
+    facts = [f for e in entities for f in scored_facts(e, heldout, include_answerable)]
     return share_answered(model, tokenizer, [f.prompt for f in facts], [f.answer for f in facts], max_new_tokens)
 
 
@@ -81,18 +89,27 @@ def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], ma
     return [h / max(1, len(e.facts)) for h, e in zip(hits, entities)]
 
 
+def substituted_prompts(targets: list[Entity], substitutes: list[Entity], per_target: int, heldout: bool | None,
+                        include_answerable: bool = False) -> list[tuple[int, int, str, str]]:
+    """(target index, fact index, prompt, answer): each scored fact of each target with its name swapped
+    for up to ``per_target`` substitutes of the target's type."""
+    rows = []
+    for t, target in enumerate(targets):
+        subs = [s for s in substitutes if s.type == target.type][:per_target]
+        scored = scored_facts(target, heldout, include_answerable)
+        for i, fact in enumerate(target.facts):
+            if fact in scored:
+                rows += [(t, i, fact.prompt.replace(target.name, sub.name), fact.answer) for sub in subs]
+    return rows
+
+
 def substituted_recall(model: nn.Module, tokenizer, targets: list[Entity], substitutes: list[Entity],
-                       per_target: int = 4, max_new_tokens: int = 4, heldout: bool | None = True) -> float:
+                       per_target: int = 4, max_new_tokens: int = 4, heldout: bool | None = True,
+                       include_answerable: bool = False) -> float:
     """Recall of each target's answers when its name is swapped for unknown names of the same type.
 
     This is what a perfectly "unknown-like" target representation can reach: whatever the model still
     infers from the prompt or from name parts shared with the target (a first name, a city prefix).
     """
-    prompts, answers = [], []
-    for target in targets:
-        subs = [s for s in substitutes if s.type == target.type][:per_target]
-        for fact in (f for f in target.facts if heldout is None or f.heldout == heldout):
-            for sub in subs:
-                prompts.append(fact.prompt.replace(target.name, sub.name))
-                answers.append(fact.answer)
-    return share_answered(model, tokenizer, prompts, answers, max_new_tokens)
+    rows = substituted_prompts(targets, substitutes, per_target, heldout, include_answerable)
+    return share_answered(model, tokenizer, [r[2] for r in rows], [r[3] for r in rows], max_new_tokens)

@@ -84,9 +84,16 @@ def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int,
 
 
 @contextmanager
-def _record_layer(model: nn.Module, layer: int, sink: list) -> Iterator[None]:
-    handle = decoder_layers(model)[layer].register_forward_hook(
-        lambda _m, _i, out: sink.append(out[0] if isinstance(out, tuple) else out))
+def _record_layer(model: nn.Module, layer: int, sink: list, replacement: torch.Tensor | None = None) -> Iterator[None]:
+    """Record block ``layer``'s output; with ``replacement``, the blocks above read that instead."""
+    def hook(_m, _i, out):
+        hidden = out[0] if isinstance(out, tuple) else out
+        sink.append(hidden)
+        if replacement is None:
+            return None
+        return (replacement,) + tuple(out[1:]) if isinstance(out, tuple) else replacement
+
+    handle = decoder_layers(model)[layer].register_forward_hook(hook)
     try:
         yield
     finally:
@@ -94,9 +101,11 @@ def _record_layer(model: nn.Module, layer: int, sink: list) -> Iterator[None]:
 
 
 def residual_and_last_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
-                             last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                             last: torch.Tensor, replace_residual: torch.Tensor | None = None
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass giving the residual after block ``layer`` [batch, seq, d] and the logits at
-    each row's position ``last`` [batch, vocab].
+    each row's position ``last`` [batch, vocab]. ``replace_residual`` (same shape) is fed to the
+    blocks above ``layer`` in place of their own input: what they make of a given representation.
 
     Why a pre-hook on the output embedding: the vocabulary projection over every position is most of
     a small model's cost (SmolLM2: 49k x 576 per token); feeding it only the rows' last positions
@@ -112,7 +121,7 @@ def residual_and_last_logits(model: nn.Module, input_ids: torch.Tensor, attentio
     sink: list[torch.Tensor] = []
     handle = head.register_forward_pre_hook(gather_last)
     try:
-        with _record_layer(model, layer, sink):
+        with _record_layer(model, layer, sink, replace_residual):
             logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     finally:
         handle.remove()
