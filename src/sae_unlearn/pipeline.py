@@ -348,12 +348,10 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
         after = evaluate_state(ws, model)
     out = ({f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS}
            | {f"{k}_after": v for k, v in after.items()})
-    out["unknown_recall"] = before["unknown_recall"]
-    out["unknown_classified_unknown"] = before["unknown_classified_unknown"]
-    out["unknown_recall_same_prompts"] = before["unknown_recall_same_prompts"]
-    if "unknown_recall_same_prompts_all_facts" in before:
-        out["unknown_recall_same_prompts_all_facts"] = before["unknown_recall_same_prompts_all_facts"]
-    out |= {k: before[k] for k in FLOOR_KEYS if k in before}
+    # floors: measured on the original model only, reported without a suffix
+    floors = ("unknown_recall", "unknown_classified_unknown", "unknown_recall_same_prompts",
+              "unknown_recall_same_prompts_all_facts") + FLOOR_KEYS
+    out |= {k: before[k] for k in floors if k in before}
     return out
 
 
