@@ -7,7 +7,8 @@
 The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
 fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
 are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Option names are
-`unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget.
+`unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget; "lora" / "lora_rank" set `model.*` (a peft
+adapter on the trained blocks instead of full weights).
 """
 
 from __future__ import annotations
@@ -43,8 +44,11 @@ def main() -> None:
     for options in variants:
         options = dict(options)
         ws.cfg.unlearn.steps = int(options.pop("steps", cfg.unlearn.steps))
+        ws.cfg.model.lora = bool(options.pop("lora", False))
+        ws.cfg.model.lora_rank = int(options.pop("lora_rank", 16))
         model, outcome, seconds = run_method(ws, "sae_guided", progress=False, extra_options=options)
-        row = {"options": options, "steps": ws.cfg.unlearn.steps, "steps_run": outcome.steps_run,
+        row = {"options": options | ({"lora": True, "lora_rank": ws.cfg.model.lora_rank} if ws.cfg.model.lora else {}),
+               "steps": ws.cfg.unlearn.steps, "steps_run": outcome.steps_run,
                "unlearn_seconds": round(seconds, 1)}
         for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
                               ("heldout_known", ws.split.heldout_known)):

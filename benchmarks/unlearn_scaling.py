@@ -1,6 +1,7 @@
 """Benchmark: seconds and peak memory to unlearn 1, 10 and 100 entities with the SAE-guided method
 (issue 7: 100 targets should cost at most 10x one). Same workspace, same step budget for every size;
-prints a table and writes JSON.
+prints a table and writes JSON. Forget recall before/after shows whether that budget forgot the targets
+(issue 7: one entity in under 60 s means forgotten, not merely 60 s of steps).
 
     python benchmarks/unlearn_scaling.py [--model smollm2-135m] [--sizes 1,10,100] [--steps 20] [--out F.json]
 
@@ -19,6 +20,7 @@ import psutil
 import torch
 
 from sae_unlearn.config import load_config
+from sae_unlearn.metrics.recall import recall
 from sae_unlearn.pipeline import build_workspace, get_sae, make_split, run_method, select_latents
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "sae_unlearn" / "data" / "smollm2_demo.yaml"
@@ -59,19 +61,25 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",")):
         ws.cfg.unlearn.n_forget = n
         select_latents(make_split(ws))
+        n_tok = ws.cfg.eval.max_new_tokens
+        before = recall(ws.model, ws.tokenizer, ws.split.forget, ws.eval_heldout, n_tok)
         with PeakRSS() as mem:
-            _, outcome, seconds = run_method(ws, "sae_guided", progress=False)
+            model, outcome, seconds = run_method(ws, "sae_guided", progress=False)
+        after = recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, n_tok)
+        del model
         rows.append({"targets": n, "forget_prompts": sum(len(e.facts) for e in ws.split.forget), "steps": outcome.steps_run,
                      "seconds": round(seconds, 2), "seconds_per_step": round(seconds / max(1, outcome.steps_run), 3),
-                     "peak_rss_gib": round(mem.peak / 2**30, 2)})
+                     "peak_rss_gib": round(mem.peak / 2**30, 2), "forget_recall_before": round(before, 3),
+                     "forget_recall_after": round(after, 3)})
         print(rows[-1], flush=True)
     base = rows[0]["seconds"]
     for r in rows:
         r["time_vs_first"] = round(r["seconds"] / base, 2)
-    print(f"\n{'targets':>8} {'prompts':>8} {'steps':>6} {'seconds':>9} {'s/step':>7} {'x first':>8} {'peak GiB':>9}")
+    print(f"\n{'targets':>8} {'prompts':>8} {'steps':>6} {'seconds':>9} {'s/step':>7} {'x first':>8} {'peak GiB':>9} "
+          f"{'forget recall':>14}")
     for r in rows:
         print(f"{r['targets']:>8} {r['forget_prompts']:>8} {r['steps']:>6} {r['seconds']:>9} {r['seconds_per_step']:>7} "
-              f"{r['time_vs_first']:>8} {r['peak_rss_gib']:>9}")
+              f"{r['time_vs_first']:>8} {r['peak_rss_gib']:>9} {r['forget_recall_before']:>6.3f}->{r['forget_recall_after']:.3f}")
     Path(args.out).write_text(json.dumps({"model": args.model or "synthetic", "threads": args.threads, "rows": rows}, indent=2))
 
 

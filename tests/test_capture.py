@@ -5,7 +5,9 @@ import torch
 from transformers import Gemma2Config, GPT2Config, LlamaConfig, AutoModelForCausalLM
 
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.models.capture import capture_entity_activations
+from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.methods.lm_losses import encode_fact_answers, sequence_logprob
+from sae_unlearn.models.capture import capture_entity_activations, residual_and_last_logits
 from sae_unlearn.models.layers import check_layer, decoder_layers
 from sae_unlearn.models.loading import load_causal_lm
 from sae_unlearn.models.prompts import encode_prompts
@@ -48,6 +50,25 @@ def test_capture_matches_hidden_states_and_skips_upper_layers(tiny_model_dir):
         ref = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[2]
     expected = ref[torch.arange(2), enc.entity_last]
     torch.testing.assert_close(acts, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_answer_logprobs_and_last_logits_match_the_full_vocabulary_pass(tiny_model_dir):
+    """The vocabulary projection fed only the positions a loss reads (``head_reads_only``) gives the
+    numbers of the plain full pass, Gemma-2's soft-capped logits included, and leaves no hook behind."""
+    model, tok = load_causal_lm(tiny_model_dir)
+    alden = Entity("Alden Voss", "person", [Fact("Alden Voss works as a", "painter")])
+    brisa = Entity("Brisa Kestrel", "person", [Fact("the occupation of Brisa Kestrel is", "painter")])
+    batch = encode_fact_answers(tok, [alden, brisa], torch.device("cpu"))
+    with torch.no_grad():
+        full = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
+        target = batch.labels[:, 1:]
+        logp = torch.log_softmax(full[:, :-1], -1).gather(-1, target.clamp_min(0)[..., None])[..., 0]
+        expected = (logp * (target != -100)).sum(-1)
+        assert torch.allclose(sequence_logprob(model, batch), expected, atol=1e-4)
+        last = batch.attention_mask.sum(1) - 1
+        _, logits = residual_and_last_logits(model, batch.input_ids, batch.attention_mask, 1, last)
+        assert torch.allclose(logits.float(), full[torch.arange(2), last], atol=1e-4)
+    assert not model.get_output_embeddings()._forward_pre_hooks
 
 
 def test_layer_out_of_range_is_a_clear_error(tiny_model_dir):

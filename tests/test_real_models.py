@@ -12,6 +12,7 @@ import yaml
 from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, LlamaConfig
 from typer.testing import CliRunner
 
+from sae_unlearn import pipeline as pipeline_module
 from sae_unlearn.cli import app
 from sae_unlearn.entities.fictional import fictional_entities, fictional_name
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
@@ -19,6 +20,7 @@ from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics import answerable as answerable_module
 from sae_unlearn.metrics import recall as recall_module
 from sae_unlearn.metrics.answerable import mark_answerable
+from sae_unlearn.metrics.probing_cache import load_probing, probing_cache_path, save_probing
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
@@ -216,9 +218,10 @@ def smol_setup(tmp_path_factory):
     return base
 
 
-def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp_path):
+def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp_path, monkeypatch):
     """The built-in real model end to end, kept short: a target it does not know is skipped (said so in
-    the output and in metrics.json), and with --strict the run stops instead."""
+    the output and in metrics.json), and with --strict the run stops instead. The second run probes
+    nothing: it reuses the first run's probing results and fact flags from the cache."""
     base = ["run", "--entities", str(smol_setup / "entities.jsonl"), "--config", str(smol_setup / "run.yaml"), "--quiet"]
     args = base + ["--forget", "Paris,Zorvath Quillan"]
     strict = CliRunner().invoke(app, base + ["--forget", "Paris,Zorvath Quillan,Michelangelo",
@@ -226,6 +229,12 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
     assert strict.exit_code == 2
     assert "Zorvath Quillan (recall 0%)" in strict.output and "not known to the model" in strict.output
     assert "Michelangelo (every recalled fact is also completed for made-up names)" in strict.output
+
+    def no_probing(*_args, **_kwargs):
+        raise AssertionError("probed again although the results are cached")
+
+    monkeypatch.setattr(pipeline_module, "entity_recall_shares", no_probing)
+    monkeypatch.setattr(pipeline_module, "mark_answerable", no_probing)
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
@@ -258,3 +267,23 @@ def test_facts_that_made_up_names_complete_are_left_out_of_recall(monkeypatch):
     assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None) == 0.0
     assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None,
                               include_answerable=True) == pytest.approx(3 / 9)
+
+
+def test_probing_cache_follows_the_weights_and_survives_damage(tmp_path):
+    """Cached probing is tied to the weight files (an edited model is probed again) and a damaged
+    cache file is ignored, not trusted."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"0" * 10)
+    paris = Entity("Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")])
+    settings = {"max_new_tokens": 4}
+    path = probing_cache_path(model_dir, settings, [paris])
+    flagged = [Entity("Paris", "city", [paris.facts[0], Fact("Paris is home to the Eiffel", "Tower", answerable=True)])]
+    save_probing(path, {"Paris": 1.0}, flagged)
+    probing, restored = load_probing(path, [paris])
+    assert probing == {"Paris": 1.0} and [f.answerable for f in restored[0].facts] == [False, True]
+    assert probing_cache_path(model_dir, {"max_new_tokens": 8}, [paris]) != path
+    (model_dir / "model.safetensors").write_bytes(b"0" * 11)  # the weights changed in place
+    assert probing_cache_path(model_dir, settings, [paris]) != path
+    path.write_text("{not json")
+    assert load_probing(path, [paris]) is None

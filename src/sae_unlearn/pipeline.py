@@ -43,6 +43,7 @@ from sae_unlearn.models.loading import load_causal_lm, resolve_model_source
 from sae_unlearn.real_source import DTYPES, real_entities, sae_corpus
 from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.metrics.answerable import mark_answerable
+from sae_unlearn.metrics.probing_cache import load_probing, probing_cache_path, save_probing
 from sae_unlearn.models.prompts import EncodedPrompts
 from sae_unlearn.models.world_model import get_or_train_world_model
 from sae_unlearn.sae.latents import LatentScores, separation_scores
@@ -183,11 +184,22 @@ def make_split(ws: Workspace) -> Workspace:
     Ferrando et al.); unknown = never-seen entities, plus (real models) file entities recalled not at all."""
     cfg = ws.cfg
     t0 = time.time()
+    check_answerable = ws.world is None and cfg.eval.answerable_substitutes > 0
+    cache = probing_cache_path(ws.model_dir, _probing_settings(ws), ws.candidates + ws.never_seen) \
+        if ws.world is None and not ws.probing else None
+    cached = load_probing(cache, ws.candidates) if cache is not None and parallel.agree(cache.exists()) else None
+    if cached is not None:
+        ws.probing, flagged = cached
+        if check_answerable and flagged is not None:
+            _apply_answerable(ws, flagged)
+        log.info("probing results reused from %s", cache)
     if len(ws.probing) != len(ws.candidates):  # probing depends on the original model only: once per workspace
         shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
         ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
-    if ws.world is None and cfg.eval.answerable_substitutes and not ws.answerable_checked:
+    if check_answerable and not ws.answerable_checked:
         flag_answerable_facts(ws)
+    if cache is not None and cached is None and parallel.is_main():
+        save_probing(cache, ws.probing, ws.candidates if ws.answerable_checked else None)
     shares = [ws.probing[e.name] for e in ws.candidates]
     known = [e for e, s in zip(ws.candidates, shares)
              if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable]
@@ -213,22 +225,39 @@ def make_split(ws: Workspace) -> Workspace:
     return ws
 
 
+def _probing_settings(ws: Workspace) -> dict:
+    """What probing and the answerable check depend on besides the weights and the entities."""
+    e = ws.cfg.eval
+    return {"dtype": ws.cfg.model.dtype, "device": str(model_device(ws.model).type), "seed": ws.cfg.seed,
+            "max_new_tokens": e.max_new_tokens, "known_threshold": e.known_threshold,
+            "answerable_substitutes": e.answerable_substitutes}
+
+
 def flag_answerable_facts(ws: Workspace) -> None:
     """Mark, once, the facts of the probed-known entities that the model completes for made-up names
     too (metrics/answerable.py); an entity with nothing else shows no knowledge of its own and is not
     known. The made-up names are drawn apart from the evaluation's unknown entities, so the
     same-prompt floor measured on those stays an independent check."""
     cfg = ws.cfg
-    threshold = cfg.eval.known_threshold
-    idx = [i for i, e in enumerate(ws.candidates) if ws.probing[e.name] >= threshold]
+    idx = [i for i, e in enumerate(ws.candidates) if ws.probing[e.name] >= cfg.eval.known_threshold]
     taken = {e.name for e in ws.candidates + ws.never_seen}
     names = fictional_entities(ws.candidates, cfg.eval.answerable_substitutes, seed=cfg.seed + 1, avoid=taken)
     flagged = mark_answerable(ws.model, ws.tokenizer, [ws.candidates[i] for i in idx], names,
                               cfg.eval.answerable_substitutes, cfg.eval.max_new_tokens)
+    candidates = list(ws.candidates)
     for i, entity in zip(idx, flagged):
-        ws.candidates[i] = entity
-    ws.all_answerable = [e.name for e in flagged if all(f.answerable for f in e.facts)]
+        candidates[i] = entity
+    _apply_answerable(ws, candidates)
+
+
+def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
+    """Take ``candidates`` (flags set) as the workspace's entities; note who has no other fact."""
+    threshold = ws.cfg.eval.known_threshold
+    ws.candidates = candidates
+    ws.all_answerable = [e.name for e in candidates
+                         if ws.probing[e.name] >= threshold and all(f.answerable for f in e.facts)]
     ws.answerable_checked = True
+    flagged = [e for e in candidates if ws.probing[e.name] >= threshold]
     n = sum(f.answerable for e in flagged for f in e.facts)
     log.info("%d of %d facts of known entities are completed for made-up names too (left out of recall); "
              "%d entities had no other fact", n, sum(len(e.facts) for e in flagged), len(ws.all_answerable))

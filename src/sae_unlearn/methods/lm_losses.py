@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods.base import fact_prompts
+from sae_unlearn.models.capture import head_reads_only
 
 
 @dataclass
@@ -47,11 +48,15 @@ def encode_fact_answers(tokenizer, entities: list[Entity], device: torch.device,
 
 
 def sequence_logprob(model, batch: FactBatch) -> torch.Tensor:
-    """Sum of answer-token log-probabilities per row: log pi(y | x)."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits[:, :-1].float()
+    """Sum of answer-token log-probabilities per row: log pi(y | x). Only the positions that predict
+    an answer token go through the vocabulary projection (``head_reads_only``): on SmolLM2 the
+    projection of every position was most of a GA/GradDiff/NPO step and of the relearning attack."""
     target = batch.labels[:, 1:]
-    logp = -F.cross_entropy(logits.transpose(1, 2), target.clamp_min(0), reduction="none")
-    return (logp * (target != -100)).sum(-1)
+    rows, cols = (target != -100).nonzero(as_tuple=True)
+    with head_reads_only(model, rows, cols):
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits[0]
+    logp = -F.cross_entropy(logits.float(), target[rows, cols], reduction="none")
+    return torch.zeros(len(batch), dtype=logp.dtype, device=logp.device).index_add(0, rows, logp)
 
 
 def answer_nll(model, batch: FactBatch) -> torch.Tensor:

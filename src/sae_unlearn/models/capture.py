@@ -100,29 +100,36 @@ def _record_layer(model: nn.Module, layer: int, sink: list, replacement: torch.T
         handle.remove()
 
 
+@contextmanager
+def head_reads_only(model: nn.Module, rows: torch.Tensor, cols: torch.Tensor) -> Iterator[None]:
+    """Feed the vocabulary projection only positions ``(rows[i], cols[i])``: the model's logits come
+    out as [1, len(rows), vocab], in that order.
+
+    Why a pre-hook on the output embedding: the projection over every position is most of a small
+    model's cost (SmolLM2: 49k x 576 per token) while a loss or a next-token read needs a few
+    positions; whatever the model applies after it (Gemma-2's logit soft-capping) stays exactly as
+    it is. ``logits_to_keep`` cannot do this: it keeps the same positions in every row.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def gather(_module, args):
+        return (args[0][rows, cols].unsqueeze(0),) + tuple(args[1:])
+
+    handle = base.get_output_embeddings().register_forward_pre_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def residual_and_last_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
                              last: torch.Tensor, replace_residual: torch.Tensor | None = None
                              ) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass giving the residual after block ``layer`` [batch, seq, d] and the logits at
     each row's position ``last`` [batch, vocab]. ``replace_residual`` (same shape) is fed to the
-    blocks above ``layer`` in place of their own input: what they make of a given representation.
-
-    Why a pre-hook on the output embedding: the vocabulary projection over every position is most of
-    a small model's cost (SmolLM2: 49k x 576 per token); feeding it only the rows' last positions
-    keeps whatever the model applies after it (Gemma-2's logit soft-capping) exactly as it is.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = base.get_output_embeddings()
+    blocks above ``layer`` in place of their own input: what they make of a given representation."""
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)
-
-    def gather_last(_module, args):
-        return (args[0][rows, last].unsqueeze(1),) + tuple(args[1:])
-
     sink: list[torch.Tensor] = []
-    handle = head.register_forward_pre_hook(gather_last)
-    try:
-        with _record_layer(model, layer, sink, replace_residual):
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    finally:
-        handle.remove()
-    return sink[0], logits[:, -1]
+    with head_reads_only(model, rows, last.to(input_ids.device)), _record_layer(model, layer, sink, replace_residual):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    return sink[0], logits[0]
