@@ -41,13 +41,15 @@ def main() -> None:
                                                             f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
     rows = []
+    base_steps, base_lora, base_rank = cfg.unlearn.steps, cfg.model.lora, cfg.model.lora_rank  # ws.cfg is cfg
     for options in variants:
         options = dict(options)
-        ws.cfg.unlearn.steps = int(options.pop("steps", cfg.unlearn.steps))
-        ws.cfg.model.lora = bool(options.pop("lora", False))
-        ws.cfg.model.lora_rank = int(options.pop("lora_rank", 16))
+        ws.cfg.unlearn.steps = int(options.pop("steps", base_steps))
+        ws.cfg.model.lora = options.pop("lora", base_lora)  # true/false, or the demo's [sae_guided]
+        ws.cfg.model.lora_rank = int(options.pop("lora_rank", base_rank))
         model, outcome, seconds = run_method(ws, "sae_guided", progress=False, extra_options=options)
-        row = {"options": options | ({"lora": True, "lora_rank": ws.cfg.model.lora_rank} if ws.cfg.model.lora else {}),
+        lora = {"lora": True, "lora_rank": ws.cfg.model.lora_rank} if ws.cfg.model.lora_for("sae_guided") else {}
+        row = {"options": options | lora,
                "steps": ws.cfg.unlearn.steps, "steps_run": outcome.steps_run,
                "unlearn_seconds": round(seconds, 1)}
         for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),

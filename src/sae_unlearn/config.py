@@ -48,10 +48,25 @@ class ModelConfig(_Strict):
 
     name: str | None = None
     dtype: Literal["float32", "bfloat16"] = "float32"
-    lora: bool = False  # train a peft LoRA adapter on the trained layers instead of full weights
+    # train a peft LoRA adapter on the trained layers instead of full weights: every method (true), or only
+    # the methods listed (the SmolLM2 demo: [sae_guided]; the baselines' papers fine-tune full weights)
+    lora: bool | list[str] = False
     lora_rank: int = Field(16, ge=1)
     lora_alpha: float = Field(32.0, gt=0)
     gradient_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _lora_methods_exist(self) -> "ModelConfig":
+        if isinstance(self.lora, list):
+            from sae_unlearn.methods import REGISTRY  # here: the methods package is heavy and config is imported first
+
+            unknown = [m for m in self.lora if m not in REGISTRY]
+            if unknown:
+                raise ValueError(f"lora lists unknown methods {unknown}; known methods: {', '.join(sorted(REGISTRY))}")
+        return self
+
+    def lora_for(self, method: str) -> bool:
+        return self.lora is True or (isinstance(self.lora, list) and method in self.lora)
 
 
 class EntitiesConfig(_Strict):

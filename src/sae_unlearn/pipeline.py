@@ -352,7 +352,7 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
                        steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
                        forget_gap_to_floor=forget_gap_to_floor,
                        seed=ws.cfg.seed, progress=progress,
-                       lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora else None,
+                       lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora_for(name) else None,
                        gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)
     t0 = time.time()
     outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
