@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -27,26 +28,37 @@ def _metrics(out: Path) -> dict:
     return json.loads((out / "metrics.json").read_text())["methods"]["sae_guided"]
 
 
-def test_two_processes_match_one(micro_workspace, tmp_path):  # micro_workspace: world model and SAE cached
+@pytest.fixture(scope="module")
+def one_process_run(micro_workspace, tmp_path_factory) -> tuple[Path, Path]:  # micro_workspace: world model and SAE cached
+    """(config, output) of the micro world's unlearning in one process: the reference for every launch."""
+    tmp = tmp_path_factory.mktemp("parallel")
     cfg = json.loads(json.dumps(MICRO))
-    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 0}
-    config = tmp_path / "cfg.yaml"
+    # a sampled forget batch: every process draws the same rows and splits them (issue 7's many-target path)
+    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 0, "forget_batch": 5}
+    config = tmp / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
-
-    one = tmp_path / "one"
+    one = tmp / "one"
     assert CliRunner().invoke(app, ["unlearn", "--config", str(config), "--out", str(one)]).exit_code == 0
+    return config, one
 
-    two = tmp_path / "two"
+
+def _launch(config: Path, out: Path, launcher_flags: list[str]) -> tuple[dict, str]:
     accelerate = Path(sys.executable).parent / "accelerate"
-    launch = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    launch = [str(accelerate), "launch", *launcher_flags, "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-              "-m", "sae_unlearn", "unlearn", "--config", str(config), "--out", str(two)]
+              "-m", "sae_unlearn", "--verbose", "unlearn", "--config", str(config), "--out", str(out)]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
-    assert json.loads((two / "metrics.json").read_text())["processes"] == 2  # really one run over two processes
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["processes"] == 2  # really one run over two processes
+    # one process wrote the outputs, whole: the model with weights, not a race of two writers
+    assert (out / "model" / "model.safetensors").exists() and (out / "report.md").exists()
+    assert not list(out.glob(".*.tmp"))
+    return record, done.stdout + done.stderr
 
-    a, b = _metrics(one), _metrics(two)
+
+def _assert_same_edit(a: dict, b: dict) -> None:
     assert b["steps"] == a["steps"] == 20
     # The loss splits its rows across the two processes and the gradients are summed: the same
     # arithmetic up to float summation order, so the edited models agree closely.
@@ -55,6 +67,22 @@ def test_two_processes_match_one(micro_workspace, tmp_path):  # micro_workspace:
     for key in ("perplexity_after", "forget_dist_known_after", "forget_dist_unknown_after"):
         assert b[key] == pytest.approx(a[key], rel=1e-3), key
     assert a["forget_dist_known_after"] > a["forget_dist_known_before"]  # it did unlearn
-    # one process wrote the outputs, whole: the model with weights, not a race of two writers
-    assert (two / "model" / "model.safetensors").exists() and (two / "report.md").exists()
-    assert not list(two.glob(".*.tmp"))
+
+
+def test_two_processes_match_one(one_process_run, tmp_path):
+    config, one = one_process_run
+    record, log = _launch(config, tmp_path / "two", ["--multi_gpu"])
+    assert record["fsdp"] is False and "FSDP" not in log
+    _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])
+
+
+def test_fsdp_shards_training_and_matches_one_process(one_process_run, tmp_path):
+    """``accelerate launch --use_fsdp``: weights, gradients and Adam moments sharded over 2 processes
+    (FSDP2 on gloo); the gathered model equals the one-process edit."""
+    config, one = one_process_run
+    record, log = _launch(config, tmp_path / "fsdp", ["--use_fsdp"])
+    assert record["fsdp"] is True
+    held = re.findall(r"FSDP: process (\d) holds (\d+) of (\d+) trained weights", log)
+    assert sorted(h[0] for h in held) == ["0", "1"], log[-3000:]  # both processes trained a shard ...
+    assert sum(int(h[1]) for h in held) == int(held[0][2])  # ... and the shards add up to the whole
+    _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])

@@ -1,4 +1,5 @@
 import copy
+import random
 
 import pytest
 import torch
@@ -112,3 +113,74 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
                                              method.forget_hidden0)
         kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), method.ref_next).mean()
     assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"
+
+
+def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_workspace, monkeypatch):
+    """``forget_batch`` (issue 7: a step's cost must not grow with the targets): a step feeds only the
+    drawn rows, and each drawn row is scored against *its own* references: the single-row terms,
+    weighted by the row's positions, add up to the full batch's terms."""
+    import sae_unlearn.methods.sae_guided as sg
+
+    ws = micro_workspace
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, forget_batch=1))
+    task = _task(ws, copy.deepcopy(ws.model), steps=1)
+    method.prepare(task)
+    n_rows = len(method.forget)
+    assert n_rows > 2
+    fed: list[int] = []
+    forward = method._forget_forward
+    monkeypatch.setattr(method, "_forget_forward", lambda t, enc: (fed.append(len(enc)), forward(t, enc))[1])
+    drawn = iter(range(n_rows))
+    real_sample = sg.sample_rows
+    monkeypatch.setattr(sg, "sample_rows", lambda n, k, rng: [next(drawn)] if n == n_rows and k == 1 else real_sample(n, k, rng))
+    counts = (method.forget_offsets[1:] - method.forget_offsets[:-1]).tolist()
+    with torch.no_grad():
+        single = [method.loss_terms(task, random.Random(0)) for _ in range(n_rows)]
+        method.cfg.forget_batch = None
+        full = method.loss_terms(task, random.Random(0))
+    assert fed == [1] * n_rows + [n_rows]
+    for key in ("toward", "error", "away"):
+        weighted = sum(float(t[key]) * c for t, c in zip(single, counts)) / sum(counts)
+        assert weighted == pytest.approx(float(full[key]), rel=1e-4), key
+
+
+def test_sampled_forget_batch_still_unlearns(micro_workspace):
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, forget_batch=3))
+    task = _task(ws, model, steps=40)
+    method.unlearn(task)
+    method.cfg.forget_batch = None
+    with torch.no_grad():
+        toward_after = float(method.loss_terms(task, random.Random(0))["toward"])
+    assert toward_after < 0.3, f"toward loss (1 = as far from unknown as at the start) ended at {toward_after:.3f}"
+
+
+def test_facts_that_name_a_target_are_scored_apart():
+    from sae_unlearn.metrics.entangled import split_entangled
+
+    targets = [Entity("United Kingdom", "country", []), Entity("Johannes Kepler", "person", [])]
+    london = Entity("London", "city", [Fact("London is the capital of the", "United Kingdom"),
+                                       Fact("London is located on the River", "Thames")])
+    brahe = Entity("Tycho Brahe", "person", [Fact("Tycho Brahe's assistant was Johannes", "Kepler")])
+    kyiv = Entity("Kyiv", "city", [Fact("Kyiv is the capital of", "Ukraine"),
+                                   Fact("Kyiv is not in the United Kingdomish", "no")])  # no whole-word match
+    clean, entangled = split_entangled([london, brahe, kyiv], targets)
+    assert [(e.name, [f.answer for f in e.facts]) for e in clean] == [("London", ["Thames"]), ("Kyiv", ["Ukraine", "no"])]
+    assert [(e.name, [f.answer for f in e.facts]) for e in entangled] == [("London", ["United Kingdom"]),
+                                                                        ("Tycho Brahe", ["Kepler"])]
+    assert clean[1] is kyiv  # untouched entities are passed through as they are
+
+
+def test_resume_under_fsdp_is_refused_before_any_training(micro_workspace, monkeypatch, tmp_path):
+    from sae_unlearn.methods import sharding
+    from sae_unlearn.methods.checkpoint import Checkpointer
+
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    monkeypatch.setattr(sharding, "fsdp_requested", lambda: True)
+    task = _task(ws, model, steps=3)
+    task.checkpointer = Checkpointer(tmp_path / "ckpt", 1, {}, resume=True)
+    with pytest.raises(UserInputError, match="--resume is not available under FSDP"):
+        SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0)).unlearn(task)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ws.model.parameters()))

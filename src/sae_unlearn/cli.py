@@ -46,7 +46,8 @@ def _user_errors() -> Iterator[None]:
 def _summary(metrics: dict) -> None:
     table = Table(title="sae-unlearn results")
     keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts", "retain_recall_before", "retain_recall_after",
-            "heldout_known_recall_before", "heldout_known_recall_after", "forget_classified_unknown_after",
+            "heldout_known_recall_before", "heldout_known_recall_after", "entangled_recall_before",
+            "entangled_recall_after", "forget_classified_unknown_after",
             "perplexity_before", "perplexity_after", "relearn_recall", "relearn_recall_unknown",
             "forget_probe_auc_residual_after", "paraphrase_recall_context_after", "generation_leak_rate_after", "seconds"]
     table.add_column("metric")

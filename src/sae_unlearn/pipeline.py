@@ -28,10 +28,11 @@ from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import (CHECKPOINTS, atomic_save_dir, atomic_write_json, atomic_write_text, cache_root,
                                   prepare_output_dir)
-from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_method
+from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method, get_method, sharding
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.methods.base import fact_prompts
 from sae_unlearn.methods.checkpoint import Checkpointer
+from sae_unlearn.metrics.entangled import split_entangled
 from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_floors, relearn_metrics, state_attacks
 from sae_unlearn.metrics.alignment import (KnownUnknownProbe, centroid_distances, entity_activations, entity_codes,
                                            sae_codes)
@@ -394,8 +395,13 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
         m["forget_recall_all_facts"] = recall(model, tok, split.forget, held, n_tok, include_answerable=True)
     if held:
         m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
-    m["retain_recall"] = recall(model, tok, split.retain, held, n_tok)
-    m["heldout_known_recall"] = recall(model, tok, split.heldout_known, held, n_tok)
+    # facts of other entities that name a target are about the target too: scored apart (metrics/entangled.py)
+    retain, entangled_r = split_entangled(split.retain, split.forget)
+    heldout_known, entangled_h = split_entangled(split.heldout_known, split.forget)
+    m["retain_recall"] = recall(model, tok, retain, held, n_tok)
+    m["heldout_known_recall"] = recall(model, tok, heldout_known, held, n_tok)
+    if entangled_r + entangled_h:
+        m["entangled_recall"] = recall(model, tok, entangled_r + entangled_h, held, n_tok)
     if model is ws.model:  # floors: unknown entities (the edit is not about them) and the targets' own
         # prompts with their names swapped for unknown ones
         m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
@@ -448,6 +454,7 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         "n_candidates": len(ws.candidates),
         "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
         "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings, "processes": parallel.num_processes(),
+        "fsdp": sharding.fsdp_launched(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
     plots = run_figures(out, ws, results, edited)
@@ -589,7 +596,8 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
             with outcome.context(model):
                 point = {param: value,
                          "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens),
-                         "retain_recall_after": recall(model, ws.tokenizer, ws.split.retain, ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
+                         "retain_recall_after": recall(model, ws.tokenizer, split_entangled(ws.split.retain, ws.split.forget)[0],
+                                                       ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
             curves[name].append(point)
     return curves
 

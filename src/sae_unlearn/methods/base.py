@@ -7,6 +7,7 @@ plus one entry in ``methods/__init__.py``'s registry.
 
 from __future__ import annotations
 
+import logging
 import random
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
@@ -18,12 +19,16 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.methods import sharding
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_gradient_checkpointing,
                                           enable_gradient_checkpointing, wrap_with_lora)
 from sae_unlearn.methods.checkpoint import Checkpointer, LoopState
 from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,10 +165,21 @@ class GradientUnlearner(Unlearner):
             params = self.trainable_params(task)
         if task.gradient_checkpointing:
             enable_gradient_checkpointing(task.model)
+        ckpt = task.checkpointer
+        plain = None  # under FSDP: the full model, refilled with the trained weights at the end
+        if sharding.fsdp_requested():
+            if ckpt is not None and ckpt.resume:
+                raise UserInputError("--resume is not available under FSDP yet (its checkpoints would hold "
+                                     "sharded tensors); rerun without --resume, or without --use_fsdp.")
+            if ckpt is not None:
+                log.warning("FSDP: no crash-safe checkpoints during unlearning (sharded state); --resume unavailable.")
+            ckpt = task.checkpointer = None
+            device = next(task.model.parameters()).device
+            plain, task.model = task.model, sharding.shard_for_training(task.model)
+            params = [p for p in task.model.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
         state = LoopState()
-        ckpt = task.checkpointer
         if ckpt is not None and ckpt.resume:
             state = ckpt.load(params, snapshot, opt, rng) or state
             self.load_method_state(state.method_state)
@@ -173,6 +189,8 @@ class GradientUnlearner(Unlearner):
             if ckpt is not None:
                 state.finished, state.method_state = True, self.method_state()
                 ckpt.save(params, snapshot, opt, rng, state)
+        if plain is not None:
+            task.model = sharding.gather_into(task.model, plain, device)
         task.model.train(False)
         if task.gradient_checkpointing:
             disable_gradient_checkpointing(task.model)
@@ -185,6 +203,7 @@ class GradientUnlearner(Unlearner):
                opt: torch.optim.Optimizer, rng: random.Random, state: LoopState) -> torch.optim.Optimizer:
         """Steps ``state.step`` .. budget; updates ``state`` in place and returns the optimizer in use
         (a new one after a learning-rate cut)."""
+        sharded = sharding.fsdp_requested()
         bar = tqdm(range(state.step, task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress,
                    initial=state.step, total=task.steps)
         for step in bar:
@@ -208,9 +227,11 @@ class GradientUnlearner(Unlearner):
                 for p, s in zip(params, snapshot):
                     s.copy_(p)
             opt.zero_grad(set_to_none=True)
-            if loss.requires_grad:  # a process with no rows of its own contributes zero gradients
+            if sharded:  # FSDP averages the processes' gradients; a sharded loss needs their sum
+                (loss * (parallel.world_size() if self.shards_data else 1)).backward()
+            elif loss.requires_grad:  # a process with no rows of its own contributes zero gradients
                 loss.backward()
-            if parallel.world_size() > 1:
+            if parallel.world_size() > 1 and not sharded:
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)

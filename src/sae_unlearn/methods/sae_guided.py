@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity
+from sae_unlearn.methods import sharding
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, sample_rows
 from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.errors import UserInputError
@@ -44,6 +45,8 @@ class SAEGuidedConfig:
     w_downstream: float = 1.0
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
     retain_batch: int = 128
+    # forget rows per step (None: all); a sample keeps a step's cost flat as the targets grow (issue 7)
+    forget_batch: int | None = None
     retain_positions: str = "after_entity"  # or "all" (docs/method.md)
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
@@ -152,6 +155,10 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
+        if sharding.fsdp_requested():
+            sharding.check_rows_per_process({
+                "forget prompts per step": min(self.cfg.forget_batch or len(self.forget), len(self.forget)),
+                "retain_batch": min(self.cfg.retain_batch, len(self.retain))})
         with torch.no_grad():
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
         self.initial_toward: float | None = None
@@ -192,26 +199,35 @@ class SAEGuidedUnlearner(GradientUnlearner):
             terms["output"] = zero
         if self.cfg.w_downstream > 0:
             terms["downstream"] = zero
-        rows = parallel.shard(len(self.forget))
-        if len(rows):
-            enc = self.forget.slice(rows.start, rows.stop)
-            lo, hi = int(self.forget_offsets[rows.start]), int(self.forget_offsets[rows.stop])
-            n_all = int(self.forget_offsets[-1])
+        # the step's forget rows (all, or a sample of forget_batch: the same draw in every process)
+        chosen = torch.arange(len(self.forget)) if self.cfg.forget_batch is None else \
+            torch.tensor(sorted(sample_rows(len(self.forget), self.cfg.forget_batch, rng)))
+        n_rows = len(chosen)
+        counts = self.forget_offsets[1:] - self.forget_offsets[:-1]  # after-entity positions per row
+        n_all = int(counts[chosen].sum())
+        mine = chosen[list(parallel.shard(n_rows))]
+        if len(mine):
+            enc = self.forget.take(mine)
+            # the rows' reference positions, in after_entity_mask order (row by row)
+            ref = torch.cat([torch.arange(int(self.forget_offsets[i]), int(self.forget_offsets[i + 1]))
+                             for i in mine.tolist()]).to(self.ref_unknown.device)
+            dev_rows = mine.to(self.ref_unknown.device)
             hidden, logp = self._forget_forward(task, enc)
-            ref_next = None if self.ref_next is None else self.ref_next[rows.start : rows.stop]
+            ref_next = None if self.ref_next is None else self.ref_next[dev_rows]
             if self.cfg.w_output > 0:
-                terms["output"] = self._output_kl(logp, ref_next).sum() / len(self.forget) / self.gap_output
+                terms["output"] = self._output_kl(logp, ref_next).sum() / n_rows / self.gap_output
             if self.cfg.w_downstream > 0:
                 _, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
-                                                     enc.prompt_last, self.forget_hidden0[rows.start : rows.stop])
+                                                     enc.prompt_last,
+                                                     self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]])
                 kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), ref_next)
-                terms["downstream"] = kl.sum() / len(self.forget) / self.gap_output
+                terms["downstream"] = kl.sum() / n_rows / self.gap_output
             h = hidden[enc.after_entity_mask()]
             z = task.sae.encode(h)
-            terms["toward"] = (z - self.ref_unknown[lo:hi]).pow(2).sum(-1).sum() / n_all / self.scale
-            terms["error"] = (h - task.sae.decode(z) - self.ref_error[lo:hi]).pow(2).sum(-1).sum() / n_all / self.gap_h
-            dist_known = (z - self.ref_known[lo:hi]).norm(dim=-1)
-            terms["away"] = F.relu(self.margin[lo:hi] - dist_known).pow(2).sum() / n_all / self.scale
+            terms["toward"] = (z - self.ref_unknown[ref]).pow(2).sum(-1).sum() / n_all / self.scale
+            terms["error"] = (h - task.sae.decode(z) - self.ref_error[ref]).pow(2).sum(-1).sum() / n_all / self.gap_h
+            dist_known = (z - self.ref_known[ref]).norm(dim=-1)
+            terms["away"] = F.relu(self.margin[ref] - dist_known).pow(2).sum() / n_all / self.scale
 
         idx = torch.tensor(sample_rows(len(self.retain), self.cfg.retain_batch, rng))  # same draw in every process
         # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);

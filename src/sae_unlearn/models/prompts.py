@@ -22,12 +22,17 @@ class EncodedPrompts:
         return self.input_ids.shape[0]
 
     def slice(self, start: int, stop: int) -> "EncodedPrompts":
-        width = int(self.prompt_last[start:stop].max()) + 1
+        return self.take(torch.arange(start, stop))
+
+    def take(self, rows: torch.Tensor) -> "EncodedPrompts":
+        """The given rows, in that order, trimmed to their longest prompt."""
+        rows = rows.to(self.input_ids.device)
+        width = int(self.prompt_last[rows].max()) + 1
         return EncodedPrompts(
-            self.input_ids[start:stop, :width],
-            self.attention_mask[start:stop, :width],
-            self.entity_last[start:stop],
-            self.prompt_last[start:stop],
+            self.input_ids[rows, :width],
+            self.attention_mask[rows, :width],
+            self.entity_last[rows],
+            self.prompt_last[rows],
         )
 
     def to(self, device: torch.device) -> "EncodedPrompts":

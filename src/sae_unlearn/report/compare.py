@@ -17,6 +17,7 @@ COLUMNS: dict[str, str | float] = {
     "forget_recall_after": "floor",
     "retain_recall_after": "max",
     "heldout_known_recall_after": "max",
+    "entangled_recall_after": "max",
     "forget_classified_unknown_after": "max",
     "forget_probe_auc_after": 0.5,
     "perplexity_after": "min",

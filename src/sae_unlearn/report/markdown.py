@@ -16,6 +16,8 @@ HEADLINE = [
     ("retain_recall_after", "retain recall, after"),
     ("heldout_known_recall_before", "held-out known recall, before"),
     ("heldout_known_recall_after", "held-out known recall, after"),
+    ("entangled_recall_before", "other entities' facts that name a target (scored apart), before"),
+    ("entangled_recall_after", "other entities' facts that name a target, after"),
     ("forget_classified_unknown_before", "targets classified unknown, before"),
     ("forget_classified_unknown_after", "targets classified unknown, after"),
     ("unknown_classified_unknown", "unknown entities classified unknown (probe calibration)"),
