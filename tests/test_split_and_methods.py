@@ -172,15 +172,27 @@ def test_facts_that_name_a_target_are_scored_apart():
     assert clean[1] is kyiv  # untouched entities are passed through as they are
 
 
-def test_resume_under_fsdp_is_refused_before_any_training(micro_workspace, monkeypatch, tmp_path):
-    from sae_unlearn.methods import sharding
-    from sae_unlearn.methods.checkpoint import Checkpointer
+def test_paired_retain_rows_are_the_retained_facts_worded_like_a_forget_prompt():
+    from sae_unlearn.methods.sae_guided import paired_rows
 
+    forget = [Entity("Latvia", "country", [Fact("Latvia is a country on the continent of", "Europe"),
+                                           Fact("The capital of Latvia is", "Riga")])]
+    retain = [Entity("Japan", "country", [Fact("Japan is a country on the continent of", "Asia"),  # row 0: paired
+                                          Fact("Japan's currency is the", "yen")]),
+              Entity("Kenya", "country", [Fact("The capital of Kenya is", "Nairobi"),  # row 2: paired
+                                          Fact("Kenya is a country in", "Africa")])]
+    assert paired_rows(forget, retain) == [0, 2]
+
+
+def test_paired_retain_rows_join_every_steps_retain_batch(micro_workspace):
     ws = micro_workspace
-    model = copy.deepcopy(ws.model)
-    monkeypatch.setattr(sharding, "fsdp_requested", lambda: True)
-    task = _task(ws, model, steps=3)
-    task.checkpointer = Checkpointer(tmp_path / "ckpt", 1, {}, resume=True)
-    with pytest.raises(UserInputError, match="--resume is not available under FSDP"):
-        SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0)).unlearn(task)
-    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), ws.model.parameters()))
+    method = SAEGuidedUnlearner(SAEGuidedConfig(retain_paired=True, retain_batch=3))
+    method.prepare(_task(ws, copy.deepcopy(ws.model), steps=1))
+    assert 0 < len(method.paired) < len(method.retain)  # the micro world words some facts alike, not all
+    rng = random.Random(0)
+    for _ in range(5):
+        rows = method.retain_rows(rng).tolist()
+        assert set(method.paired) <= set(rows) and len(rows) <= len(method.paired) + 3
+    plain = SAEGuidedUnlearner(SAEGuidedConfig(retain_batch=3))
+    plain.prepare(_task(ws, copy.deepcopy(ws.model), steps=1))
+    assert plain.paired == [] and len(plain.retain_rows(rng)) == 3

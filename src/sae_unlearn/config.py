@@ -114,6 +114,8 @@ class UnlearnConfig(_Strict):
     # blocks above L fed the original target residual answer like for unknowns (docs/method.md)
     w_downstream: float = Field(1.0, ge=0)
     retain_batch: int = Field(128, ge=1)
+    # + every retained fact asked with a forget prompt's wording, each step (docs/method.md)
+    retain_paired: bool = False
     # forget prompts per step, sampled (null: all of them): a step's cost stays flat as targets grow
     forget_batch: int | None = Field(None, ge=1)
     retain_positions: Literal["after_entity", "all"] = "after_entity"

@@ -7,7 +7,6 @@ plus one entry in ``methods/__init__.py``'s registry.
 
 from __future__ import annotations
 
-import logging
 import random
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
@@ -19,7 +18,6 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
-from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import sharding
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_gradient_checkpointing,
@@ -27,8 +25,6 @@ from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_grad
 from sae_unlearn.methods.checkpoint import Checkpointer, LoopState
 from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -167,13 +163,7 @@ class GradientUnlearner(Unlearner):
             enable_gradient_checkpointing(task.model)
         ckpt = task.checkpointer
         plain = None  # under FSDP: the full model, refilled with the trained weights at the end
-        if sharding.fsdp_requested():
-            if ckpt is not None and ckpt.resume:
-                raise UserInputError("--resume is not available under FSDP yet (its checkpoints would hold "
-                                     "sharded tensors); rerun without --resume, or without --use_fsdp.")
-            if ckpt is not None:
-                log.warning("FSDP: no crash-safe checkpoints during unlearning (sharded state); --resume unavailable.")
-            ckpt = task.checkpointer = None
+        if sharding.fsdp_requested():  # checkpoints gather the shards into full tensors (checkpoint.py)
             device = next(task.model.parameters()).device
             plain, task.model = task.model, sharding.shard_for_training(task.model)
             params = [p for p in task.model.parameters() if p.requires_grad]

@@ -9,6 +9,11 @@ Each checkpoint is written to a fresh ``step-NNNNNN`` directory and renamed into
 then are older ones deleted: a kill at any instant leaves at least one complete checkpoint.
 Hand-written because the loop is ours (accelerate's ``save_state`` pickles the RNG states and
 optimizer, and would not know the snapshot or the method's state).
+
+Under FSDP the parameters, snapshot and Adam moments are sharded DTensors: ``save`` gathers each into a
+full tensor (a collective, so every process calls it) and ``load`` cuts the full tensor back into this
+process's shard. A checkpoint therefore holds full tensors whatever the launch, so a run may be resumed
+with another number of processes (same config; results agree within float tolerance, not bit for bit).
 """
 
 from __future__ import annotations
@@ -65,16 +70,17 @@ class Checkpointer:
     # -- writing ---------------------------------------------------------------------------
     def save(self, params: list[torch.nn.Parameter], snapshot: list[torch.Tensor], opt: torch.optim.Optimizer,
              rng: random.Random, state: LoopState) -> Path:
-        if not parallel.is_main():  # every process holds the same state; one writes it
-            return self.directory
+        # gathered in every process (FSDP shards need a collective), then one process writes
         tensors: dict[str, torch.Tensor] = {"torch_rng": torch.get_rng_state()}
         for i, (p, s) in enumerate(zip(params, snapshot)):
-            tensors[f"param.{i}"] = p.detach().cpu().contiguous()
-            tensors[f"snapshot.{i}"] = s.detach().cpu().contiguous()
+            tensors[f"param.{i}"] = _full(p)
+            tensors[f"snapshot.{i}"] = _full(s)
         opt_state = opt.state_dict()
         for i, slots in opt_state["state"].items():
             for key, value in slots.items():
-                tensors[f"opt.{i}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+                tensors[f"opt.{i}.{key}"] = _full(torch.as_tensor(value))
+        if not parallel.is_main():  # every process holds the same state; one writes it
+            return self.directory
         meta = {"fingerprint": self.fingerprint, "loop": asdict(state), "n_params": len(params),
                 "param_shapes": [list(p.shape) for p in params], "python_rng": _rng_to_json(rng.getstate()),
                 "param_groups": opt_state["param_groups"]}
@@ -120,13 +126,15 @@ class Checkpointer:
         tensors = load_file(str(path / "state.safetensors"))
         with torch.no_grad():
             for i, (p, s) in enumerate(zip(params, snapshot)):
-                p.copy_(tensors[f"param.{i}"])
-                s.copy_(tensors[f"snapshot.{i}"])
+                p.copy_(_shard_like(tensors[f"param.{i}"], p))
+                s.copy_(_shard_like(tensors[f"snapshot.{i}"], s))
         slots: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):
                 _, i, name = key.split(".", 2)
-                slots.setdefault(int(i), {})[name] = value
+                # Adam's moments are shaped (and, under FSDP, sharded) like their parameter; its step count is a scalar
+                like = params[int(i)]
+                slots.setdefault(int(i), {})[name] = _shard_like(value, like) if value.shape == like.shape else value
         opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["torch_rng"])
         rng.setstate(_rng_from_json(meta["python_rng"]))
@@ -147,6 +155,24 @@ class Checkpointer:
                 f"Cannot resume from {path}: it was written by a different configuration (differs in: "
                 f"{', '.join(diff[:8]) or 'unknown'}). Rerun with the original settings, or without --resume "
                 "and with --overwrite to start again.")
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A plain CPU copy of ``t``; an FSDP shard (DTensor) is gathered whole first (a collective)."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(t, DTensor):
+        t = t.full_tensor()
+    return t.detach().cpu().contiguous()
+
+
+def _shard_like(full: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``full`` laid out as ``like``: cut into this process's shard when ``like`` is an FSDP DTensor."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if isinstance(like, DTensor):
+        return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements)
+    return full
 
 
 def _rng_to_json(state: tuple) -> list:

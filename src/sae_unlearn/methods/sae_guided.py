@@ -14,6 +14,7 @@ Choices the paper leaves open are recorded in docs/method.md.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class SAEGuidedConfig:
     w_downstream: float = 1.0
     n_reference: int = 8  # unknown/known entities substituted into each forget prompt
     retain_batch: int = 128
+    # also put, in every step, the retained facts asked with a forget prompt's wording (the same prompt,
+    # another known entity): the minimal pairs that tell "forget the entity" from "forget the prompt"
+    retain_paired: bool = False
     # forget rows per step (None: all); a sample keeps a step's cost flat as the targets grow (issue 7)
     forget_batch: int | None = None
     retain_positions: str = "after_entity"  # or "all" (docs/method.md)
@@ -54,11 +58,20 @@ class SAEGuidedConfig:
     stop_toward: float = 0.02  # ... and the toward loss fell below this share of its start
 
 
+log = logging.getLogger(__name__)
+
 _SLOT = "\x00"  # where the entity goes in a template (str.format would trip on braces in prompts)
 
 
 def _templates(entity: Entity) -> list[str]:
     return [f.prompt.replace(entity.name, _SLOT) for f in entity.facts if not f.heldout]
+
+
+def paired_rows(forget: list[Entity], retain: list[Entity]) -> list[int]:
+    """Rows of ``encode_facts(retain)`` whose prompt is a forget prompt with another entity's name."""
+    forget_templates = {t for e in forget for t in _templates(e)}
+    retain_templates = [t for e in retain for t in _templates(e)]
+    return [i for i, t in enumerate(retain_templates) if t in forget_templates]
 
 
 class SAEGuidedUnlearner(GradientUnlearner):
@@ -155,6 +168,10 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
+        self.paired = paired_rows(task.split.forget, task.split.retain) if self.cfg.retain_paired else []
+        if self.cfg.retain_paired:
+            log.info("retain_paired: %d of %d retained facts share a forget prompt's wording", len(self.paired),
+                     len(self.retain))
         if sharding.fsdp_requested():
             sharding.check_rows_per_process({
                 "forget prompts per step": min(self.cfg.forget_batch or len(self.forget), len(self.forget)),
@@ -189,6 +206,12 @@ class SAEGuidedUnlearner(GradientUnlearner):
         return hidden, F.log_softmax(logits.float(), dim=-1)
 
     # -- the objective -----------------------------------------------------------------------
+    def retain_rows(self, rng: random.Random) -> torch.Tensor:
+        """This step's retain rows: ``retain_batch`` drawn at random (the same draw in every process),
+        plus, with ``retain_paired``, every retained fact worded like a forget prompt."""
+        idx = sample_rows(len(self.retain), self.cfg.retain_batch, rng)
+        return torch.tensor(sorted(set(idx) | set(self.paired)) if self.paired else idx)
+
     def loss_terms(self, task: UnlearnTask, rng: random.Random) -> dict[str, torch.Tensor]:
         """Each term is this process's share of the whole batch's mean (sums over the rows of
         ``parallel.shard``, divided by the whole batch's count), so summing over processes gives
@@ -229,7 +252,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             dist_known = (z - self.ref_known[ref]).norm(dim=-1)
             terms["away"] = F.relu(self.margin[ref] - dist_known).pow(2).sum() / n_all / self.scale
 
-        idx = torch.tensor(sample_rows(len(self.retain), self.cfg.retain_batch, rng))  # same draw in every process
+        idx = self.retain_rows(rng)
         # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);
         # "after_entity": only where the entity can be read (looser, forgets faster on small models)
         full_mask = self.retain.attention_mask.bool() if self.cfg.retain_positions == "all" else self.retain.after_entity_mask()
