@@ -47,6 +47,24 @@ def test_lora_for_some_methods_only(tmp_path):
         load_config(path)
 
 
+def test_deep_preset_is_the_demo_plus_its_three_settings():
+    """smollm2_deep.yaml is documented as the demo config plus three settings: any other drift between the
+    two files (a setting changed in one and not the other) would silently change what the preset measures."""
+    from sae_unlearn.cli import DEMO_REAL_CONFIG
+
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            out |= flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value}
+        return out
+
+    demo = flat(load_config(DEMO_REAL_CONFIG).model_dump(mode="json"))
+    deep = flat(load_config(DEMO_REAL_CONFIG.with_name("smollm2_deep.yaml")).model_dump(mode="json"))
+    changed = {k: (demo[k], deep[k]) for k in demo if demo[k] != deep[k]}
+    assert changed == {"unlearn.w_downstream": (0.0, 0.3), "unlearn.w_kl": (1.0, 5.0),
+                       "unlearn.retain_paired": (False, True)}
+
+
 def test_existing_output_dir_is_refused_and_kept(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
