@@ -2,6 +2,7 @@
 
     python benchmarks/compare_methods.py --out runs/bench-compare [--seed 0] [--steps 400]
     python benchmarks/compare_methods.py --smollm2 --out runs/bench-compare-smollm2   # the demo's SmolLM2 settings
+    python benchmarks/compare_methods.py --config src/sae_unlearn/data/smollm2_deep.yaml --out runs/bench-compare-deep
 
 Not run by the test suite (timings belong here, not in tests).
 """
@@ -29,9 +30,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
     parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world")
+    parser.add_argument("--config", type=Path, default=None, help="a real-model config file (e.g. the deep SmolLM2 preset)")
     args = parser.parse_args()
-    config = DEMO_REAL_CONFIG if args.smollm2 else None
-    cfg = load_config(config, {"seed": args.seed, "world.seed": None if args.smollm2 else args.seed,
+    config = args.config or (DEMO_REAL_CONFIG if args.smollm2 else None)
+    cfg = load_config(config, {"seed": args.seed, "world.seed": None if config else args.seed,
                                "unlearn.steps": args.steps})
     t0 = time.time()
     metrics = run_compare(cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")))
