@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods import sharding
-from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, sample_rows
+from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, fact_prompts, sample_rows
 from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.layers import model_device, num_layers
@@ -68,10 +68,11 @@ def _templates(entity: Entity) -> list[str]:
 
 
 def paired_rows(forget: list[Entity], retain: list[Entity]) -> list[int]:
-    """Rows of ``encode_facts(retain)`` whose prompt is a forget prompt with another entity's name."""
+    """Rows of ``encode_facts(retain)`` whose prompt is a forget prompt with another entity's name
+    (rows read from ``fact_prompts``, the very list ``encode_facts`` encodes, so the indices line up)."""
     forget_templates = {t for e in forget for t in _templates(e)}
-    retain_templates = [t for e in retain for t in _templates(e)]
-    return [i for i, t in enumerate(retain_templates) if t in forget_templates]
+    prompts, names, _ = fact_prompts(retain)
+    return [i for i, (p, n) in enumerate(zip(prompts, names)) if p.replace(n, _SLOT) in forget_templates]
 
 
 class SAEGuidedUnlearner(GradientUnlearner):
@@ -168,8 +169,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
-        self.paired = paired_rows(task.split.forget, task.split.retain) if self.cfg.retain_paired else []
+        self.paired: list[int] = []
         if self.cfg.retain_paired:
+            self.paired = paired_rows(task.split.forget, task.split.retain)
             log.info("retain_paired: %d of %d retained facts share a forget prompt's wording", len(self.paired),
                      len(self.retain))
         if sharding.fsdp_requested():
