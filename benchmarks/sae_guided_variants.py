@@ -30,10 +30,11 @@ def main() -> None:
     parser.add_argument("variants", help='JSON list of option dicts, e.g. \'[{}, {"w_output": 1.0}]\'')
     parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config")
     parser.add_argument("--relearn", action="store_true", help="also run the relearning attack (docs/attacks.md)")
+    parser.add_argument("--seed", type=int, default=None, help="another draw of targets and split (default: the config's)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-sae-guided-variants.json"))
     args = parser.parse_args()
     variants = json.loads(args.variants)
-    cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None)
+    cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None, {} if args.seed is None else {"seed": args.seed})
     t0 = time.time()
     ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
     floors = relearn_floors(ws) if args.relearn else {}

@@ -48,7 +48,8 @@ def test_lora_for_some_methods_only(tmp_path):
 
 
 def test_deep_preset_is_the_demo_plus_its_three_settings():
-    """smollm2_deep.yaml is documented as the demo config plus three settings: any other drift between the
+    """smollm2_deep.yaml is documented as the demo config plus three settings (and without the demo's
+    ``w_answer``, not measured with them): any other drift between the
     two files (a setting changed in one and not the other) would silently change what the preset measures."""
     from sae_unlearn.cli import DEMO_REAL_CONFIG
 
@@ -62,7 +63,7 @@ def test_deep_preset_is_the_demo_plus_its_three_settings():
     deep = flat(load_config(DEMO_REAL_CONFIG.with_name("smollm2_deep.yaml")).model_dump(mode="json"))
     changed = {k: (demo[k], deep[k]) for k in demo if demo[k] != deep[k]}
     assert changed == {"unlearn.w_downstream": (0.0, 0.3), "unlearn.w_kl": (1.0, 5.0),
-                       "unlearn.retain_paired": (False, True)}
+                       "unlearn.retain_paired": (False, True), "unlearn.w_answer": (0.5, 0.0)}
 
 
 def test_existing_output_dir_is_refused_and_kept(tmp_path):

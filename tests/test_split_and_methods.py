@@ -196,3 +196,32 @@ def test_paired_retain_rows_join_every_steps_retain_batch(micro_workspace):
     plain = SAEGuidedUnlearner(SAEGuidedConfig(retain_batch=3))
     plain.prepare(_task(ws, copy.deepcopy(ws.model), steps=1))
     assert plain.paired == [] and len(plain.retain_rows(rng)) == 3
+
+
+def test_answer_margin_term_keeps_retained_answers_ahead(micro_workspace):
+    """``w_answer`` exists to stop near-tie retained answers from flipping: the margin of a recalled fact is
+    positive, the term is zero on the original model, and unlearning with it loses less of the retained
+    answers' margins than unlearning without it."""
+    from sae_unlearn.metrics.recall import answer_matches, greedy_continuations
+    from sae_unlearn.methods.base import fact_prompts
+    from sae_unlearn.methods.sae_guided import answer_margin
+
+    ws = micro_workspace
+    prompts, _, answers = fact_prompts(ws.split.retain)
+    recalled = [answer_matches(c, a) for c, a in zip(greedy_continuations(ws.model, ws.tokenizer, prompts, 4), answers)]
+
+    def margins_lost(w_answer: float) -> float:
+        model = copy.deepcopy(ws.model)
+        method = SAEGuidedUnlearner(SAEGuidedConfig(w_answer=w_answer, retain_batch=len(prompts), w_downstream=0))
+        task = _task(ws, model, steps=15)
+        method.prepare(task)
+        if w_answer:
+            assert all(m > 0 for m, r in zip(method.retain_margin.tolist(), recalled) if r)
+            assert float(method.loss_terms(task, random.Random(0))["answer"]) == 0.0
+        method.unlearn(task)
+        with torch.no_grad():
+            _, logp = method._retain_forward(task, method.retain)
+        return float((method.retain_margin - answer_margin(logp, method.retain_answer)).clamp_min(0).sum())
+
+    assert sum(recalled) > len(recalled) / 2
+    assert margins_lost(20.0) < 0.5 * margins_lost(0.0)

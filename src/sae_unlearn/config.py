@@ -109,6 +109,8 @@ class UnlearnConfig(_Strict):
     w_away: float = Field(1.0, ge=0)
     w_retain: float = Field(30.0, ge=0)  # 10 before w_downstream (2026-11-26, docs/results.md)
     w_kl: float = Field(1.0, ge=0)
+    # hinge on each retained fact's answer margin, kept at least at the original model's (docs/method.md)
+    w_answer: float = Field(0.0, ge=0)
     w_error: float = Field(1.0, ge=0)
     w_output: float = Field(0.0, ge=0)  # next-token distribution of forget prompts -> unknown entities' (docs/method.md)
     # blocks above L fed the original target residual answer like for unknowns (docs/method.md)

@@ -39,6 +39,9 @@ class SAEGuidedConfig:
     w_away: float = 1.0
     w_retain: float = 30.0
     w_kl: float = 1.0
+    # retained facts: the answer's lead over the strongest other next token may not shrink below the original
+    # model's (a hinge, in nats). KL over the whole vocabulary lets near-tie answers flip (docs/method.md)
+    w_answer: float = 0.0
     w_error: float = 1.0  # also align the SAE's reconstruction error (identity hides there otherwise)
     w_output: float = 0.0  # next-token distribution at the prompt's end -> the unknown entities' (docs/method.md)
     # the blocks above the SAE's layer, fed the target's *original* layer-L residual, must answer like for
@@ -73,6 +76,28 @@ def paired_rows(forget: list[Entity], retain: list[Entity]) -> list[int]:
     forget_templates = {t for e in forget for t in _templates(e)}
     prompts, names, _ = fact_prompts(retain)
     return [i for i, (p, n) in enumerate(zip(prompts, names)) if p.replace(n, _SLOT) in forget_templates]
+
+
+def answer_first_tokens(tokenizer, entities: list[Entity]) -> torch.Tensor:
+    """Per row of ``encode_facts(entities)``, the answer's first token as greedy decoding would emit it
+    after the prompt (the prompt + " " + answer tokenisation, as the LM losses use)."""
+    prompts, _, answers = fact_prompts(entities)
+    first = []
+    for prompt, answer in zip(prompts, answers):
+        n_prompt = len(tokenizer(prompt)["input_ids"])
+        full = tokenizer(f"{prompt} {answer}")["input_ids"]
+        if len(full) <= n_prompt:
+            raise UserInputError(f"The answer {answer!r} to {prompt!r} adds no token after the prompt; give the "
+                                 "fact a non-empty answer.")
+        first.append(full[n_prompt])
+    return torch.tensor(first, dtype=torch.long)
+
+
+def answer_margin(logp: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    """log p(answer) - max over the other tokens of log p: positive while greedy decoding picks the answer."""
+    picked = logp.gather(1, answer[:, None]).squeeze(1)
+    others = logp.scatter(1, answer[:, None], float("-inf"))
+    return picked - others.max(-1).values
 
 
 class SAEGuidedUnlearner(GradientUnlearner):
@@ -180,6 +205,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
                 "retain_batch": min(self.cfg.retain_batch, len(self.retain))})
         with torch.no_grad():
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
+        self.retain_answer = answer_first_tokens(task.tokenizer, task.split.retain).to(device)
+        self.retain_margin = answer_margin(self.retain_logp, self.retain_answer)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
 
@@ -263,12 +290,18 @@ class SAEGuidedUnlearner(GradientUnlearner):
         terms["retain"] = zero
         if self.cfg.w_kl > 0:
             terms["kl"] = zero
+        if self.cfg.w_answer > 0:
+            terms["answer"] = zero
         if len(mine):
             sub = EncodedPrompts(self.retain.input_ids[mine], self.retain.attention_mask[mine],
                                  self.retain.entity_last[mine], self.retain.prompt_last[mine])
-            if self.cfg.w_kl > 0:
+            if self.cfg.w_kl > 0 or self.cfg.w_answer > 0:
                 h_new, logp = self._retain_forward(task, sub)
-                terms["kl"] = F.kl_div(logp, self.retain_logp[mine], log_target=True, reduction="sum") / len(idx)
+                if self.cfg.w_kl > 0:
+                    terms["kl"] = F.kl_div(logp, self.retain_logp[mine], log_target=True, reduction="sum") / len(idx)
+                if self.cfg.w_answer > 0:
+                    lost = self.retain_margin[mine] - answer_margin(logp, self.retain_answer[mine])
+                    terms["answer"] = F.relu(lost).sum() / len(idx)
             else:
                 h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
             mask = full_mask[mine]
@@ -283,7 +316,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.last_toward = toward
         weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
                    "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output,
-                   "downstream": self.cfg.w_downstream}
+                   "downstream": self.cfg.w_downstream, "answer": self.cfg.w_answer}
         return sum(weights[k] * v for k, v in terms.items())
 
     def method_state(self) -> dict:
