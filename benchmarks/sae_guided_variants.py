@@ -21,8 +21,9 @@ from pathlib import Path
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
 from sae_unlearn.metrics.recall import recall
+from sae_unlearn.metrics.utility import perplexity
 from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
-from sae_unlearn.pipeline import build_workspace, get_sae, make_split, run_method, select_latents
+from sae_unlearn.pipeline import build_workspace, get_sae, make_split, perplexity_texts, run_method, select_latents
 
 
 def main() -> None:
@@ -41,6 +42,9 @@ def main() -> None:
     print(f"workspace built in {time.time() - t0:.0f} s" + (f"; relearning floor {floors['relearn_recall_unknown']:.3f}, "
                                                             f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
+    ppl_texts = perplexity_texts(ws, ws.split.other_known)
+    ppl_before = perplexity(ws.model, tok, ppl_texts)
+    print(f"perplexity before {ppl_before:.3f}")
     rows = []
     base_steps, base_lora, base_rank = cfg.unlearn.steps, cfg.model.lora, cfg.model.lora_rank  # ws.cfg is cfg
     for options in variants:
@@ -56,17 +60,21 @@ def main() -> None:
         for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
                               ("heldout_known", ws.split.heldout_known)):
             row[key] = recall(model, tok, entities, held, n_tok)
+        with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
+            row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
         if floors:
             row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| options | steps | forget | retain | held-out known | relearned | unlearning s |\n|---|---|---|---|---|---|---|")
+    print("\n| options | steps | forget | retain | held-out known | perplexity change | relearned | unlearning s |\n"
+          "|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
-              f"{r['heldout_known']:.3f} | {r.get('relearn', float('nan')):.3f} | {r['unlearn_seconds']:.0f} |")
+              f"{r['heldout_known']:.3f} | {100 * r['perplexity_change']:+.1f} % | {r.get('relearn', float('nan')):.3f} | "
+              f"{r['unlearn_seconds']:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"smollm2": args.smollm2, "relearn_floors": {k: v for k, v in floors.items()
-                                                                               if "curve" not in k},
+    args.out.write_text(json.dumps({"smollm2": args.smollm2, "perplexity_before": ppl_before,
+                                    "relearn_floors": {k: v for k, v in floors.items() if "curve" not in k},
                                     "variants": rows}, indent=1))
 
 

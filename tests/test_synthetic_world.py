@@ -28,3 +28,16 @@ def test_heldout_phrasings_never_occur_in_training_corpus():
             assert not any(fact.prompt in s for s in sentences), fact.prompt
         train = [f for f in ent.facts if not f.heldout]
         assert any(train[0].prompt in s for s in sentences)
+
+
+def test_perplexity_reads_the_phrasings_the_world_model_learned(micro_workspace):
+    """Held-out word orders are text the world model never saw: their perplexity fell under unlearning and
+    hid the damage to answers (docs/metrics.md), so perplexity is read on the trained phrasings."""
+    from sae_unlearn.metrics.utility import perplexity
+    from sae_unlearn.pipeline import perplexity_texts
+
+    ws = micro_workspace
+    texts = perplexity_texts(ws, ws.split.other_known)
+    heldout = [f"{f.prompt} {f.answer} ." for e in ws.split.other_known for f in e.facts if f.heldout]
+    assert texts and heldout and not set(texts) & set(heldout)
+    assert perplexity(ws.model, ws.tokenizer, texts) < perplexity(ws.model, ws.tokenizer, heldout)

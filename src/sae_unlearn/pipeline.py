@@ -368,7 +368,15 @@ def eval_facts(ws: Workspace, entities: list[Entity]):
 
 
 def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
-    return [f"{f.prompt} {f.answer} ." for f in eval_facts(ws, entities)]
+    """Sentences in the language the model knows: on the synthetic world, the phrasings its model was trained on.
+
+    The world's held-out templates are word orders that model never saw: their prompt words alone have
+    perplexity ~41, and SAE-guided unlearning moved that to ~25 while the answers' rose 1.14 -> 1.45, so the
+    sum read as a 33 % *improvement* (docs/metrics.md). Real models know every phrasing: all eval facts.
+    """
+    facts = ([f for e in entities for f in e.facts if not f.heldout] if ws.world is not None
+             else eval_facts(ws, entities))
+    return [f"{f.prompt} {f.answer} ." for f in facts]
 
 
 def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:

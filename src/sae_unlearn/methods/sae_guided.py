@@ -37,8 +37,8 @@ class SAEGuidedConfig:
     lr: float = 3e-3
     w_toward: float = 1.0
     w_away: float = 1.0
-    w_retain: float = 30.0
-    w_kl: float = 1.0
+    w_retain: float = 60.0
+    w_kl: float = 5.0
     # retained facts: the answer's lead over the strongest other next token may not shrink below the original
     # model's (a hinge, in nats). KL over the whole vocabulary lets near-tie answers flip (docs/method.md)
     w_answer: float = 0.0
