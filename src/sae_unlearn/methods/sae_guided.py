@@ -26,6 +26,7 @@ from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods import sharding
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, fact_prompts, sample_rows
+from sae_unlearn.methods.lm_losses import encode_fact_answers
 from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.layers import model_device, num_layers
@@ -80,17 +81,15 @@ def paired_rows(forget: list[Entity], retain: list[Entity]) -> list[int]:
 
 def answer_first_tokens(tokenizer, entities: list[Entity]) -> torch.Tensor:
     """Per row of ``encode_facts(entities)``, the answer's first token as greedy decoding would emit it
-    after the prompt (the prompt + " " + answer tokenisation, as the LM losses use)."""
-    prompts, _, answers = fact_prompts(entities)
-    first = []
-    for prompt, answer in zip(prompts, answers):
-        n_prompt = len(tokenizer(prompt)["input_ids"])
-        full = tokenizer(f"{prompt} {answer}")["input_ids"]
-        if len(full) <= n_prompt:
-            raise UserInputError(f"The answer {answer!r} to {prompt!r} adds no token after the prompt; give the "
-                                 "fact a non-empty answer.")
-        first.append(full[n_prompt])
-    return torch.tensor(first, dtype=torch.long)
+    after the prompt: read off the LM losses' own encoding, so that both agree on what "the answer" is."""
+    labels = encode_fact_answers(tokenizer, entities, torch.device("cpu")).labels
+    is_answer = labels.ne(-100)
+    if not is_answer.any(1).all():
+        prompts, _, answers = fact_prompts(entities)
+        row = int((~is_answer.any(1)).nonzero()[0])
+        raise UserInputError(f"The answer {answers[row]!r} to {prompts[row]!r} adds no token after the prompt; "
+                             "give the fact a non-empty answer.")
+    return labels.gather(1, is_answer.int().argmax(1, keepdim=True)).squeeze(1)
 
 
 def answer_margin(logp: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
