@@ -20,10 +20,11 @@ from pathlib import Path
 
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
-from sae_unlearn.metrics.recall import recall
+from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
 from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
-from sae_unlearn.pipeline import build_workspace, get_sae, make_split, perplexity_texts, run_method, select_latents
+from sae_unlearn.pipeline import (recall_by_phrasing, build_workspace, get_sae, make_split, perplexity_texts,
+                                  run_method, select_latents)
 
 
 def main() -> None:
@@ -42,6 +43,9 @@ def main() -> None:
     print(f"workspace built in {time.time() - t0:.0f} s" + (f"; relearning floor {floors['relearn_recall_unknown']:.3f}, "
                                                             f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
+    floor = substituted_recall(ws.model, tok, ws.split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok)
+    print(f"same-prompt floor {floor:.3f}; before: forget {recall(ws.model, tok, ws.split.forget, held, n_tok):.3f}, "
+          f"held-out known {recall(ws.model, tok, ws.split.heldout_known, held, n_tok):.3f}")
     ppl_texts = perplexity_texts(ws, ws.split.other_known)
     ppl_before = perplexity(ws.model, tok, ppl_texts)
     print(f"perplexity before {ppl_before:.3f}")
@@ -60,6 +64,10 @@ def main() -> None:
         for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
                               ("heldout_known", ws.split.heldout_known)):
             row[key] = recall(model, tok, entities, held, n_tok)
+        if held:  # the phrasings the loss trained on, and each held-out phrasing alone (real models)
+            row["forget_train_phrasing"] = recall(model, tok, ws.split.forget, False, n_tok)
+            row |= {k.removeprefix("forget_recall_"): v
+                    for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()}
         with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
             row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
         if floors:
@@ -73,7 +81,7 @@ def main() -> None:
               f"{r['heldout_known']:.3f} | {100 * r['perplexity_change']:+.1f} % | {r.get('relearn', float('nan')):.3f} | "
               f"{r['unlearn_seconds']:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"smollm2": args.smollm2, "perplexity_before": ppl_before,
+    args.out.write_text(json.dumps({"smollm2": args.smollm2, "perplexity_before": ppl_before, "same_prompt_floor": floor,
                                     "relearn_floors": {k: v for k, v in floors.items() if "curve" not in k},
                                     "variants": rows}, indent=1))
 

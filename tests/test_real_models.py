@@ -227,7 +227,7 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
     strict = CliRunner().invoke(app, base + ["--forget", "Paris,Zorvath Quillan,Michelangelo",
                                              "--out", str(tmp_path / "strict"), "--strict"])
     assert strict.exit_code == 2
-    assert "Zorvath Quillan (recall 0%)" in strict.output and "not known to the model" in strict.output
+    assert "Zorvath Quillan (recall 0%)" in strict.output and "knows nothing of" in strict.output
     assert "Michelangelo (every recalled fact is also completed for made-up names)" in strict.output
 
     def no_probing(*_args, **_kwargs):
@@ -240,7 +240,14 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["forget"] == ["Paris"] and metrics["skipped_forget"] == ["Zorvath Quillan"]
     m = metrics["methods"]["sae_guided"]
-    assert m["forget_recall_before"] == 1.0 and m["retain_recall_before"] == 1.0
+    # known on the trained (cloze) phrasing; the headline reads the held-out phrasings the file did not have,
+    # generated on loading (entities/phrasings.py), each with its same-prompt floor
+    assert m["forget_recall_train_phrasing_before"] == 1.0 and m["retain_recall_train_phrasing_before"] == 1.0
+    assert metrics["forget_known_facts"] == {"Paris": [1, 1]}
+    for form in ("question", "passing", "appositive"):
+        assert 0.0 <= m[f"forget_recall_form_{form}_before"] <= 1.0
+        assert 0.0 <= m[f"unknown_recall_same_prompts_form_{form}"] <= 1.0
+    assert m["forget_recall_before"] > 0, "SmolLM2 answers some held-out phrasing about Paris"
     assert metrics["known_all_answerable"] == ["Michelangelo"] and metrics["n_facts_answerable"] >= 1
     assert "forget_recall_all_facts_after" in m and "unknown_recall_same_prompts_all_facts" in m
 

@@ -45,7 +45,9 @@ def _user_errors() -> Iterator[None]:
 
 def _summary(metrics: dict) -> None:
     table = Table(title="sae-unlearn results")
-    keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts", "retain_recall_before", "retain_recall_after",
+    keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts",
+            "forget_recall_form_question_after", "unknown_recall_same_prompts_form_question",
+            "forget_recall_train_phrasing_after", "retain_recall_before", "retain_recall_after",
             "heldout_known_recall_before", "heldout_known_recall_after", "entangled_recall_before",
             "entangled_recall_after", "forget_classified_unknown_after",
             "perplexity_before", "perplexity_after", "relearn_recall", "relearn_recall_unknown",
@@ -87,6 +89,10 @@ def _names(csv: Optional[str]) -> Optional[list[str]]:
 def _real_config(config: Optional[Path], model: Optional[str], sae: Optional[str], sae_id: Optional[str],
                  entities: Optional[Path], forget: Optional[str], strict: Optional[bool], lora: Optional[bool],
                  dtype: Optional[str], gradient_checkpointing: Optional[bool], device: Optional[str], **flags) -> DemoConfig:
+    if config is None:  # a built-in model brings its tuned settings; a user's --config wins
+        from sae_unlearn.models.builtin import builtin_config
+
+        config = builtin_config(model)
     overrides = {"model__name": model, "entities__file": str(entities) if entities else None,
                  "unlearn__forget": _names(forget), "entities__strict": strict, "model__lora": lora,
                  "model__dtype": dtype, "model__gradient_checkpointing": gradient_checkpointing, "device": device}
@@ -338,6 +344,29 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
     metrics = evaluate(ws, edited, outcome)
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})
+
+
+@app.command("phrasings")
+def phrasings_cmd(
+    entities: Path = typer.Option(..., "--entities", "-e", help="Entity JSONL file whose facts are cloze statements."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the file with held-out phrasings added."),
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Write an entity file with held-out phrasings (question, passing mention, aside) beside each fact,
+    to read or edit them; `run` adds the same ones itself to entities that have none."""
+    import json
+
+    from sae_unlearn.entities.phrasings import with_heldout_phrasings
+    from sae_unlearn.entities.real import load_entity_file
+    from sae_unlearn.io_utils import atomic_write_text
+
+    with _user_errors():
+        if out.exists() and not overwrite:
+            raise UserInputError(f"{out} exists; pass --overwrite to replace it.")
+        extended = [with_heldout_phrasings(e) for e in load_entity_file(entities)]
+    atomic_write_text(out, "".join(json.dumps(e.to_dict(), ensure_ascii=False) + "\n" for e in extended))
+    n = sum(f.heldout for e in extended for f in e.facts)
+    console.print(f"[green]wrote[/] {out}: {len(extended)} entities, {n} held-out phrasings")
 
 
 @app.command("attack")

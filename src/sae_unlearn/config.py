@@ -76,6 +76,9 @@ class EntitiesConfig(_Strict):
     n_fictional: int = Field(30, ge=2)  # generated unknown names per entity type
     max_unknown_eval: int = Field(60, ge=2)  # file entities with zero recall kept for evaluation
     strict: bool = False  # a forget entity the model does not know: stop (True) or skip it (False)
+    # facts of an entity that has no held-out phrasing get question / passing-mention / appositive phrasings
+    # (entities/phrasings.py), never in any loss, and recall reads those; false: recall reads all facts
+    heldout_phrasings: bool = True
 
 
 class SAETrainConfig(_Strict):
@@ -123,6 +126,9 @@ class UnlearnConfig(_Strict):
     # forget prompts per step, sampled (null: all of them): a step's cost stays flat as targets grow
     forget_batch: int | None = Field(None, ge=1)
     retain_positions: Literal["after_entity", "all"] = "after_entity"
+    # generic contexts naming each target (and, as minimal pairs, each retained entity) added to the
+    # SAE-guided losses (entities/contexts.py; docs/method.md); 0: the fact prompts only
+    contexts: int = Field(0, ge=0, le=12)
     eval_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(25, ge=0)  # steps between crash-safe checkpoints in OUT/checkpoints; 0: none
     stop_share: float = Field(1.0, ge=0, le=1)

@@ -84,6 +84,9 @@ class Workspace:
     n_known: int = 0
     answerable_checked: bool = False  # the known entities' facts carry Fact.answerable (real models)
     all_answerable: list[str] = field(default_factory=list)  # recalled, but only through prompt-answerable facts
+    partly_answerable_only: list[str] = field(default_factory=list)  # the same among entities known in part
+    # per target: (training facts recalled on probing, training facts); a requested target may be known in part
+    forget_known_facts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 # -- stage 1: the world and its model ------------------------------------------------------------
@@ -109,7 +112,8 @@ def build_real(cfg: DemoConfig, progress: bool = True) -> Workspace:
     """A Hugging Face model (hub id, directory or built-in name) and the entities of a JSONL file."""
     assert cfg.model.name is not None
     t0 = time.time()
-    entities, fictional = real_entities(cfg.entities.file, cfg.entities.n_fictional, cfg.seed)
+    entities, fictional = real_entities(cfg.entities.file, cfg.entities.n_fictional, cfg.seed,
+                                        cfg.entities.heldout_phrasings)
     names = {e.name for e in entities}
     missing = [n for n in cfg.unlearn.forget if n not in names]
     if missing:  # before loading anything: a typo should not cost a model load
@@ -195,18 +199,24 @@ def make_split(ws: Workspace) -> Workspace:
             _apply_answerable(ws, flagged)
         log.info("probing results reused from %s", cache)
     if len(ws.probing) != len(ws.candidates):  # probing depends on the original model only: once per workspace
-        shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens)
+        # real models: on the training phrasing (held-out questions and mentions are harder; they are what
+        # evaluation reads, before and after, never what decides who is known)
+        shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens,
+                                      heldout=False if ws.world is None and ws.eval_heldout else None)
         ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
     if check_answerable and not ws.answerable_checked:
         flag_answerable_facts(ws)
     if cache is not None and cached is None and parallel.is_main():
         save_probing(cache, ws.probing, ws.candidates if ws.answerable_checked else None)
+    if check_answerable:
+        flag_requested_partial(ws)
     shares = [ws.probing[e.name] for e in ws.candidates]
     known = [e for e, s in zip(ws.candidates, shares)
              if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable]
     ws.n_known = len(known)
     rng = random.Random(cfg.seed)
     forget = _forget_targets(ws, known, rng)
+    ws.forget_known_facts = _known_fact_counts(ws, forget)
     forget_names = {e.name for e in forget}
     others = [e for e in known if e.name not in forget_names]
     rng.shuffle(others)
@@ -241,6 +251,22 @@ def flag_answerable_facts(ws: Workspace) -> None:
     same-prompt floor measured on those stays an independent check."""
     cfg = ws.cfg
     idx = [i for i, e in enumerate(ws.candidates) if ws.probing[e.name] >= cfg.eval.known_threshold]
+    _apply_answerable(ws, _flagged(ws, idx))
+
+
+def flag_requested_partial(ws: Workspace) -> None:
+    """Requested targets known in part are checked like known entities (a few facts: not cached)."""
+    cfg = ws.cfg
+    requested = set(cfg.unlearn.forget)
+    idx = [i for i, e in enumerate(ws.candidates)
+           if e.name in requested and 0 < ws.probing[e.name] < cfg.eval.known_threshold]
+    if idx:
+        _apply_answerable(ws, _flagged(ws, idx))
+
+
+def _flagged(ws: Workspace, idx: list[int]) -> list[Entity]:
+    """``ws.candidates`` with the answerable flags of the entities at ``idx`` set (metrics/answerable.py)."""
+    cfg = ws.cfg
     taken = {e.name for e in ws.candidates + ws.never_seen}
     names = fictional_entities(ws.candidates, cfg.eval.answerable_substitutes, seed=cfg.seed + 1, avoid=taken)
     flagged = mark_answerable(ws.model, ws.tokenizer, [ws.candidates[i] for i in idx], names,
@@ -248,7 +274,7 @@ def flag_answerable_facts(ws: Workspace) -> None:
     candidates = list(ws.candidates)
     for i, entity in zip(idx, flagged):
         candidates[i] = entity
-    _apply_answerable(ws, candidates)
+    return candidates
 
 
 def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
@@ -257,6 +283,8 @@ def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
     ws.candidates = candidates
     ws.all_answerable = [e.name for e in candidates
                          if ws.probing[e.name] >= threshold and all(f.answerable for f in e.facts)]
+    ws.partly_answerable_only = [e.name for e in candidates
+                                 if 0 < ws.probing[e.name] < threshold and all(f.answerable for f in e.facts)]
     ws.answerable_checked = True
     flagged = [e for e in candidates if ws.probing[e.name] >= threshold]
     n = sum(f.answerable for e in flagged for f in e.facts)
@@ -277,17 +305,31 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
     missing = [n for n in cfg.unlearn.forget if n not in all_names]
     if missing:
         raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
+    # a target the model knows in part is a target: forget what it knows (issue 21)
+    candidates = {e.name: e for e in ws.candidates}
+    by_name |= {n: candidates[n] for n in cfg.unlearn.forget if n not in by_name and n in candidates
+                and ws.probing.get(n, 0.0) > 0 and n not in ws.all_answerable + ws.partly_answerable_only}
     not_known = [n for n in cfg.unlearn.forget if n not in by_name]
     if not_known:
-        detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in ws.all_answerable
+        answerable = set(ws.all_answerable + ws.partly_answerable_only)
+        detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in answerable
                            else f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
-        msg = (f"Forget entities not known to the model (recall below {cfg.eval.known_threshold:.0%} of their facts): "
-               f"{detail}; there is nothing to forget.")
+        msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
         if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
             raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
         log.warning("%s Skipping them (use --strict to stop instead).", msg)
         ws.skipped_forget = not_known
     return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
+
+
+def _known_fact_counts(ws: Workspace, targets: list[Entity]) -> dict[str, tuple[int, int]]:
+    """Per target, how many of its probed (training-phrasing) facts the original model recalled."""
+    probed = (lambda f: not f.heldout) if ws.world is None and ws.eval_heldout else (lambda f: True)
+    counts = {}
+    for e in targets:
+        n = sum(map(probed, e.facts))
+        counts[e.name] = (round(ws.probing.get(e.name, 1.0) * n), n)
+    return counts
 
 
 # -- stage 4: latents and the known/unknown probe -------------------------------------------------
@@ -368,15 +410,14 @@ def eval_facts(ws: Workspace, entities: list[Entity]):
 
 
 def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
-    """Sentences in the language the model knows: on the synthetic world, the phrasings its model was trained on.
+    """Sentences in the language the model knows: the training phrasings (cloze statements).
 
     The world's held-out templates are word orders that model never saw: their prompt words alone have
     perplexity ~41, and SAE-guided unlearning moved that to ~25 while the answers' rose 1.14 -> 1.45, so the
-    sum read as a 33 % *improvement* (docs/metrics.md). Real models know every phrasing: all eval facts.
+    sum read as a 33 % *improvement* (docs/metrics.md). On real models the held-out questions and passing
+    mentions are templated text whose wording, not knowledge, would dominate the number.
     """
-    facts = ([f for e in entities for f in e.facts if not f.heldout] if ws.world is not None
-             else eval_facts(ws, entities))
-    return [f"{f.prompt} {f.answer} ." for f in facts]
+    return [f"{f.prompt} {f.answer} ." for e in entities for f in e.facts if not f.heldout]
 
 
 def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:
@@ -386,11 +427,46 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
         after = evaluate_state(ws, model)
     out = ({f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS}
            | {f"{k}_after": v for k, v in after.items()})
-    # floors: measured on the original model only, reported without a suffix
-    floors = ("unknown_recall", "unknown_classified_unknown", "unknown_recall_same_prompts",
-              "unknown_recall_same_prompts_all_facts") + FLOOR_KEYS
-    out |= {k: before[k] for k in floors if k in before}
+    out |= {k: v for k, v in before.items() if is_floor_key(k)}
     return out
+
+
+def recall_by_phrasing(model: nn.Module, tok, forget: list[Entity], n_tok: int) -> dict[str, float]:
+    """``forget_recall_form_<phrasing>`` for each held-out phrasing the targets' facts name."""
+    forms = sorted({f.phrasing for e in forget for f in e.facts if f.heldout and f.phrasing})
+    return {f"forget_recall_form_{form}": recall(model, tok, _only_phrasing(forget, form), True, n_tok)
+            for form in forms}
+
+
+def _only_phrasing(entities: list[Entity], form: str) -> list[Entity]:
+    return [Entity(e.name, e.type, [f for f in e.facts if f.phrasing == form or not f.heldout]) for e in entities]
+
+
+def _recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
+    """Floors, on the original model: unknown entities (the edit is not about them) and the targets' own
+    prompts with their names swapped for unknown ones, on the same phrasings as each recall."""
+    split, tok, n_tok, held = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
+    assert split is not None
+    m = {"unknown_recall": recall(model, tok, ws.unknown_eval, held, n_tok),
+         "unknown_recall_same_prompts": substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
+                                                           max_new_tokens=n_tok)}
+    if ws.answerable_checked:
+        m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
+            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True)
+    if held:
+        m["unknown_recall_train_phrasing"] = recall(model, tok, ws.unknown_eval, False, n_tok)
+        m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
+            model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok)
+        forms = sorted({f.phrasing for e in split.forget for f in e.facts if f.heldout and f.phrasing})
+        for form in forms:
+            m[f"unknown_recall_same_prompts_form_{form}"] = substituted_recall(
+                model, tok, _only_phrasing(split.forget, form), ws.unknown_eval, heldout=True, max_new_tokens=n_tok)
+    return m
+
+
+def is_floor_key(key: str) -> bool:
+    """Measured on the original model only, reported without a suffix."""
+    return key.startswith("unknown_recall") or key == "unknown_classified_unknown" or key in FLOOR_KEYS
 
 
 def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
@@ -401,8 +477,6 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     m["forget_recall"] = recall(model, tok, split.forget, held, n_tok)
     if ws.answerable_checked:  # the number before facts that made-up names complete were left out
         m["forget_recall_all_facts"] = recall(model, tok, split.forget, held, n_tok, include_answerable=True)
-    if held:
-        m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
     # facts of other entities that name a target are about the target too: scored apart (metrics/entangled.py)
     retain, entangled_r = split_entangled(split.retain, split.forget)
     heldout_known, entangled_h = split_entangled(split.heldout_known, split.forget)
@@ -410,14 +484,13 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     m["heldout_known_recall"] = recall(model, tok, heldout_known, held, n_tok)
     if entangled_r + entangled_h:
         m["entangled_recall"] = recall(model, tok, entangled_r + entangled_h, held, n_tok)
-    if model is ws.model:  # floors: unknown entities (the edit is not about them) and the targets' own
-        # prompts with their names swapped for unknown ones
-        m["unknown_recall"] = recall(model, tok, ws.unknown_eval, held, n_tok)
-        m["unknown_recall_same_prompts"] = substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
-                                                              max_new_tokens=n_tok)
-        if ws.answerable_checked:
-            m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
-                model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True)
+    if held:  # the phrasings the losses train on: what suppression of the prompts alone would move
+        m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
+        m["retain_recall_train_phrasing"] = recall(model, tok, retain, False, n_tok)
+        m["heldout_known_recall_train_phrasing"] = recall(model, tok, heldout_known, False, n_tok)
+        m |= recall_by_phrasing(model, tok, split.forget, n_tok)
+    if model is ws.model:
+        m |= _recall_floors(ws, model)
     acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
     acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
     z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
@@ -456,6 +529,8 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
     metrics = {
         "model": str(ws.model_dir), "layer": ws.layer, "sae": str(ws.sae_dir),
         "forget": [e.name for e in ws.split.forget], "skipped_forget": ws.skipped_forget,
+        # per target: [training facts the original model recalled, training facts] (issue 21)
+        "forget_known_facts": {n: list(c) for n, c in ws.forget_known_facts.items()},
         "n_known": ws.n_known,
         "n_facts_answerable": sum(f.answerable for e in ws.candidates for f in e.facts),
         "known_all_answerable": ws.all_answerable,
@@ -476,8 +551,15 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
              f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
              f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
              f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}",
-             "recall is on held-out phrasings (never in training or in the unlearning loss)" if ws.eval_heldout else
-             "recall is on all facts of the entity file (it marks none as held out; docs/real_models.md)"]
+             ("recall is on held-out phrasings (never in training or in any unlearning loss): questions, passing "
+              "mentions in a longer sentence, and the name with an aside (`*_train_phrasing_*`: the cloze statements "
+              "the losses train on; `forget_recall_form_*`: each held-out phrasing alone)" if ws.world is None else
+              "recall is on held-out phrasings (never in training or in the unlearning loss)") if ws.eval_heldout else
+             "recall is on all facts of the entity file (held-out phrasings are off; docs/real_models.md)"]
+    partial = {n: c for n, c in ws.forget_known_facts.items() if c[0] < c[1]}
+    if partial:
+        notes.append("targets known in part (facts recalled of their training facts, original model): "
+                     + ", ".join(f"{n} {k}/{t}" for n, (k, t) in partial.items()))
     if ws.answerable_checked:
         notes.append(f"{metrics['n_facts_answerable']} facts of known entities are completed for made-up names too "
                      "(they test the prompt, not the entity) and are left out of recall and of known/unknown "

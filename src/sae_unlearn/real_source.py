@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from sae_unlearn.entities.fictional import fictional_entities
+from sae_unlearn.entities.phrasings import with_heldout_phrasings
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.metrics.recall import continuations
@@ -21,9 +22,12 @@ from sae_unlearn.metrics.recall import continuations
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def real_entities(file, n_fictional: int, seed: int) -> tuple[list[Entity], list[Entity]]:
-    """(entities of the file, fictional entities of the same types and prompts)."""
+def real_entities(file, n_fictional: int, seed: int, heldout_phrasings: bool = True) -> tuple[list[Entity], list[Entity]]:
+    """(entities of the file, fictional entities of the same types and prompts); ``heldout_phrasings``
+    adds held-out phrasings to every entity that has none (entities/phrasings.py)."""
     entities = load_entity_file(file or bundled_entities_path())
+    if heldout_phrasings:
+        entities = [with_heldout_phrasings(e) for e in entities]
     return entities, fictional_entities(entities, n_fictional, seed=seed, avoid={e.name for e in entities})
 
 
@@ -35,9 +39,10 @@ def sampled_continuations(model: nn.Module, tokenizer, prompts: list[str], max_n
 
 
 def sae_corpus(model: nn.Module, tokenizer, entities: list[Entity], n_generations: int, n_tokens: int, seed: int) -> list[str]:
-    """Every fact as a sentence, plus ``n_generations`` sampled continuations of random fact prompts."""
-    facts = [f"{f.prompt} {f.answer}." for e in entities for f in e.facts]
-    prompts = [f.prompt for e in entities for f in e.facts]
+    """Every training-phrasing fact as a sentence, plus ``n_generations`` sampled continuations of random
+    ones (the held-out phrasings stay out: the SAE is the same with or without them)."""
+    facts = [f"{f.prompt} {f.answer}." for e in entities for f in e.facts if not f.heldout]
+    prompts = [f.prompt for e in entities for f in e.facts if not f.heldout]
     rng = random.Random(seed)
     seeds = rng.sample(prompts, min(n_generations, len(prompts)))
     return facts + (sampled_continuations(model, tokenizer, seeds, n_tokens, seed) if seeds else [])

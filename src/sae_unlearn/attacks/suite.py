@@ -55,7 +55,8 @@ def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, 
         held = heldout_facts(entities)
         m[f"paraphrase_recall_heldout{suffix}"] = share_answered(model, tok, [f.prompt for _, f in held],
                                                                 [f.answer for _, f in held], n_tok)
-        base = _eval_facts(entities, ws.eval_heldout)
+        # real models: the cloze statement, which these attacks rephrase (its held-out phrasings are recall's)
+        base = _eval_facts(entities, ws.eval_heldout if synthetic else (False if ws.eval_heldout else None))
         answers = [f.answer for _, f in base]
         m[f"paraphrase_recall_context{suffix}"] = share_answered(
             model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 
-from sae_unlearn.entities.types import Entity, Fact
+import dataclasses
+
+from sae_unlearn.entities.types import Entity
 
 _ONSETS = "b br c d dr f g gr h j k kl l m n p pr qu r s st t tr v w z".split()
 _VOWELS = "a e i o u ae ei ou ia".split()
@@ -56,6 +58,6 @@ def fictional_entities(templates: list[Entity], per_type: int, seed: int = 0, av
                 name = fictional_name(etype, rng)
             taken.add(name)
             source = pool[i % len(pool)]
-            facts = [Fact(f.prompt.replace(source.name, name), f.answer, f.attribute, f.heldout) for f in source.facts]
+            facts = [dataclasses.replace(f, prompt=f.prompt.replace(source.name, name)) for f in source.facts]
             out.append(Entity(name=name, type=etype, facts=facts))
     return out

@@ -46,7 +46,7 @@ def _entity_from_line(obj: object, where: str) -> Entity:
             raise UserInputError(f"{where}: fact {i} prompt {fact['prompt']!r} does not contain the entity name {name!r} "
                                  "verbatim (activations are read at the name's last token)")
         parsed.append(Fact(prompt=fact["prompt"], answer=fact["answer"].strip(), attribute=str(fact.get("attribute", "")),
-                           heldout=bool(fact.get("heldout", False))))
+                           heldout=bool(fact.get("heldout", False)), phrasing=str(fact.get("phrasing", ""))))
     return Entity(name=name, type=etype, facts=parsed)
 
 

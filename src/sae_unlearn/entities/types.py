@@ -18,6 +18,9 @@ class Fact:
     # the model completes it for made-up names too, so it tests the prompt, not the entity; set by
     # probing (metrics/answerable.py), left out of recall; never written back to an entity file
     answerable: bool = False
+    # how the fact is worded (entities/phrasings.py: "cloze" trains, "question", "passing", "appositive"
+    # are held out); "" in files that do not say
+    phrasing: str = ""
 
 
 @dataclass
@@ -27,7 +30,8 @@ class Entity:
     facts: list[Fact] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        facts = [{k: v for k, v in asdict(f).items() if k != "answerable"} for f in self.facts]
+        facts = [{k: v for k, v in asdict(f).items() if k != "answerable" and not (k == "phrasing" and not v)}
+                 for f in self.facts]
         return {"entity": self.name, "type": self.type, "facts": facts}
 
     @classmethod

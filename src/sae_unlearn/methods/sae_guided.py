@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_unlearn import parallel
+from sae_unlearn.entities.contexts import is_context, with_contexts
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods import sharding
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, fact_prompts, sample_rows
@@ -56,6 +57,9 @@ class SAEGuidedConfig:
     # forget rows per step (None: all); a sample keeps a step's cost flat as the targets grow (issue 7)
     forget_batch: int | None = None
     retain_positions: str = "after_entity"  # or "all" (docs/method.md)
+    # generic contexts naming the entity (entities/contexts.py) added to every target's forget prompts and,
+    # as minimal pairs, to every retained entity's retain prompts: the change must hold after any lead-in
+    contexts: int = 0
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
     train_layers: list[int] | None = None  # default: every block up to the SAE's layer
@@ -148,7 +152,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if not task.split.unknown or not task.split.retain:
             raise UserInputError("SAE-guided unlearning needs unknown entities (the target to move toward) and "
                                  "retained known entities (to keep); the split has none of one of them.")
-        self.forget = encode_facts(task.tokenizer, task.split.forget).to(device)
+        forget_entities = with_contexts(task.split.forget, self.cfg.contexts)
+        self.forget = encode_facts(task.tokenizer, forget_entities).to(device)
         # row i's after-entity positions are rows forget_offsets[i]:forget_offsets[i+1] of the references
         self.forget_offsets = torch.cat([torch.zeros(1, dtype=torch.long),
                                          self.forget.after_entity_mask().sum(1).cumsum(0).cpu()])
@@ -160,7 +165,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         toward, away_ref, next_token = [], [], []
         cache: dict[tuple[str, str, int], tuple] = {}
         row = 0
-        for ent in task.split.forget:
+        for ent in forget_entities:
             for template in _templates(ent):
                 n_pos = int(self.forget.prompt_last[row] - self.forget.entity_last[row]) + 1
                 key = (template, ent.type, n_pos)
@@ -192,19 +197,25 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.forget_hidden0 = hidden0.detach() if self.cfg.w_downstream > 0 else None
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
-        self.retain = encode_facts(task.tokenizer, task.split.retain).to(device)
+        retain_entities = with_contexts(task.split.retain, self.cfg.contexts)
+        self.retain = encode_facts(task.tokenizer, retain_entities).to(device)
+        # rows that are facts (with an answer), in order: the answer hinge reads only these
+        self.retain_is_fact = torch.tensor([not is_context(f) for e in retain_entities for f in e.facts
+                                            if not f.heldout], device=device)
+        fact_rows = self.retain_is_fact.nonzero().squeeze(1).cpu()
         self.paired: list[int] = []
         if self.cfg.retain_paired:
-            self.paired = paired_rows(task.split.forget, task.split.retain)
+            self.paired = fact_rows[paired_rows(task.split.forget, task.split.retain)].tolist()
             log.info("retain_paired: %d of %d retained facts share a forget prompt's wording", len(self.paired),
-                     len(self.retain))
+                     len(fact_rows))
         if sharding.fsdp_requested():
             sharding.check_rows_per_process({
                 "forget prompts per step": min(self.cfg.forget_batch or len(self.forget), len(self.forget)),
                 "retain_batch": min(self.cfg.retain_batch, len(self.retain))})
         with torch.no_grad():
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
-        self.retain_answer = answer_first_tokens(task.tokenizer, task.split.retain).to(device)
+        self.retain_answer = torch.zeros(len(self.retain_is_fact), dtype=torch.long, device=device)
+        self.retain_answer[self.retain_is_fact] = answer_first_tokens(task.tokenizer, task.split.retain).to(device)
         self.retain_margin = answer_margin(self.retain_logp, self.retain_answer)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
@@ -300,7 +311,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
                     terms["kl"] = F.kl_div(logp, self.retain_logp[mine], log_target=True, reduction="sum") / len(idx)
                 if self.cfg.w_answer > 0:
                     lost = self.retain_margin[mine] - answer_margin(logp, self.retain_answer[mine])
-                    terms["answer"] = F.relu(lost).sum() / len(idx)
+                    n_facts = int(self.retain_is_fact[idx.to(self.retain_is_fact.device)].sum().clamp_min(1))
+                    terms["answer"] = (F.relu(lost) * self.retain_is_fact[mine]).sum() / n_facts
             else:
                 h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
             mask = full_mask[mine]

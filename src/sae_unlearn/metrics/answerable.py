@@ -15,6 +15,7 @@ import dataclasses
 
 from torch import nn
 
+from sae_unlearn.entities.phrasings import relation_key
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.metrics.recall import answer_matches, greedy_continuations, substituted_prompts
 
@@ -22,9 +23,14 @@ from sae_unlearn.metrics.recall import answer_matches, greedy_continuations, sub
 def mark_answerable(model: nn.Module, tokenizer, entities: list[Entity], substitutes: list[Entity],
                     per_entity: int, max_new_tokens: int) -> list[Entity]:
     """Copies of ``entities`` whose facts carry ``answerable=True`` where the greedy continuation with
-    any of ``per_entity`` made-up names of the entity's type in its place starts with the answer."""
-    rows = substituted_prompts(entities, substitutes, per_entity, heldout=None, include_answerable=True)
+    any of ``per_entity`` made-up names of the entity's type in its place starts with the answer.
+
+    Asked on the training phrasings; a fact's held-out phrasings (same relation) share its flag: they
+    ask the same thing, and asking them all would triple the cost of probing a real model."""
+    rows = substituted_prompts(entities, substitutes, per_entity, heldout=False, include_answerable=True)
     conts = greedy_continuations(model, tokenizer, [r[2] for r in rows], max_new_tokens)
-    hit = {(t, i) for (t, i, _, answer), cont in zip(rows, conts) if answer_matches(cont, answer)}
-    return [dataclasses.replace(e, facts=[dataclasses.replace(f, answerable=(t, i) in hit) for i, f in enumerate(e.facts)])
+    hit = {(t, relation_key(entities[t].name, entities[t].facts[i]))
+           for (t, i, _, answer), cont in zip(rows, conts) if answer_matches(cont, answer)}
+    return [dataclasses.replace(e, facts=[dataclasses.replace(f, answerable=(t, relation_key(e.name, f)) in hit)
+                                          for f in e.facts])
             for t, e in enumerate(entities)]

