@@ -1,10 +1,11 @@
+import json
 import os
 
 import pytest
 
 from sae_unlearn.config import load_config
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.io_utils import atomic_write_json, prepare_output_dir
+from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_write_text, prepare_output_dir
 
 
 def test_unknown_config_key_names_the_field(tmp_path):
@@ -77,6 +78,29 @@ def test_existing_output_dir_is_refused_and_kept(tmp_path):
     assert not (out / "precious.txt").exists()
 
 
-def test_atomic_write_leaves_no_temp_file(tmp_path):
-    atomic_write_json(tmp_path / "m.json", {"a": 1})
+def test_failed_write_keeps_the_previous_file_and_leaves_no_temp_file(tmp_path):
+    """A write that dies half way (here: text that cannot be encoded, after a valid start) must leave the
+    last good file as it was: a plain ``open(path, "w")`` would already have truncated it."""
+    path = tmp_path / "m.json"
+    atomic_write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(UnicodeEncodeError):
+        atomic_write_text(path, '{"a": 2, "b": "' + "x" * 10_000 + "\ud800" + '"}')
+    assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_failed_directory_save_keeps_the_previous_directory(tmp_path):
+    """A writer that crashes after writing part of a directory (a checkpoint, a model) must leave the
+    previous directory whole and no temp directory beside it."""
+    target = tmp_path / "ckpt"
+    atomic_save_dir(target, lambda d: (d / "weights.bin").write_bytes(b"old"))
+
+    def crash_half_way(d):
+        (d / "weights.bin").write_bytes(b"new, partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save_dir(target, crash_half_way)
+    assert os.listdir(tmp_path) == ["ckpt"]
+    assert os.listdir(target) == ["weights.bin"] and (target / "weights.bin").read_bytes() == b"old"

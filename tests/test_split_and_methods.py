@@ -9,6 +9,7 @@ from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import REGISTRY, get_method
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
+from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
 from sae_unlearn.models.capture import residual_and_last_logits
 from sae_unlearn.models.layers import decoder_layers
 
@@ -57,13 +58,28 @@ def test_non_finite_loss_rolls_back_and_keeps_last_good_weights(micro_workspace)
     assert all(torch.equal(original[k], v) for k, v in model.state_dict().items())
 
 
+def _target_codes_summary(ws, model) -> dict[str, float]:
+    """The targets' SAE codes at the entity's last token: mean distance to the original model's known and
+    unknown centroids, and the share of targets the known/unknown probe calls unknown."""
+    z, owner = entity_codes(model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
+    dist_known, dist_unknown = centroid_distances(z, ws.mu_known, ws.mu_unknown)
+    return {"dist_known": dist_known, "dist_unknown": dist_unknown, "unknown_share": ws.probe.share_unknown(z, owner)}
+
+
 def test_sae_guided_moves_targets_toward_unknown_reference(micro_workspace):
+    """The direction is the method: the targets' codes must move toward the unknown entities and away
+    from the known ones (a falling loss alone would also come from pulling them toward the wrong pool)."""
     ws = micro_workspace
     model = copy.deepcopy(ws.model)
+    before = _target_codes_summary(ws, ws.model)
     method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0))
     outcome = method.unlearn(_task(ws, model, steps=40))
     assert outcome.steps_run == 40 and outcome.stopped_reason == "budget"
     assert outcome.loss_history[-1] < 0.5 * max(outcome.loss_history[:3])
+    after = _target_codes_summary(ws, model)
+    assert after["dist_unknown"] < before["dist_unknown"], (before, after)
+    assert after["dist_known"] > before["dist_known"], (before, after)
+    assert after["unknown_share"] > before["unknown_share"], (before, after)
     changed = [n for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)]
     assert changed and all(".h." in n for n in changed), "only decoder blocks up to the layer may change"
     # without the downstream term nothing above the SAE's layer needs to (or may) move

@@ -20,8 +20,13 @@ def normalise(text: str) -> str:
 
 
 def answer_matches(continuation: str, answer: str) -> bool:
+    """The normalised continuation starts with the normalised answer as a whole word: "Tower." and "Tower of
+    London" say "Tower", "Towering" and "Towers" do not (a prefix is another word). An empty answer never matches."""
     ans = normalise(answer)
-    return bool(ans) and normalise(continuation).startswith(ans)
+    cont = normalise(continuation)
+    if not ans or not cont.startswith(ans):
+        return False
+    return re.match(r"\w", cont[len(ans):]) is None  # the answer ends a word: no letter, digit or _ next
 
 
 @torch.no_grad()
