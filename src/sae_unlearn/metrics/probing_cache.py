@@ -20,7 +20,7 @@ from sae_unlearn.io_utils import atomic_write_json, cache_root
 
 log = logging.getLogger(__name__)
 
-_FORMAT = 1
+_FORMAT = 2  # 2: whole-word answer matching and training-phrasing probing (2026-12-04)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 
 
