@@ -293,7 +293,7 @@ def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
 
 
 def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
-    """The user's names (each must be known to the model) or ``n_forget`` random known entities."""
+    """The user's names (each known to the model, at least in part) or ``n_forget`` random known entities."""
     cfg = ws.cfg
     by_name = {e.name: e for e in known}
     if not cfg.unlearn.forget:
