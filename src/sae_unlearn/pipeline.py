@@ -433,9 +433,12 @@ def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = N
 
 def recall_by_phrasing(model: nn.Module, tok, forget: list[Entity], n_tok: int) -> dict[str, float]:
     """``forget_recall_form_<phrasing>`` for each held-out phrasing the targets' facts name."""
-    forms = sorted({f.phrasing for e in forget for f in e.facts if f.heldout and f.phrasing})
     return {f"forget_recall_form_{form}": recall(model, tok, _only_phrasing(forget, form), True, n_tok)
-            for form in forms}
+            for form in _heldout_forms(forget)}
+
+
+def _heldout_forms(entities: list[Entity]) -> list[str]:
+    return sorted({f.phrasing for e in entities for f in e.facts if f.heldout and f.phrasing})
 
 
 def _only_phrasing(entities: list[Entity], form: str) -> list[Entity]:
@@ -457,8 +460,7 @@ def _recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
         m["unknown_recall_train_phrasing"] = recall(model, tok, ws.unknown_eval, False, n_tok)
         m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
             model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok)
-        forms = sorted({f.phrasing for e in split.forget for f in e.facts if f.heldout and f.phrasing})
-        for form in forms:
+        for form in _heldout_forms(split.forget):
             m[f"unknown_recall_same_prompts_form_{form}"] = substituted_recall(
                 model, tok, _only_phrasing(split.forget, form), ws.unknown_eval, heldout=True, max_new_tokens=n_tok)
     return m

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from sae_unlearn.entities.phrasings import relation_key
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.methods.adapters import deterministic_train_mode
 from sae_unlearn.methods.lm_losses import answer_nll, encode_fact_answers
@@ -25,7 +26,7 @@ from sae_unlearn.models.layers import decoder_layers, model_device
 
 def relation(entity: Entity, fact: Fact) -> str:
     """What a fact is about: its attribute, or (files without one) its prompt with the name blanked."""
-    return fact.attribute or fact.prompt.replace(entity.name, "{e}")
+    return relation_key(entity.name, fact)
 
 
 def split_for_relearning(entity: Entity) -> tuple[Entity, Entity] | None:

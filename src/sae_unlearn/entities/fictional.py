@@ -8,9 +8,8 @@ alone: the floor a forgotten entity should fall to.
 
 from __future__ import annotations
 
-import random
-
 import dataclasses
+import random
 
 from sae_unlearn.entities.types import Entity
 

@@ -112,7 +112,7 @@ def appositive_prompt(name: str, prompt: str) -> str:
 
 
 def relation_key(name: str, fact: Fact) -> str:
-    """The fact's relation: its attribute, or its prompt with the name blanked (as the relearning attack reads it)."""
+    """The fact's relation: its attribute, or its prompt with the name blanked (the relearning attack's too)."""
     return fact.attribute or fact.prompt.replace(name, "{e}")
 
 
