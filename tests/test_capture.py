@@ -52,6 +52,22 @@ def test_capture_matches_hidden_states_and_skips_upper_layers(tiny_model_dir):
     torch.testing.assert_close(acts, expected, rtol=1e-4, atol=1e-5)
 
 
+def test_prompts_sharing_the_words_up_to_the_entity_run_once_with_the_same_activations(tiny_model_dir):
+    """Capture runs each distinct prefix up to the entity's last token once: rows that share it get
+    the activation a full pass over their own prompt gives, in their own order."""
+    model, tok = load_causal_lm(tiny_model_dir)
+    prompts = ["Alden Voss works as a", "the occupation of Brisa Kestrel is", "Alden Voss is a painter"]
+    enc = encode_prompts(tok, prompts, ["Alden Voss", "Brisa Kestrel", "Alden Voss"])
+    rows_run: list[int] = []
+    handle = decoder_layers(model)[0].register_forward_pre_hook(lambda _m, args: rows_run.append(args[0].shape[0]))
+    acts = capture_entity_activations(model, enc, layer=1)
+    handle.remove()
+    assert sum(rows_run) == 2, "the two prompts that open with 'Alden Voss' share one prefix"
+    with torch.no_grad():
+        ref = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[2]
+    torch.testing.assert_close(acts, ref[torch.arange(3), enc.entity_last], rtol=1e-4, atol=1e-5)
+
+
 def test_answer_logprobs_and_last_logits_match_the_full_vocabulary_pass(tiny_model_dir):
     """The vocabulary projection fed only the positions a loss reads (``head_reads_only``) gives the
     numbers of the plain full pass, Gemma-2's soft-capped logits included, and leaves no hook behind."""
@@ -101,3 +117,31 @@ def test_batched_decoding_returns_each_prompt_its_own_continuation(micro_workspa
     prompts = [("a b c d e " * (i % 5)) + f.prompt for i, f in enumerate(facts)]  # lengths interleaved
     one_by_one = [greedy_continuations(ws.model, ws.tokenizer, [p], 3)[0] for p in prompts]
     assert greedy_continuations(ws.model, ws.tokenizer, prompts, 3, batch_size=4) == one_by_one
+
+
+def test_a_model_state_decodes_each_prompt_once_and_a_new_state_decodes_again(micro_workspace):
+    """Inside ``reuse_greedy_continuations`` repeated prompts are not decoded again and come back
+    unchanged; once the block ends, changed weights are decoded afresh (no stale answers)."""
+    import copy
+
+    from sae_unlearn.metrics.recall import greedy_continuations, reuse_greedy_continuations
+
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    prompts = [f.prompt for e in ws.split.forget for f in e.facts][:6]
+    decoded: list[int] = []
+    model.generate = (lambda g: lambda **kw: decoded.append(kw["input_ids"].shape[0]) or g(**kw))(model.generate)
+    plain = greedy_continuations(model, ws.tokenizer, prompts, 3)
+    decoded.clear()
+    with reuse_greedy_continuations(model):
+        first = greedy_continuations(model, ws.tokenizer, prompts + prompts[:2], 3)
+        with reuse_greedy_continuations(model):  # a nested block shares the outer store
+            again = greedy_continuations(model, ws.tokenizer, prompts[::-1], 3)
+    assert sum(decoded) == len(set(prompts)), "each distinct prompt is decoded once per model state"
+    assert first == plain + plain[:2] and again == plain[::-1]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(0.0)  # another state: the same prompts must be decoded, not read back
+    decoded.clear()
+    assert greedy_continuations(model, ws.tokenizer, prompts, 3) != plain
+    assert sum(decoded) == len(prompts)

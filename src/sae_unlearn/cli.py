@@ -105,6 +105,9 @@ SAEOpt = typer.Option(None, "--sae", help="sae-lens SAE: a local directory, RELE
 SAEIdOpt = typer.Option(None, "--sae-id", help="SAE id inside the --sae release.")
 EntitiesOpt = typer.Option(None, "--entities", "-e", help="Entity JSONL file (default: the bundled real entities).")
 ForgetOpt = typer.Option(None, "--forget", help="Comma-separated entity names to forget.")
+NameOnlyOpt = typer.Option(None, "--name-only/--with-facts",
+                           help="Forget the --forget names from what the model itself says about them; the entity "
+                                "file's facts of those names are used only to evaluate (a name need not be in it).")
 StrictOpt = typer.Option(None, "--strict/--no-strict", help="Stop (instead of skipping) when a forget entity is unknown to the model.")
 LoraOpt = typer.Option(None, "--lora/--full", help="Train a LoRA adapter (peft) instead of full weights.")
 DtypeOpt = typer.Option(None, "--dtype", help="float32 or bfloat16.")
@@ -158,6 +161,7 @@ def run(
     steps: Optional[int] = typer.Option(None, "--steps", help="Unlearning step budget."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     strict: Optional[bool] = StrictOpt,
+    name_only: Optional[bool] = NameOnlyOpt,
     lora: Optional[bool] = LoraOpt,
     dtype: Optional[str] = DtypeOpt,
     gradient_checkpointing: Optional[bool] = CkptOpt,
@@ -173,7 +177,7 @@ def run(
     with _user_errors():
         cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
                            device, seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
-                           unlearn__method=method)
+                           unlearn__method=method, unlearn__name_only=name_only)
         if cfg.model.name is None:
             raise UserInputError("No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
                                  "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`.")
@@ -194,6 +198,7 @@ def compare(
     entities: Optional[Path] = EntitiesOpt,
     forget: Optional[str] = ForgetOpt,
     strict: Optional[bool] = StrictOpt,
+    name_only: Optional[bool] = NameOnlyOpt,
     lora: Optional[bool] = LoraOpt,
     dtype: Optional[str] = DtypeOpt,
     gradient_checkpointing: Optional[bool] = CkptOpt,
@@ -218,7 +223,7 @@ def compare(
                           unlearn__forget=_names(forget), device=device)
         else:
             cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
-                               device, seed=seed, layer=layer, unlearn__steps=steps)
+                               device, seed=seed, layer=layer, unlearn__steps=steps, unlearn__name_only=name_only)
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
         metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models,

@@ -105,6 +105,9 @@ class UnlearnConfig(_Strict):
     method: str = "sae_guided"
     forget: list[str] = Field(default_factory=list)  # entity names; empty: draw n_forget at random
     n_forget: int = Field(10, ge=1)
+    # the losses see only what the model says about each name in ``forget`` (stages/name_only.py), never
+    # the entity file's facts about it; a name need not be in the file
+    name_only: bool = False
     retain_fraction: float = Field(0.5, gt=0, lt=1)  # of the other known entities, used in the retain loss
     steps: int = Field(400, ge=1)
     lr: float = Field(3e-3, gt=0)
@@ -129,6 +132,8 @@ class UnlearnConfig(_Strict):
     # generic contexts naming each target (and, as minimal pairs, each retained entity) added to the
     # SAE-guided losses (entities/contexts.py; docs/method.md); 0: the fact prompts only
     contexts: int = Field(0, ge=0, le=12)
+    # every training fact also after N sentence openings (entities/contexts.py LEAD_INS), targets and retained
+    lead_ins: int = Field(0, ge=0, le=6)
     eval_every: int = Field(10, ge=1)
     checkpoint_every: int = Field(25, ge=0)  # steps between crash-safe checkpoints in OUT/checkpoints; 0: none
     stop_share: float = Field(1.0, ge=0, le=1)
@@ -200,9 +205,22 @@ def load_config(path: Path | None, overrides: dict | None = None) -> DemoConfig:
             node = node.setdefault(part, {})
         node[leaf] = value
     try:
-        return DemoConfig.model_validate(data)
+        cfg = DemoConfig.model_validate(data)
     except ValidationError as exc:
         raise UserInputError(_explain(exc, path)) from exc
+    _check_name_only(cfg)
+    return cfg
+
+
+def _check_name_only(cfg: DemoConfig) -> None:
+    """Before any compute: --name-only needs names, and a real model to say what it knows of them."""
+    if not cfg.unlearn.name_only:
+        return
+    if not cfg.unlearn.forget:
+        raise UserInputError('--name-only forgets the names you give: add --forget "Name1,Name2".')
+    if not cfg.model.name:
+        raise UserInputError("--name-only needs a real model (--model): the synthetic world's model knows nothing "
+                             "beyond its own world, so there is nothing to ask it about a name.")
 
 
 def _explain(exc: ValidationError, path: Path | None) -> str:

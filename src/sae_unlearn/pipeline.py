@@ -7,13 +7,14 @@ demo share one code path; expensive artefacts (world model, SAE) are cached by c
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
+import dataclasses
 import hashlib
 import json
 import logging
 import random
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from sae_unlearn.metrics.entangled import split_entangled
 from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_floors, relearn_metrics, state_attacks
 from sae_unlearn.metrics.alignment import (KnownUnknownProbe, centroid_distances, entity_activations, entity_codes,
                                            sae_codes)
-from sae_unlearn.metrics.recall import entity_recall_shares, greedy_continuations, recall, substituted_recall
+from sae_unlearn.metrics.recall import (entity_recall_shares, greedy_continuations, recall, reuse_greedy_continuations,
+                                       substituted_recall)
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.capture import capture_all_positions
 from sae_unlearn.models.layers import check_layer, hook_name, model_device, num_layers
@@ -50,6 +52,7 @@ from sae_unlearn.models.world_model import get_or_train_world_model
 from sae_unlearn.sae.latents import LatentScores, separation_scores
 from sae_unlearn.sae.loading import check_sae_matches, load_sae
 from sae_unlearn.sae.training import save_sae, train_sae
+from sae_unlearn.stages.name_only import DescribedName, NameOnlySettings, describe_names, evaluation_entity
 
 log = logging.getLogger("sae_unlearn")
 
@@ -87,6 +90,19 @@ class Workspace:
     partly_answerable_only: list[str] = field(default_factory=list)  # the same among entities known in part
     # per target: (training facts recalled on probing, training facts); a requested target may be known in part
     forget_known_facts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # --name-only: what the model said about each requested name; the losses see these facts, not the file's
+    described: list[DescribedName] = field(default_factory=list)
+    # SAE codes of the original model at the entity's last token ("forget", "unknown", "known": the other
+    # known entities), every phrasing, from its evaluation: the report's figures reuse them
+    original_codes: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def training_split(self) -> EntitySplit:
+        """The split the methods train on: with --name-only, the targets carry the facts the model gave."""
+        assert self.split is not None
+        if not self.described:
+            return self.split
+        by_name = {d.name: d.entity() for d in self.described if d.known}
+        return dataclasses.replace(self.split, forget=[by_name[e.name] for e in self.split.forget])
 
 
 # -- stage 1: the world and its model ------------------------------------------------------------
@@ -116,9 +132,10 @@ def build_real(cfg: DemoConfig, progress: bool = True) -> Workspace:
                                         cfg.entities.heldout_phrasings)
     names = {e.name for e in entities}
     missing = [n for n in cfg.unlearn.forget if n not in names]
-    if missing:  # before loading anything: a typo should not cost a model load
+    if missing and not cfg.unlearn.name_only:  # before loading anything: a typo should not cost a model load
         raise UserInputError(f"Forget entities {missing} are not in the entity file "
-                             f"{cfg.entities.file or 'data/real_entities.jsonl'}; check the spelling or add them.")
+                             f"{cfg.entities.file or 'data/real_entities.jsonl'}; check the spelling, add them, "
+                             "or use --name-only to forget them from what the model itself says about them.")
     with parallel.main_process_first():  # a built-in model is converted once, by one process
         model_dir = resolve_model_source(cfg.model.name)
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device, dtype=DTYPES[cfg.model.dtype])
@@ -217,7 +234,7 @@ def make_split(ws: Workspace) -> Workspace:
     rng = random.Random(cfg.seed)
     forget = _forget_targets(ws, known, rng)
     ws.forget_known_facts = _known_fact_counts(ws, forget)
-    forget_names = {e.name for e in forget}
+    forget_names = {e.name for e in forget} | set(cfg.unlearn.forget)  # a skipped request is not kept either
     others = [e for e in known if e.name not in forget_names]
     rng.shuffle(others)
     n_retain = max(1, int(round(len(others) * cfg.unlearn.retain_fraction)))
@@ -227,7 +244,7 @@ def make_split(ws: Workspace) -> Workspace:
     ws.split = EntitySplit(forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half])
     ws.unknown_eval = unknown[half:]
     if ws.world is None:  # real file entities the model recalls nothing of are unknown too
-        never = [e for e, s in zip(ws.candidates, shares) if s == 0]
+        never = [e for e, s in zip(ws.candidates, shares) if s == 0 and e.name not in forget_names]
         rng.shuffle(never)
         ws.unknown_eval += never[: cfg.entities.max_unknown_eval]
     ws.split.validate()
@@ -295,6 +312,8 @@ def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
 def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
     """The user's names (each known to the model, at least in part) or ``n_forget`` random known entities."""
     cfg = ws.cfg
+    if cfg.unlearn.name_only:
+        return _name_only_targets(ws, known)
     by_name = {e.name: e for e in known}
     if not cfg.unlearn.forget:
         if cfg.unlearn.n_forget >= len(known):
@@ -314,12 +333,36 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
         answerable = set(ws.all_answerable + ws.partly_answerable_only)
         detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in answerable
                            else f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
-        msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
-        if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
-            raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
-        log.warning("%s Skipping them (use --strict to stop instead).", msg)
-        ws.skipped_forget = not_known
+        _skip_not_known(ws, not_known, detail)
     return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
+
+
+def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> None:
+    """Requested names the model does not know: an error under --strict (or when none is left), else skipped."""
+    cfg = ws.cfg
+    msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
+    if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
+        raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
+    log.warning("%s Skipping them (use --strict to stop instead).", msg)
+    ws.skipped_forget = not_known
+
+
+def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
+    """--name-only: the losses get what the model says about each name (stages/name_only.py); evaluation
+    reads the file's facts of a name the file has (with their answerable flags), else the described ones."""
+    cfg = ws.cfg  # config.load_config has checked that names and a real model are given
+    ws.described = describe_names(ws.model, ws.tokenizer, list(cfg.unlearn.forget), ws.candidates, known, ws.layer,
+                                  NameOnlySettings(max_new_tokens=cfg.eval.max_new_tokens), seed=cfg.seed)
+    not_known = [d for d in ws.described if not d.known]
+    if not_known:
+        _skip_not_known(ws, [d.name for d in not_known], ", ".join(
+            f"{d.name} (read as a {d.type}; none of {d.asked} questions answered with confidence, or only with "
+            "answers it gives for made-up names too)" for d in not_known))
+    in_file = {e.name: e for e in ws.candidates}
+    for d in ws.described:
+        log.info("name-only: %s read as a %s; %d facts the model gives: %s", d.name, d.type, len(d.facts),
+                 "; ".join(f"{f.prompt} {f.answer}" for f in d.facts[:6]))
+    return [evaluation_entity(d, in_file.get(d.name)) for d in ws.described if d.known]
 
 
 def _known_fact_counts(ws: Workspace, targets: list[Entity]) -> dict[str, tuple[int, int]]:
@@ -373,7 +416,7 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
                checkpointer: Checkpointer | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
     assert ws.split is not None and ws.probe is not None and ws.scores is not None
     model = copy.deepcopy(ws.model)
-    probe, split = ws.probe, ws.split
+    probe, split = ws.probe, ws.training_split()
 
     def targets_classified_unknown(m: nn.Module) -> float:
         z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
@@ -472,6 +515,13 @@ def is_floor_key(key: str) -> bool:
 
 
 def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
+    """Every metric of one model state; its weights do not change meanwhile, so a prompt asked by
+    several metrics is decoded once."""
+    with reuse_greedy_continuations(model):
+        return _state_metrics(ws, model)
+
+
+def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
     split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
     assert split is not None and ws.probe is not None
     m: dict[str, float] = {}
@@ -496,6 +546,10 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
     acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
     acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
     z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
+    acts_k = entity_activations(model, tok, split.other_known, ws.layer)[0] \
+        if ws.cfg.attack.enabled or model is ws.model else None
+    if model is ws.model:  # the report's figures read the original model's codes again
+        ws.original_codes = {"forget": z_f, "unknown": z_u, "known": sae_codes(ws.sae, acts_k)}
     m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
     m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
     m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
@@ -506,7 +560,7 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
         says_no = greedy_continuations(model, tok, [f"do you know {e.name} ?" for e in split.forget], 1)
         m["forget_says_unknown"] = float(np.mean([s.strip().startswith("no") for s in says_no]))
     if ws.cfg.attack.enabled:
-        m |= state_attacks(ws, model, acts_f, acts_u, floors=model is ws.model)
+        m |= state_attacks(ws, model, acts_f, acts_u, acts_k, floors=model is ws.model)
     return m
 
 
@@ -533,6 +587,9 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         "forget": [e.name for e in ws.split.forget], "skipped_forget": ws.skipped_forget,
         # per target: [training facts the original model recalled, training facts] (issue 21)
         "forget_known_facts": {n: list(c) for n, c in ws.forget_known_facts.items()},
+        # --name-only: per name, the type read off the model and the facts it gave (what the losses saw)
+        "name_only_targets": {d.name: {"type": d.type, "facts": [[f.prompt, f.answer] for f in d.facts]}
+                              for d in ws.described},
         "n_known": ws.n_known,
         "n_facts_answerable": sum(f.answerable for e in ws.candidates for f in e.facts),
         "known_all_answerable": ws.all_answerable,
@@ -569,6 +626,10 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
                      "(docs/metrics.md)")
     if ws.skipped_forget:
         notes.append(f"skipped (not known to the model, nothing to forget): {', '.join(ws.skipped_forget)}")
+    if ws.described:
+        notes.append("name-only: the losses saw only what the model says about each name ("
+                     + "; ".join(f"{d.name}: a {d.type}, {len(d.facts)} facts" for d in ws.described if d.known)
+                     + "); recall reads the entity file's held-out phrasings of the names it has")
     if ws.probing:
         notes.append(f"probing: {metrics['n_known']} of {len(ws.candidates)} entities known "
                      f"(recall >= {ws.cfg.eval.known_threshold:.0%} of their facts)")
@@ -612,12 +673,16 @@ def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace
     """Stages 1-4 on the synthetic world, plus the "before" metrics every method shares."""
     ws = build_workspace(cfg, progress)
     get_sae(ws, progress)
-    make_split(ws)
-    select_latents(ws)
+    with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
+        make_split(ws)
+        select_latents(ws)
+        t0 = time.time()
+        baseline = evaluate_state(ws, ws.model)
+        ws.timings["evaluate_original"] = time.time() - t0
     t0 = time.time()
     ws.relearn_floors = relearn_floors(ws)
     ws.timings["relearn_floors"] = time.time() - t0
-    return ws, evaluate_state(ws, ws.model)
+    return ws, baseline
 
 
 def check_resumable(cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwrite: bool, resume: bool) -> Path:

@@ -17,7 +17,6 @@ from sae_unlearn.attacks.paraphrase import context_prompts, free_generation, hel
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
 from sae_unlearn.entities.types import Entity, Fact
-from sae_unlearn.metrics.alignment import entity_activations
 from sae_unlearn.metrics.recall import scored_facts, share_answered
 
 if TYPE_CHECKING:  # the pipeline imports this module
@@ -35,13 +34,14 @@ def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Enti
 
 
 def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,
-                  floors: bool) -> dict:
-    """Probes, paraphrases and free generation on ``model``; ``floors``: also on unknown entities."""
+                  acts_known: torch.Tensor, floors: bool) -> dict:
+    """Probes, paraphrases and free generation on ``model`` (``acts_*``: its activations at the entity's
+    last token, every fact prompt, of the targets, unknown and other known entities); ``floors``: also on
+    unknown entities."""
     split, tok, n_tok, seed = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.cfg.seed
     assert split is not None and ws.residual_probe is not None
     synthetic = ws.world is not None
     m: dict = {"forget_probe_auc_residual": ws.residual_probe.auc(acts_forget, acts_unknown)}
-    acts_known, _ = entity_activations(model, tok, split.other_known, ws.layer)
     acc = attribute_probe_accuracy(FactRows.of(split.other_known, acts_known),
                                    {"forget": FactRows.of(split.forget, acts_forget),
                                     "unknown": FactRows.of(ws.unknown_eval, acts_unknown)}, seed=seed)

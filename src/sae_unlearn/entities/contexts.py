@@ -14,6 +14,7 @@ import dataclasses
 from sae_unlearn.entities.types import Entity, Fact
 
 CONTEXT_PHRASING = "context"
+LEAD_IN_PHRASING = "lead_in"
 CONTEXTS = (
     "{e}",
     "Tell me about {e}.",
@@ -41,3 +42,34 @@ def with_contexts(entities: list[Entity], n: int) -> list[Entity]:
 
 def is_context(fact: Fact) -> bool:
     return fact.phrasing == CONTEXT_PHRASING
+
+# Sentence openings put before a training fact, so the entity sits deep in the sentence as in a question or
+# a passing mention. None is an evaluation phrasing's (entities/phrasings.py ``_PASSING``): the headline
+# numbers read lead-ins that no loss saw.
+LEAD_INS = (
+    "According to the notes I took at the lecture,",
+    "My grandmother, who reads a lot, always says that",
+    "It is written on the first page of the guidebook that",
+    "Someone asked me about this yesterday, and I told them that",
+    "In a quiz on the radio last night, the answer was that",
+    "If I remember the documentary correctly,",
+)
+
+
+def _after_lead_in(lead: str, prompt: str, name: str) -> str:
+    body = prompt if prompt.startswith(name) or not prompt[:1].isupper() else prompt[:1].lower() + prompt[1:]
+    return f"{lead} {body}"
+
+
+def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
+    """Each entity with every training fact also asked after the first ``n`` lead-ins (0: unchanged): the
+    same answer, the entity further from the sentence start."""
+    if n <= 0:
+        return entities
+    out = []
+    for e in entities:
+        train = [f for f in e.facts if not f.heldout and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)]
+        extra = [dataclasses.replace(f, prompt=_after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
+                 for f in train for lead in LEAD_INS[:n]]
+        out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
+    return out

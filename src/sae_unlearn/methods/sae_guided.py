@@ -14,6 +14,7 @@ Choices the paper leaves open are recorded in docs/method.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from sae_unlearn import parallel
-from sae_unlearn.entities.contexts import is_context, with_contexts
+from sae_unlearn.entities.contexts import is_context, with_contexts, with_lead_ins
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.methods import sharding
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, fact_prompts, sample_rows
@@ -60,6 +61,9 @@ class SAEGuidedConfig:
     # generic contexts naming the entity (entities/contexts.py) added to every target's forget prompts and,
     # as minimal pairs, to every retained entity's retain prompts: the change must hold after any lead-in
     contexts: int = 0
+    # every training fact also after this many sentence openings (entities/contexts.py ``LEAD_INS``), for
+    # targets and, as minimal pairs, for retained entities: the name deep in a sentence, as in questions
+    lead_ins: int = 0
     eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
     train_layers: list[int] | None = None  # default: every block up to the SAE's layer
@@ -152,7 +156,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if not task.split.unknown or not task.split.retain:
             raise UserInputError("SAE-guided unlearning needs unknown entities (the target to move toward) and "
                                  "retained known entities (to keep); the split has none of one of them.")
-        forget_entities = with_contexts(task.split.forget, self.cfg.contexts)
+        forget_entities = self._with_extra_rows(task.split.forget)
         self.forget = encode_facts(task.tokenizer, forget_entities).to(device)
         # row i's after-entity positions are rows forget_offsets[i]:forget_offsets[i+1] of the references
         self.forget_offsets = torch.cat([torch.zeros(1, dtype=torch.long),
@@ -197,15 +201,16 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.forget_hidden0 = hidden0.detach() if self.cfg.w_downstream > 0 else None
         self.scale = (z0 - self.ref_unknown).pow(2).sum(-1).mean().clamp_min(1e-8)
         self.gap_h = (h0 - (task.sae.decode(self.ref_unknown) + self.ref_error)).pow(2).sum(-1).mean().clamp_min(1e-8)
-        retain_entities = with_contexts(task.split.retain, self.cfg.contexts)
+        retain_entities = self._with_extra_rows(task.split.retain)
         self.retain = encode_facts(task.tokenizer, retain_entities).to(device)
         # rows that are facts (with an answer), in order: the answer hinge reads only these
         self.retain_is_fact = torch.tensor([not is_context(f) for e in retain_entities for f in e.facts
                                             if not f.heldout], device=device)
         fact_rows = self.retain_is_fact.nonzero().squeeze(1).cpu()
+        retain_facts = [dataclasses.replace(e, facts=[f for f in e.facts if not is_context(f)]) for e in retain_entities]
         self.paired: list[int] = []
         if self.cfg.retain_paired:
-            self.paired = fact_rows[paired_rows(task.split.forget, task.split.retain)].tolist()
+            self.paired = fact_rows[paired_rows(forget_entities, retain_facts)].tolist()
             log.info("retain_paired: %d of %d retained facts share a forget prompt's wording", len(self.paired),
                      len(fact_rows))
         if sharding.fsdp_requested():
@@ -215,10 +220,14 @@ class SAEGuidedUnlearner(GradientUnlearner):
         with torch.no_grad():
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
         self.retain_answer = torch.zeros(len(self.retain_is_fact), dtype=torch.long, device=device)
-        self.retain_answer[self.retain_is_fact] = answer_first_tokens(task.tokenizer, task.split.retain).to(device)
+        self.retain_answer[self.retain_is_fact] = answer_first_tokens(task.tokenizer, retain_facts).to(device)
         self.retain_margin = answer_margin(self.retain_logp, self.retain_answer)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
+
+    def _with_extra_rows(self, entities: list[Entity]) -> list[Entity]:
+        """The entities' training facts, plus the same facts after lead-ins and the generic contexts."""
+        return with_contexts(with_lead_ins(entities, self.cfg.lead_ins), self.cfg.contexts)
 
     @property
     def _wants_next(self) -> bool:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -56,7 +57,38 @@ def continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_token
     return outs
 
 
+# (model, {(prompt, max_new_tokens): continuation}) while ``reuse_greedy_continuations`` holds for it
+_reused: list[tuple[nn.Module, dict[tuple[str, int], str]]] = []
+
+
+@contextmanager
+def reuse_greedy_continuations(model: nn.Module) -> Iterator[None]:
+    """Inside this block ``model``'s weights do not change, so a prompt decoded once is not decoded
+    again. Why: one model state's metrics ask the same prompts several times (recall, recall without
+    the answerable facts, recall per phrasing, the paraphrase attack, probing and the "before"
+    numbers), and greedy decoding is most of an evaluation's time on CPU. Nested blocks for the same
+    model share one store; the store ends with the outermost block."""
+    if any(m is model for m, _ in _reused):
+        yield
+        return
+    _reused.append((model, {}))
+    try:
+        yield
+    finally:
+        _reused.pop()
+
+
 def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64) -> list[str]:
+    store = next((s for m, s in _reused if m is model), None)
+    if store is None:
+        return _greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
+    missing = list(dict.fromkeys(p for p in prompts if (p, max_new_tokens) not in store))
+    for prompt, text in zip(missing, _greedy(model, tokenizer, missing, max_new_tokens, batch_size)):
+        store[(prompt, max_new_tokens)] = text
+    return [store[(p, max_new_tokens)] for p in prompts]
+
+
+def _greedy(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
     return continuations(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False, num_beams=1,
                          temperature=None, top_p=None, top_k=None)
 

@@ -63,14 +63,16 @@ def capture_entity_activations(
     batch_size: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU)."""
+    """Activations at the entity's last token, [n_prompts, d_model] (float32, on CPU); each distinct
+    prefix up to that token runs once (``EncodedPrompts.entity_prefixes``)."""
     check_layer(model, layer)
+    prefixes, owner = prompts.entity_prefixes()
     out = [torch.empty(0, hidden_size(model))]
-    for batch in tqdm(_own_batches(model, prompts, batch_size), disable=not progress, desc=f"capture layer {layer}"):
+    for batch in tqdm(_own_batches(model, prefixes, batch_size), disable=not progress, desc=f"capture layer {layer}"):
         hidden = residual_at_layer(model, batch.input_ids, batch.attention_mask, layer)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         out.append(hidden[rows, batch.entity_last].float().cpu())
-    return parallel.gather_rows(torch.cat(out))
+    return parallel.gather_rows(torch.cat(out))[owner]
 
 
 @torch.no_grad()

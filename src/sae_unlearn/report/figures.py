@@ -32,8 +32,9 @@ def run_figures(out: Path, ws: "Workspace", results: dict[str, tuple[dict, "Unle
     k = ws.cfg.latents.top_k
     known_latents, unknown_latents = ws.scores.top_known(k), ws.scores.top_unknown(k)
     codes = lambda model, entities: entity_codes(model, ws.tokenizer, ws.sae, entities, ws.layer)[0]  # noqa: E731
-    z_known, z_unk, z_before = (codes(ws.model, ws.split.other_known), codes(ws.model, ws.unknown_eval),
-                                codes(ws.model, ws.split.forget))
+    original = ws.original_codes  # from the original model's evaluation, when it ran in this process
+    z_known, z_unk, z_before = (original["known"], original["unknown"], original["forget"]) if original else \
+        (codes(ws.model, ws.split.other_known), codes(ws.model, ws.unknown_eval), codes(ws.model, ws.split.forget))
     z_after = {}
     for name, model in edited.items():
         with results[name][1].context(model):  # an inference-time edit is part of the model
