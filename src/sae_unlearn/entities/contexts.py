@@ -43,6 +43,7 @@ def with_contexts(entities: list[Entity], n: int) -> list[Entity]:
 def is_context(fact: Fact) -> bool:
     return fact.phrasing == CONTEXT_PHRASING
 
+
 # Sentence openings put before a training fact, so the entity sits deep in the sentence as in a question or
 # a passing mention. None is an evaluation phrasing's (entities/phrasings.py ``_PASSING``): the headline
 # numbers read lead-ins that no loss saw.
