@@ -1,1 +1,1 @@
-"""Pipeline stages that turn one record into the next (see ../shared LAYOUT; issue 22 moves the rest here)."""
+"""Pipeline stages, one module each; today the name-only targets, the rest follow with issue 22's restructure."""

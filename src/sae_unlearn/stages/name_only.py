@@ -14,7 +14,7 @@ Why: a user asked to remove a person often knows only whom, not which facts the 
    ``--strict``).
 
 Evaluation still reads the file's held-out phrasings of a name that is in the file (the facts the user
-never gave), and the described facts' held-out phrasings otherwise. Decision: docs/method.md.
+never gave), and the described facts' held-out phrasings otherwise. Decision: docs/real_models.md.
 """
 
 from __future__ import annotations
