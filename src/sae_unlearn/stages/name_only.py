@@ -33,7 +33,7 @@ from sae_unlearn.entities.phrasings import TRAIN_PHRASING, relation_key, with_he
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.answerable import mark_answerable
 from sae_unlearn.metrics.recall import greedy_continuations
-from sae_unlearn.models.capture import capture_entity_activations
+from sae_unlearn.models.capture import capture_entity_activations, residual_and_last_logits
 from sae_unlearn.models.layers import model_device
 from sae_unlearn.models.prompts import encode_prompts
 
@@ -121,18 +121,16 @@ def echoes_prompt(answer: str, prompt: str) -> bool:
 
 
 @torch.no_grad()
-def first_token_confidence(model: nn.Module, tokenizer, prompts: list[str], batch_size: int = 64) -> list[float]:
-    """Probability of the most likely next token after each prompt."""
-    old = tokenizer.padding_side
-    tokenizer.padding_side = "left"
+def first_token_confidence(model: nn.Module, tokenizer, prompts: list[str], names: list[str], layer: int,
+                           batch_size: int = 64) -> list[float]:
+    """Probability of the most likely next token after each prompt; the prompts' encoding and the
+    last-position logits of the losses (``encode_prompts``, ``residual_and_last_logits``)."""
+    enc = encode_prompts(tokenizer, prompts, names)
     out: list[float] = []
-    try:
-        for start in range(0, len(prompts), batch_size):
-            enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(model_device(model))
-            logits = model(**enc, use_cache=False).logits[:, -1].float()
-            out += torch.softmax(logits, -1).max(-1).values.tolist()
-    finally:
-        tokenizer.padding_side = old
+    for start in range(0, len(enc), batch_size):
+        batch = enc.slice(start, min(start + batch_size, len(enc))).to(model_device(model))
+        _, logits = residual_and_last_logits(model, batch.input_ids, batch.attention_mask, layer, batch.prompt_last)
+        out += torch.softmax(logits.float(), -1).max(-1).values.tolist()
     return out
 
 
@@ -147,7 +145,7 @@ def describe_names(model: nn.Module, tokenizer, names: list[str], file_entities:
     asked = [(n, t, tpl) for n, t in zip(names, types) for tpl in relations[t]]
     prompts = [tpl.replace("{e}", n) for n, _, tpl in asked]
     answers = [leading_answer(c) for c in greedy_continuations(model, tokenizer, prompts, settings.max_new_tokens)]
-    confidence = first_token_confidence(model, tokenizer, prompts)
+    confidence = first_token_confidence(model, tokenizer, prompts, [n for n, _, _ in asked], layer)
     facts: dict[str, list[Fact]] = {n: [] for n in names}
     for (name, _, tpl), prompt, answer, p in zip(asked, prompts, answers, confidence):
         if answer and p >= settings.min_confidence and not echoes_prompt(answer, prompt):
