@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import random
 
 import pytest
@@ -10,6 +11,7 @@ from sae_unlearn.methods import REGISTRY, get_method
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
 from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
+from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.capture import residual_and_last_logits
 from sae_unlearn.models.layers import decoder_layers
 
@@ -242,3 +244,21 @@ def test_answer_margin_term_keeps_retained_answers_ahead(micro_workspace):
 
     assert sum(recalled) > len(recalled) / 2
     assert margins_lost(20.0) < 0.5 * margins_lost(0.0)
+
+
+def test_scored_sample_is_capped_seeded_and_what_retain_recall_reads(micro_workspace):
+    """eval.max_scored_entities: recall reads the same seeded sample of each set before and after."""
+    from sae_unlearn.config import DemoConfig
+    from sae_unlearn.pipeline import evaluate_state
+
+    ws = micro_workspace
+    cfg = DemoConfig.model_validate(ws.cfg.model_dump() | {"eval": ws.cfg.eval.model_dump() | {"max_scored_entities": 2},
+                                                             "attack": {"enabled": False}})
+    capped = dataclasses.replace(ws, cfg=cfg)
+    others = ws.split.other_known
+    sample = capped.scored(others)
+    assert len(sample) == 2 and all(e in others for e in sample)
+    assert capped.scored(list(others)) == sample  # the same list, the same sample: before and after agree
+    assert dataclasses.replace(ws).scored(others) == others  # no cap: every entity
+    metrics = evaluate_state(capped, ws.model)
+    assert metrics["retain_recall"] == recall(ws.model, ws.tokenizer, capped.scored(ws.split.retain), heldout=True)

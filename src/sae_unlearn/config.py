@@ -146,6 +146,9 @@ class UnlearnConfig(_Strict):
 class EvalConfig(_Strict):
     max_new_tokens: int = Field(4, ge=1)
     known_threshold: float = Field(0.9, ge=0, le=1)  # share of facts recalled for "known"
+    # retained, held-out known and unknown entities whose recall is scored: a seeded sample of this many per
+    # set (the same before and after), or all (None). Evaluation's cost grows with these sets (docs/metrics.md)
+    max_scored_entities: int | None = Field(None, ge=1)
     # real models: a fact the model completes for any of this many made-up names of the entity's type
     # tests the prompt, not the entity, and is left out of recall (metrics/answerable.py); 0: keep all
     answerable_substitutes: int = Field(4, ge=0)

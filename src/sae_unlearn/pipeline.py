@@ -96,6 +96,15 @@ class Workspace:
     # known entities), every phrasing, from its evaluation: the report's figures reuse them
     original_codes: dict[str, torch.Tensor] = field(default_factory=dict)
 
+    def scored(self, entities: list[Entity]) -> list[Entity]:
+        """The entities of a set whose recall is scored: all, or a seeded sample of ``eval.max_scored_entities``.
+        The same list gives the same sample, so the "before" and "after" numbers score the same entities."""
+        k = self.cfg.eval.max_scored_entities
+        if k is None or len(entities) <= k:
+            return entities
+        keep = set(random.Random(f"scored-{self.cfg.seed}").sample(range(len(entities)), k))
+        return [e for i, e in enumerate(entities) if i in keep]
+
     def training_split(self) -> EntitySplit:
         """The split the methods train on: with --name-only, the targets carry the facts the model gave."""
         assert self.split is not None
@@ -493,14 +502,14 @@ def _recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
     prompts with their names swapped for unknown ones, on the same phrasings as each recall."""
     split, tok, n_tok, held = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
     assert split is not None
-    m = {"unknown_recall": recall(model, tok, ws.unknown_eval, held, n_tok),
+    m = {"unknown_recall": recall(model, tok, ws.scored(ws.unknown_eval), held, n_tok),
          "unknown_recall_same_prompts": substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
                                                            max_new_tokens=n_tok)}
     if ws.answerable_checked:
         m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
             model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True)
     if held:
-        m["unknown_recall_train_phrasing"] = recall(model, tok, ws.unknown_eval, False, n_tok)
+        m["unknown_recall_train_phrasing"] = recall(model, tok, ws.scored(ws.unknown_eval), False, n_tok)
         m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
             model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok)
         for form in _heldout_forms(split.forget):
@@ -532,6 +541,7 @@ def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
     # facts of other entities that name a target are about the target too: scored apart (metrics/entangled.py)
     retain, entangled_r = split_entangled(split.retain, split.forget)
     heldout_known, entangled_h = split_entangled(split.heldout_known, split.forget)
+    retain, heldout_known = ws.scored(retain), ws.scored(heldout_known)
     m["retain_recall"] = recall(model, tok, retain, held, n_tok)
     m["heldout_known_recall"] = recall(model, tok, heldout_known, held, n_tok)
     if entangled_r + entangled_h:
@@ -595,7 +605,8 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
         "known_all_answerable": ws.all_answerable,
         "n_candidates": len(ws.candidates),
         "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
-        "n_unknown_eval": len(ws.unknown_eval), "timings": ws.timings, "processes": parallel.num_processes(),
+        "n_unknown_eval": len(ws.unknown_eval), "max_scored_entities": ws.cfg.eval.max_scored_entities,
+        "timings": ws.timings, "processes": parallel.num_processes(),
         "fsdp": sharding.fsdp_launched(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
@@ -609,7 +620,8 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
     notes = [f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
              f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
              f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
-             f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}",
+             f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}"
+             + (f" (recall scored on a seeded sample of at most {k} of each)" if (k := ws.cfg.eval.max_scored_entities) else ""),
              ("recall is on held-out phrasings (never in training or in any unlearning loss): questions, passing "
               "mentions in a longer sentence, and the name with an aside (`*_train_phrasing_*`: the cloze statements "
               "the losses train on; `forget_recall_form_*`: each held-out phrasing alone)" if ws.world is None else
@@ -753,7 +765,7 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
             with outcome.context(model):
                 point = {param: value,
                          "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens),
-                         "retain_recall_after": recall(model, ws.tokenizer, split_entangled(ws.split.retain, ws.split.forget)[0],
+                         "retain_recall_after": recall(model, ws.tokenizer, ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0]),
                                                        ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
             curves[name].append(point)
     return curves

@@ -1,0 +1,115 @@
+"""What every registered method must do on the micro world at its shipped defaults, and the paper's central
+claims for SAE-guided unlearning (issue 26).
+
+The tests are parametrised over ``methods.REGISTRY``: a new method joins them by registering. Every method gets
+the same step budget and the defaults a user gets (the micro config's stronger SAE-guided settings are dropped).
+A contract that a method breaks today is a strict expected failure naming what was measured: once the method is
+mended (issue 23), the test passes, the strict mark turns that into a failure, and the mark must go.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from conftest import MICRO
+from sae_unlearn.config import DemoConfig
+from sae_unlearn.methods import REGISTRY
+from sae_unlearn.pipeline import evaluate, evaluate_state, run_method
+
+STEPS = 150  # every method's budget (the micro config's); baselines stop earlier at the unknown floor
+FORGET_MARGIN = 0.15  # forget recall may sit this far above the same prompts with unknown names
+RETAIN_DROP = 0.10  # retained entities may lose at most this share of their facts
+MAX_GIBBERISH = 0.10  # share of the targets' prompts answered with degenerate text
+
+# (method, contract) -> what was measured at the defaults, 2026-12-04 (floor 0.229, retain before 1.000)
+KNOWN_BREACHES = {
+    ("gradient_ascent", "retain"): "no retain term: retain 1.000 -> 0.368 by its stop at step 20 (issue 23)",
+    ("grad_diff", "retain"): "retain 1.000 -> 0.829 by its stop at step 30 (issue 23)",
+    ("rmu", "forget"): "stops at step 90 on the training phrasings with held-out forget recall 0.417 (issue 23)",
+    ("sae_clamp", "forget"): "clamping at multiplier 20 leaves forget recall at 0.556 (issue 23)",
+    ("sae_clamp", "retain"): "the clamped latents fire for other entities too: retain 1.000 -> 0.564 (issue 23)",
+}
+
+
+def _methods(contract: str) -> list:
+    params = []
+    for name in sorted(REGISTRY):
+        reason = KNOWN_BREACHES.get((name, contract))
+        marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
+        params.append(pytest.param(name, marks=marks))
+    return params
+
+
+@pytest.fixture(scope="module")
+def at_defaults(micro_workspace):
+    """The micro world's model, SAE and split with the shipped unlearning defaults, and its "before" metrics."""
+    data = copy.deepcopy(MICRO)
+    data["unlearn"] = {"n_forget": MICRO["unlearn"]["n_forget"], "steps": STEPS}
+    data["attack"] = {"enabled": False}  # the attacks have their own tests; the contracts read recall and codes
+    ws = dataclasses.replace(micro_workspace, cfg=DemoConfig.model_validate(data))
+    return ws, evaluate_state(ws, ws.model)
+
+
+@pytest.fixture(scope="module")
+def unlearned(at_defaults):
+    """Metrics (``*_before``/``*_after`` and floors, as in metrics.json) of each method, run once per module."""
+    ws, before = at_defaults
+    runs: dict[str, dict] = {}
+
+    def metrics_of(name: str) -> dict:
+        if name not in runs:
+            model, outcome, _ = run_method(ws, name, progress=False)
+            runs[name] = evaluate(ws, model, outcome, before)
+        return runs[name]
+
+    return metrics_of
+
+
+@pytest.mark.parametrize("name", _methods("forget"))
+def test_forget_recall_falls_to_the_level_of_unknown_names(unlearned, name):
+    m = unlearned(name)
+    assert m["forget_recall_before"] >= 0.8  # the targets were known
+    bar = m["unknown_recall_same_prompts"] + FORGET_MARGIN
+    assert m["forget_recall_after"] <= bar, f"{name}: forget recall {m['forget_recall_after']:.3f} > {bar:.3f}"
+
+
+@pytest.mark.parametrize("name", _methods("retain"))
+def test_retained_entities_keep_their_facts(unlearned, name):
+    m = unlearned(name)
+    drop = m["retain_recall_before"] - m["retain_recall_after"]
+    assert drop <= RETAIN_DROP, f"{name}: retain {m['retain_recall_before']:.3f} -> {m['retain_recall_after']:.3f}"
+
+
+@pytest.mark.parametrize("name", _methods("gibberish"))
+def test_targets_are_not_answered_with_gibberish(unlearned, name):
+    m = unlearned(name)
+    assert m["degenerate_rate_after"] <= MAX_GIBBERISH, f"{name}: degenerate rate {m['degenerate_rate_after']:.3f}"
+
+
+def test_sae_guided_makes_the_targets_unknown_to_the_probe_and_in_sae_space(unlearned):
+    """Forgetting as the paper defines it: the target's representation becomes an unknown entity's."""
+    m = unlearned("sae_guided")
+    assert m["forget_classified_unknown_before"] <= 0.25 and m["forget_classified_unknown_after"] >= 0.75, m
+    assert m["forget_probe_auc_before"] > 0.6 and m["forget_probe_auc_after"] <= 0.6, m
+    assert m["forget_dist_unknown_before"] > m["forget_dist_known_before"]  # the targets started known ...
+    assert m["forget_dist_unknown_after"] < m["forget_dist_known_after"], m  # ... and ended nearer the unknown
+
+
+def test_sae_guided_keeps_other_entities_and_the_language_from_collapse(unlearned):
+    """Loose bounds that a collapsing edit breaks (the micro config's lr 5e-3 / w_retain 3: held-out known
+    0.333, perplexity x6.4, gibberish 0.89); the issue-21 bars are the test below."""
+    m = unlearned("sae_guided")
+    assert m["heldout_known_recall_after"] >= 0.6, m["heldout_known_recall_after"]
+    assert m["perplexity_after"] <= 2 * m["perplexity_before"], (m["perplexity_before"], m["perplexity_after"])
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="measured at the defaults: held-out known 1.000 -> 0.692, perplexity 3.57 -> 5.74 (issue 21)")
+def test_sae_guided_meets_the_specificity_bars(unlearned):
+    """Issue 21's bars: held-out known entities keep 95 % of their facts, perplexity rises at most 2 %."""
+    m = unlearned("sae_guided")
+    assert m["heldout_known_recall_after"] >= 0.95 * m["heldout_known_recall_before"]
+    assert m["perplexity_after"] <= 1.02 * m["perplexity_before"]
