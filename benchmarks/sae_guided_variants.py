@@ -23,8 +23,8 @@ from sae_unlearn.config import load_config
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
 from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
-from sae_unlearn.pipeline import (recall_by_phrasing, build_workspace, get_sae, make_split, perplexity_texts,
-                                  run_method, select_latents)
+from sae_unlearn.pipeline import (_heldout_forms, _only_phrasing, recall_by_phrasing, build_workspace, get_sae,
+                                  make_split, perplexity_texts, run_method, select_latents)
 
 
 def main() -> None:
@@ -44,8 +44,13 @@ def main() -> None:
                                                             f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
     floor = substituted_recall(ws.model, tok, ws.split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok)
-    print(f"same-prompt floor {floor:.3f}; before: forget {recall(ws.model, tok, ws.split.forget, held, n_tok):.3f}, "
-          f"held-out known {recall(ws.model, tok, ws.split.heldout_known, held, n_tok):.3f}")
+    before = {key: recall(ws.model, tok, entities, held, n_tok) for key, entities in
+              (("forget", ws.split.forget), ("retain", ws.split.retain), ("heldout_known", ws.split.heldout_known))}
+    if held:  # each held-out phrasing's own floor: the same prompts with unknown names
+        before |= {f"floor_{form}": substituted_recall(ws.model, tok, _only_phrasing(ws.split.forget, form), ws.unknown_eval,
+                                                       heldout=True, max_new_tokens=n_tok)
+                   for form in _heldout_forms(ws.split.forget)}
+    print(f"same-prompt floor {floor:.3f}; before: {json.dumps(before)}")
     ppl_texts = perplexity_texts(ws, ws.split.other_known)
     ppl_before = perplexity(ws.model, tok, ppl_texts)
     print(f"perplexity before {ppl_before:.3f}")
@@ -82,6 +87,7 @@ def main() -> None:
               f"{r['unlearn_seconds']:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"smollm2": args.smollm2, "perplexity_before": ppl_before, "same_prompt_floor": floor,
+                                    "before": before,
                                     "relearn_floors": {k: v for k, v in floors.items() if "curve" not in k},
                                     "variants": rows}, indent=1))
 
