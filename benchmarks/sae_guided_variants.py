@@ -23,8 +23,8 @@ from sae_unlearn.config import load_config
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
 from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
-from sae_unlearn.pipeline import (_heldout_forms, _only_phrasing, recall_by_phrasing, build_workspace, get_sae,
-                                  make_split, perplexity_texts, run_method, select_latents)
+from sae_unlearn.pipeline import (build_workspace, floors_by_phrasing, get_sae, make_split, perplexity_texts,
+                                  recall_by_phrasing, run_method, select_latents)
 
 
 def main() -> None:
@@ -47,9 +47,7 @@ def main() -> None:
     before = {key: recall(ws.model, tok, entities, held, n_tok) for key, entities in
               (("forget", ws.split.forget), ("retain", ws.split.retain), ("heldout_known", ws.split.heldout_known))}
     if held:  # each held-out phrasing's own floor: the same prompts with unknown names
-        before |= {f"floor_{form}": substituted_recall(ws.model, tok, _only_phrasing(ws.split.forget, form), ws.unknown_eval,
-                                                       heldout=True, max_new_tokens=n_tok)
-                   for form in _heldout_forms(ws.split.forget)}
+        before |= floors_by_phrasing(ws.model, tok, ws.split.forget, ws.unknown_eval, n_tok)
     print(f"same-prompt floor {floor:.3f}; before: {json.dumps(before)}")
     ppl_texts = perplexity_texts(ws, ws.split.other_known)
     ppl_before = perplexity(ws.model, tok, ppl_texts)

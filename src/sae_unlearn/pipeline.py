@@ -489,6 +489,14 @@ def recall_by_phrasing(model: nn.Module, tok, forget: list[Entity], n_tok: int) 
             for form in _heldout_forms(forget)}
 
 
+def floors_by_phrasing(model: nn.Module, tok, forget: list[Entity], unknown: list[Entity], n_tok: int) -> dict[str, float]:
+    """``unknown_recall_same_prompts_form_<phrasing>``: each held-out phrasing's floor, the targets' prompts
+    of that phrasing with unknown names swapped in (the twin of ``recall_by_phrasing``)."""
+    return {f"unknown_recall_same_prompts_form_{form}": substituted_recall(
+                model, tok, _only_phrasing(forget, form), unknown, heldout=True, max_new_tokens=n_tok)
+            for form in _heldout_forms(forget)}
+
+
 def _heldout_forms(entities: list[Entity]) -> list[str]:
     return sorted({f.phrasing for e in entities for f in e.facts if f.heldout and f.phrasing})
 
@@ -512,9 +520,7 @@ def _recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
         m["unknown_recall_train_phrasing"] = recall(model, tok, ws.scored(ws.unknown_eval), False, n_tok)
         m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
             model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok)
-        for form in _heldout_forms(split.forget):
-            m[f"unknown_recall_same_prompts_form_{form}"] = substituted_recall(
-                model, tok, _only_phrasing(split.forget, form), ws.unknown_eval, heldout=True, max_new_tokens=n_tok)
+        m |= floors_by_phrasing(model, tok, split.forget, ws.unknown_eval, n_tok)
     return m
 
 
