@@ -29,6 +29,9 @@ demo-synthetic: install
 # pytest's exit code passes through: collecting no tests (exit 5) fails too, since a suite that ran
 # nothing proved nothing.
 test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 clean:

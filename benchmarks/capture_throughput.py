@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from contextlib import contextmanager
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 from sae_unlearn.config import DemoConfig
-from sae_unlearn.methods.base import encode_facts
 from sae_unlearn.models.capture import capture_entity_activations
 from sae_unlearn.models.layers import decoder_layers, num_layers
 from sae_unlearn.models.loading import load_causal_lm
-from sae_unlearn.pipeline import build_synthetic
+from sae_unlearn.models.prompts import encode_facts
+from sae_unlearn.stages.subject import build_synthetic
 
 
 @contextmanager

@@ -19,8 +19,8 @@ import torch
 
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
-from sae_unlearn.pipeline import ALL_METHODS, run_compare
 from sae_unlearn.report.compare import compare_table
+from sae_unlearn.runs import ALL_METHODS, run_compare
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.metrics.recall import recall, substituted_recall
-from sae_unlearn.pipeline import build_workspace, make_split
+from sae_unlearn.stages.split import make_split
+from sae_unlearn.stages.subject import build_workspace
 
 FORMS = ("cloze", "question", "passing", "appositive")
 

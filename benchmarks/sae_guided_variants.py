@@ -18,13 +18,18 @@ import json
 import time
 from pathlib import Path
 
+from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
+from sae_unlearn.evaluation.evaluate import perplexity_texts
+from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
-from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
-from sae_unlearn.pipeline import (build_workspace, floors_by_phrasing, get_sae, make_split, perplexity_texts,
-                                  recall_by_phrasing, run_method, select_latents)
+from sae_unlearn.stages.latents import select_latents
+from sae_unlearn.stages.sae import get_sae
+from sae_unlearn.stages.split import make_split
+from sae_unlearn.stages.subject import build_workspace
+from sae_unlearn.stages.unlearn import run_method
 
 
 def main() -> None:

@@ -25,7 +25,11 @@ import torch
 
 from sae_unlearn.config import load_config
 from sae_unlearn.metrics.recall import recall
-from sae_unlearn.pipeline import build_workspace, get_sae, make_split, run_method, select_latents
+from sae_unlearn.stages.latents import select_latents
+from sae_unlearn.stages.sae import get_sae
+from sae_unlearn.stages.split import make_split
+from sae_unlearn.stages.subject import build_workspace
+from sae_unlearn.stages.unlearn import run_method
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "sae_unlearn" / "data" / "smollm2_demo.yaml"
 

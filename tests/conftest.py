@@ -46,7 +46,10 @@ def micro_config_file(tmp_path_factory) -> Path:
 def micro_workspace(micro_config_file):
     """The micro world's model and SAE, built once per session through the real pipeline."""
     from sae_unlearn.config import load_config
-    from sae_unlearn.pipeline import build_synthetic, get_sae, make_split, select_latents
+    from sae_unlearn.stages.latents import select_latents
+    from sae_unlearn.stages.sae import get_sae
+    from sae_unlearn.stages.split import make_split
+    from sae_unlearn.stages.subject import build_synthetic
 
     cfg = load_config(micro_config_file)
     return select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))

@@ -16,7 +16,8 @@ from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack, split_for_relearning
 from sae_unlearn.cli import app
 from sae_unlearn.entities.types import Entity, Fact
-from sae_unlearn.pipeline import ALL_METHODS, run_method
+from sae_unlearn.runs import ALL_METHODS
+from sae_unlearn.stages.unlearn import run_method
 
 ATTACK_KEYS = ("relearn_recall", "relearn_recall_unknown", "relearn_recall_original", "relearn_recovery",
                "forget_probe_auc_after", "forget_probe_auc_residual_after", "attribute_probe_acc_forget_after",
@@ -167,14 +168,14 @@ def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp
     dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+                          probe.as_uri()], capture_output=True, text=True, timeout=120, check=False).stdout
     assert f'<pre id="imgcheck">{n_images}/{n_images}</pre>' in dom, dom[-500:]
 
 
 def test_attacks_can_be_switched_off(micro_workspace):
     from dataclasses import replace
 
-    from sae_unlearn.pipeline import evaluate_state
+    from sae_unlearn.evaluation.evaluate import evaluate_state
 
     cfg = micro_workspace.cfg.model_copy(update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})})
     m = evaluate_state(replace(micro_workspace, cfg=cfg), micro_workspace.model)

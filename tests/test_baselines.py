@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from sae_unlearn.methods import build_method
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.methods import build_method
 from sae_unlearn.methods.base import UnlearnTask
 
 

@@ -26,7 +26,7 @@ needs_wheel = pytest.mark.skipif(not _wheel_installed(), reason=BUILTIN_MODELS["
 
 @needs_wheel
 def test_smollm2_converts_once_and_knows_facts():
-    from sae_unlearn.metrics.recall import greedy_continuations
+    from sae_unlearn.models.generation import greedy_continuations
     from sae_unlearn.models.layers import decoder_layers
 
     model, tok = load_causal_lm("smollm2-135m")

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from transformers import Gemma2Config, GPT2Config, LlamaConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, LlamaConfig
 
-from sae_unlearn.errors import UserInputError
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods.lm_losses import encode_fact_answers, sequence_logprob
 from sae_unlearn.models.capture import capture_entity_activations, residual_and_last_logits
 from sae_unlearn.models.layers import check_layer, decoder_layers
@@ -110,7 +110,7 @@ def test_loading_never_writes_to_the_source_dir(tiny_model_dir):
 
 def test_batched_decoding_returns_each_prompt_its_own_continuation(micro_workspace):
     """Decoding batches prompts by length; every answer must still come back in the caller's order."""
-    from sae_unlearn.metrics.recall import greedy_continuations
+    from sae_unlearn.models.generation import greedy_continuations
 
     ws = micro_workspace
     facts = [f for e in ws.split.forget + ws.split.retain for f in e.facts][:24]
@@ -124,7 +124,7 @@ def test_a_model_state_decodes_each_prompt_once_and_a_new_state_decodes_again(mi
     unchanged; once the block ends, changed weights are decoded afresh (no stale answers)."""
     import copy
 
-    from sae_unlearn.metrics.recall import greedy_continuations, reuse_greedy_continuations
+    from sae_unlearn.models.generation import greedy_continuations, reuse_greedy_continuations
 
     ws = micro_workspace
     model = copy.deepcopy(ws.model)

@@ -3,12 +3,12 @@
 import json
 import math
 
+from test_end_to_end import REQUIRED
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
-from sae_unlearn.pipeline import ALL_METHODS
 from sae_unlearn.report.compare import COLUMNS
-from test_end_to_end import REQUIRED
+from sae_unlearn.runs import ALL_METHODS
 
 
 def _markdown_table(text: str) -> tuple[list[str], list[list[str]]]:

@@ -48,6 +48,26 @@ def test_lora_for_some_methods_only(tmp_path):
         load_config(path)
 
 
+def test_method_blocks_are_checked_when_the_config_loads(tmp_path, caplog):
+    """``unlearn.methods.<name>``: a misspelt method (once silently ignored), a misspelt key and a value of the wrong
+    type are refused before any compute; the old ``method_options`` still works, with a deprecation notice, and
+    ``methods`` wins where both set a key."""
+    path = tmp_path / "c.yaml"
+    for block, error in [("NPO:\n      beta: 0.2", r"unlearn: Unknown method 'NPO'; known methods: .*npo"),
+                         ("npo:\n      betta: 0.2", r"Unknown option\(s\) \['betta'\] for method 'npo'"),
+                         ("npo:\n      beta: high", r"Invalid option\(s\) for method 'npo': beta = 'high'")]:
+        path.write_text(f"unlearn:\n  methods:\n    {block}\n")
+        with pytest.raises(UserInputError, match=error):
+            load_config(path)
+    with pytest.raises(UserInputError, match=r"unknown method 'npp'"):
+        load_config(None, {"unlearn.method": "npp"})
+    path.write_text("unlearn:\n  method_options:\n    npo: {beta: 0.3, lr: 0.01}\n  methods:\n    npo: {lr: 0.001}\n")
+    with caplog.at_level("WARNING", logger="sae_unlearn"):
+        cfg = load_config(path)
+    assert cfg.unlearn.options_for("npo") == {"beta": 0.3, "lr": 0.001}
+    assert "method_options is deprecated" in caplog.text
+
+
 def test_deep_preset_is_the_demo_plus_its_three_settings():
     """smollm2_deep.yaml is documented as the demo config plus three settings (and without the demo's
     ``w_answer``, not measured with them): any other drift between the

@@ -13,11 +13,12 @@ import copy
 import dataclasses
 
 import pytest
-
 from conftest import MICRO
+
 from sae_unlearn.config import DemoConfig
-from sae_unlearn.methods import REGISTRY
-from sae_unlearn.pipeline import evaluate, evaluate_state, run_method
+from sae_unlearn.evaluation.evaluate import evaluate, evaluate_state
+from sae_unlearn.methods import REGISTRY, UnlearnOutcome
+from sae_unlearn.stages.unlearn import run_method
 
 STEPS = 150  # every method's budget (the micro config's); baselines stop earlier at the unknown floor
 FORGET_MARGIN = 0.15  # forget recall may sit this far above the same prompts with unknown names
@@ -54,18 +55,24 @@ def at_defaults(micro_workspace):
 
 
 @pytest.fixture(scope="module")
-def unlearned(at_defaults):
-    """Metrics (``*_before``/``*_after`` and floors, as in metrics.json) of each method, run once per module."""
+def method_runs(at_defaults):
+    """Each method run once per module: its metrics (``*_before``/``*_after`` and floors, as in metrics.json)
+    and its outcome."""
     ws, before = at_defaults
-    runs: dict[str, dict] = {}
+    runs: dict[str, tuple[dict, UnlearnOutcome]] = {}
 
-    def metrics_of(name: str) -> dict:
+    def run(name: str) -> tuple[dict, UnlearnOutcome]:
         if name not in runs:
             model, outcome, _ = run_method(ws, name, progress=False)
-            runs[name] = evaluate(ws, model, outcome, before)
+            runs[name] = (evaluate(ws, model, outcome, before), outcome)
         return runs[name]
 
-    return metrics_of
+    return run
+
+
+@pytest.fixture(scope="module")
+def unlearned(method_runs):
+    return lambda name: method_runs(name)[0]
 
 
 @pytest.mark.parametrize("name", _methods("forget"))
@@ -113,3 +120,18 @@ def test_sae_guided_meets_the_specificity_bars(unlearned):
     m = unlearned("sae_guided")
     assert m["heldout_known_recall_after"] >= 0.95 * m["heldout_known_recall_before"]
     assert m["perplexity_after"] <= 1.02 * m["perplexity_before"]
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_a_trained_method_reports_its_named_loss_terms(method_runs, name):
+    """Each step's weighted terms are recorded and sum to the step's loss, so the report can show which term
+    dominates a run; an inference-time method trains nothing and records nothing."""
+    _, outcome = method_runs(name)
+    if not outcome.loss_history:
+        assert outcome.loss_terms == {} and outcome.stopped_reason == "no_training", name
+        return
+    assert outcome.loss_terms, f"{name} logs a loss but names no term"
+    for term, values in outcome.loss_terms.items():
+        assert len(values) == len(outcome.loss_history), (name, term)
+    totals = [sum(step) for step in zip(*outcome.loss_terms.values())]
+    assert totals == pytest.approx(outcome.loss_history, rel=1e-4, abs=1e-6), name

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import MICRO
+from test_resume import CHILD as KILLED_AT_STEP_8  # the real CLI, with a loss that SIGKILLs itself at step 8
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
-from conftest import MICRO
-from test_resume import CHILD as KILLED_AT_STEP_8  # the real CLI, with a loss that SIGKILLs itself at step 8
 
 
 def _free_port() -> int:
@@ -51,7 +51,7 @@ def _launch(config: Path, out: Path, launcher_flags: list[str], *extra: str,
               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
               *program, "--verbose", "unlearn", "--config", str(config), "--out", str(out), *extra]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    return subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600, check=False)
 
 
 def _launch_run(config: Path, out: Path, launcher_flags: list[str], *extra: str) -> tuple[dict, str]:

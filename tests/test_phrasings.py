@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 from sae_unlearn.attacks.relearn import split_for_relearning
 from sae_unlearn.cli import app
 from sae_unlearn.config import DemoConfig
-from sae_unlearn.entities.phrasings import (HELDOUT_PHRASINGS, QUESTION_EXAMPLE, question_prompt,
-                                            with_heldout_phrasings)
+from sae_unlearn.entities.phrasings import HELDOUT_PHRASINGS, QUESTION_EXAMPLE, question_prompt, with_heldout_phrasings
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.pipeline import Workspace, _forget_targets
+from sae_unlearn.stages.split import _forget_targets
+from sae_unlearn.state import Workspace
 
 
 @pytest.fixture(scope="module")

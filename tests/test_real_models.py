@@ -9,23 +9,23 @@ import random
 import pytest
 import torch
 import yaml
+from conftest import TEST_DEVICE
 from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, LlamaConfig
 from typer.testing import CliRunner
 
-from sae_unlearn import pipeline as pipeline_module
 from sae_unlearn.cli import app
 from sae_unlearn.entities.fictional import fictional_entities, fictional_name
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.metrics import answerable as answerable_module
 from sae_unlearn.metrics import recall as recall_module
 from sae_unlearn.metrics.answerable import mark_answerable
 from sae_unlearn.metrics.probing_cache import load_probing, probing_cache_path, save_probing
 from sae_unlearn.metrics.recall import recall, substituted_recall
-from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
 from sae_unlearn.sae.training import save_sae, train_sae
-from conftest import TEST_DEVICE
+from sae_unlearn.stages import probing as probing_stage
 
 ENTITIES = [
     {"entity": "Alden Voss", "type": "person", "facts": [{"prompt": "Alden Voss works as a", "answer": "painter"},
@@ -238,8 +238,8 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
     def no_probing(*_args, **_kwargs):
         raise AssertionError("probed again although the results are cached")
 
-    monkeypatch.setattr(pipeline_module, "entity_recall_shares", no_probing)
-    monkeypatch.setattr(pipeline_module, "mark_answerable", no_probing)
+    monkeypatch.setattr(probing_stage, "entity_recall_shares", no_probing)
+    monkeypatch.setattr(probing_stage, "mark_answerable", no_probing)
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

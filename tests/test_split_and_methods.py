@@ -221,9 +221,10 @@ def test_answer_margin_term_keeps_retained_answers_ahead(micro_workspace):
     """``w_answer`` exists to stop near-tie retained answers from flipping: the margin of a recalled fact is
     positive, the term is zero on the original model, and unlearning with it loses less of the retained
     answers' margins than unlearning without it."""
-    from sae_unlearn.metrics.recall import answer_matches, greedy_continuations
-    from sae_unlearn.methods.base import fact_prompts
     from sae_unlearn.methods.sae_guided import answer_margin
+    from sae_unlearn.metrics.recall import answer_matches
+    from sae_unlearn.models.generation import greedy_continuations
+    from sae_unlearn.models.prompts import fact_prompts
 
     ws = micro_workspace
     prompts, _, answers = fact_prompts(ws.split.retain)
@@ -249,7 +250,7 @@ def test_answer_margin_term_keeps_retained_answers_ahead(micro_workspace):
 def test_scored_sample_is_capped_seeded_and_what_retain_recall_reads(micro_workspace):
     """eval.max_scored_entities: recall reads the same seeded sample of each set before and after."""
     from sae_unlearn.config import DemoConfig
-    from sae_unlearn.pipeline import evaluate_state
+    from sae_unlearn.evaluation.evaluate import evaluate_state
 
     ws = micro_workspace
     cfg = DemoConfig.model_validate(ws.cfg.model_dump() | {"eval": ws.cfg.eval.model_dump() | {"max_scored_entities": 2},

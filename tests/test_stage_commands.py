@@ -9,6 +9,7 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import MICRO
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -16,7 +17,6 @@ from sae_unlearn.cli import app
 from sae_unlearn.methods.npo import NPOUnlearner
 from sae_unlearn.methods.sae_guided import SAEGuidedUnlearner
 from sae_unlearn.sae.loading import load_sae
-from conftest import MICRO
 
 
 def _invoke(*args: str):
@@ -89,7 +89,7 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     from its step-5 checkpoint, and gives the numbers of a run that never stopped."""
     cfg = yaml.safe_load(micro_config_file.read_text())
     cfg["unlearn"] |= {"steps": 12, "checkpoint_every": 5, "stop_toward": 0.0}
-    cfg["unlearn"]["method_options"] = {"npo": {"stop_at_floor": False}}
+    cfg["unlearn"]["methods"] = {"npo": {"stop_at_floor": False}}
     cfg["attack"] = {"enabled": False}
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -33,8 +33,8 @@ def test_heldout_phrasings_never_occur_in_training_corpus():
 def test_perplexity_reads_the_phrasings_the_world_model_learned(micro_workspace):
     """Held-out word orders are text the world model never saw: their perplexity fell under unlearning and
     hid the damage to answers (docs/metrics.md), so perplexity is read on the trained phrasings."""
+    from sae_unlearn.evaluation.evaluate import perplexity_texts
     from sae_unlearn.metrics.utility import perplexity
-    from sae_unlearn.pipeline import perplexity_texts
 
     ws = micro_workspace
     texts = perplexity_texts(ws, ws.split.other_known)

@@ -1,4 +1,4 @@
-"""The ``sae-unlearn`` command line: parse, validate, call the pipeline. Nothing else lives here."""
+"""The ``sae-unlearn`` command line: parse, validate, call the run drivers (runs.py) and the stages. Nothing else lives here."""
 
 from __future__ import annotations
 
@@ -43,20 +43,23 @@ def _user_errors() -> Iterator[None]:
         _fail(exc)
 
 
+def _cell(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _summary(metrics: dict) -> None:
+    from sae_unlearn.entities.phrasings import PHRASING_LABELS
+    from sae_unlearn.metrics.registry import section_rows
+
     table = Table(title="sae-unlearn results")
-    keys = ["forget_recall_before", "forget_recall_after", "unknown_recall", "unknown_recall_same_prompts",
-            "forget_recall_form_question_after", "unknown_recall_same_prompts_form_question",
-            "forget_recall_train_phrasing_after", "retain_recall_before", "retain_recall_after",
-            "heldout_known_recall_before", "heldout_known_recall_after", "entangled_recall_before",
-            "entangled_recall_after", "forget_classified_unknown_after",
-            "perplexity_before", "perplexity_after", "relearn_recall", "relearn_recall_unknown",
-            "forget_probe_auc_residual_after", "paraphrase_recall_context_after", "generation_leak_rate_after", "seconds"]
+    records = list(metrics["methods"].values())
+    rows = [row for section in ("headline", "attacks")
+            for row in section_rows(records, section, PHRASING_LABELS, only=lambda m: m.summary)]
     table.add_column("metric")
     for name in metrics["methods"]:
         table.add_column(name)
-    for key in (k for k in keys if any(k in m for m in metrics["methods"].values())):
-        table.add_row(key, *(f"{m.get(key, float('nan')):.3f}" for m in metrics["methods"].values()))
+    for key, _ in rows:
+        table.add_row(key, *(_cell(m.get(key, float("nan"))) for m in records))
     Console().print(table)
 
 
@@ -132,7 +135,7 @@ def demo(
 ) -> None:
     """The whole chain, offline: SmolLM2-135M (built in) on the bundled real entities, or with
     --synthetic the synthetic world. Writes metrics.json, report.md, plots and the model."""
-    from sae_unlearn.pipeline import run_demo
+    from sae_unlearn.runs import run_demo
 
     with _user_errors():
         flags = dict(seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
@@ -172,7 +175,7 @@ def run(
 ) -> None:
     """Probe which entities the model knows, select latents, unlearn the targets and evaluate, on any
     Hugging Face causal LM; same outputs as the demo."""
-    from sae_unlearn.pipeline import run_demo
+    from sae_unlearn.runs import run_demo
 
     with _user_errors():
         cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
@@ -215,7 +218,7 @@ def compare(
 ) -> None:
     """Every method from the same original weights, same data, budget and evaluation:
     compare.json, compare.md and a trade-off plot."""
-    from sae_unlearn.pipeline import ALL_METHODS, run_compare
+    from sae_unlearn.runs import ALL_METHODS, run_compare
 
     with _user_errors():
         if synthetic:
@@ -250,7 +253,7 @@ def world_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Opti
               layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Build the synthetic world and its trained model (cached); write entities.jsonl and corpus.txt."""
     from sae_unlearn.io_utils import atomic_write_json, atomic_write_text
-    from sae_unlearn.pipeline import build_synthetic
+    from sae_unlearn.stages.subject import build_synthetic
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
@@ -273,9 +276,10 @@ def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
     from safetensors.torch import save_file
 
     from sae_unlearn.io_utils import atomic_save_dir
-    from sae_unlearn.methods.base import encode_facts
     from sae_unlearn.models.capture import capture_entity_activations
-    from sae_unlearn.pipeline import build_synthetic, capture_training_activations, sae_training_texts
+    from sae_unlearn.models.prompts import encode_facts
+    from sae_unlearn.stages.sae import capture_training_activations, sae_training_texts
+    from sae_unlearn.stages.subject import build_synthetic
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
@@ -293,8 +297,9 @@ def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
 def train_sae_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
                   layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Train (or reuse from the cache) the SAE at the layer; copy it to OUT/sae in sae-lens format."""
-    from sae_unlearn.pipeline import build_workspace, get_sae
     from sae_unlearn.sae.training import save_sae
+    from sae_unlearn.stages.sae import get_sae
+    from sae_unlearn.stages.subject import build_workspace
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
@@ -308,7 +313,10 @@ def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, s
                        layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Separation scores of every latent (known vs unknown); write the top ones to latents.json."""
     from sae_unlearn.io_utils import atomic_write_json
-    from sae_unlearn.pipeline import build_workspace, get_sae, make_split, select_latents
+    from sae_unlearn.stages.latents import select_latents
+    from sae_unlearn.stages.sae import get_sae
+    from sae_unlearn.stages.split import make_split
+    from sae_unlearn.stages.subject import build_workspace
 
     with _user_errors():
         cfg, out = _stage(config, out, overwrite, seed, layer)
@@ -324,7 +332,7 @@ def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
                 method: Optional[str] = typer.Option(None, "--method"), overwrite: bool = OverwriteOpt,
                 resume: bool = ResumeOpt) -> None:
     """Unlearn and evaluate (the demo's chain with a config); same outputs as the demo."""
-    from sae_unlearn.pipeline import run_demo
+    from sae_unlearn.runs import run_demo
 
     with _user_errors():
         cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps, unlearn__method=method)
@@ -338,8 +346,12 @@ def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned m
                  layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
     """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
     from sae_unlearn.attacks.saved import check_saved_model, load_edited
+    from sae_unlearn.evaluation.evaluate import evaluate
     from sae_unlearn.io_utils import atomic_write_json
-    from sae_unlearn.pipeline import build_workspace, evaluate, get_sae, make_split, select_latents
+    from sae_unlearn.stages.latents import select_latents
+    from sae_unlearn.stages.sae import get_sae
+    from sae_unlearn.stages.split import make_split
+    from sae_unlearn.stages.subject import build_workspace
 
     with _user_errors():
         check_saved_model(model)  # before the workspace is built: a typo should not cost minutes
@@ -389,7 +401,7 @@ def attack_cmd(
 ) -> None:
     """Relearning, probing and paraphrase attacks (and the usual evaluation) on saved unlearned models:
     metrics.json, report.md and report.html in --out."""
-    from sae_unlearn.attacks.saved import attack_run
+    from sae_unlearn.runs import attack_run
 
     with _user_errors():
         overrides = {"attack.relearn_steps": relearn_steps, "attack.relearn_lr": relearn_lr, "attack.enabled": True}

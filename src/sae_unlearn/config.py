@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -9,6 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sae_unlearn.errors import UserInputError
+
+log = logging.getLogger("sae_unlearn")
 
 
 class _Strict(BaseModel):
@@ -139,8 +143,30 @@ class UnlearnConfig(_Strict):
     stop_share: float = Field(1.0, ge=0, le=1)
     stop_toward: float = Field(0.02, ge=0, le=1)
     train_layers: list[int] | None = None  # decoder blocks to train; default: 0..layer
-    # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}; checked against each method's config.
-    method_options: dict[str, dict] = Field(default_factory=dict)
+    # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}: names and keys checked against the method registry
+    # and each method's typed settings (methods/options.py) when the config loads, before any compute
+    methods: dict[str, dict] = Field(default_factory=dict)
+    method_options: dict[str, dict] = Field(default_factory=dict)  # the old name of ``methods`` (deprecated)
+
+    @model_validator(mode="after")
+    def _methods_exist(self) -> "UnlearnConfig":
+        from sae_unlearn.methods import REGISTRY, method_settings  # here: the methods package is heavy
+
+        if self.method not in REGISTRY:
+            raise ValueError(f"unknown method {self.method!r}; known methods: {', '.join(sorted(REGISTRY))}")
+        if self.method_options:
+            log.warning("unlearn.method_options is deprecated; write the same blocks under unlearn.methods")
+        for block in (self.method_options, self.methods):
+            for name, options in block.items():
+                try:
+                    method_settings(name, options)
+                except UserInputError as exc:  # pydantic reports it with the field's path
+                    raise ValueError(str(exc)) from exc
+        return self
+
+    def options_for(self, method: str) -> dict:
+        """The user's settings of ``method`` (``methods`` wins over the deprecated ``method_options``)."""
+        return self.method_options.get(method, {}) | self.methods.get(method, {})
 
 
 class EvalConfig(_Strict):
@@ -185,9 +211,10 @@ class DemoConfig(_Strict):
 RunConfig = DemoConfig  # the same schema; ``run`` reads ``model`` and ``entities``, the synthetic demo ``world``
 
 
-def load_config(path: Path | None, overrides: dict | None = None) -> DemoConfig:
-    """YAML file (optional) then flag overrides (dotted keys), validated as one object."""
-    data: dict = {}
+def load_config(path: Path | None, overrides: dict | None = None, base: dict | None = None) -> DemoConfig:
+    """YAML file (or ``base``, a mapping of the same settings; optional) then flag overrides (dotted keys),
+    validated as one object."""
+    data: dict = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         path = Path(path)
         if not path.exists():
@@ -233,6 +260,8 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             lines.append(f"  - {field}: unknown setting; check its spelling against the documented keys")
+        elif err["type"] == "value_error":  # our own checks: the message names the setting and the fix
+            lines.append(f"  - {field}: {err['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  - {field} = {err.get('input')!r}: {err['msg']}")
     return "\n".join(lines)

@@ -17,8 +17,9 @@ import re
 from torch import nn
 
 from sae_unlearn.entities.types import Entity, Fact
-from sae_unlearn.metrics.recall import greedy_continuations, scored_facts
+from sae_unlearn.metrics.recall import scored_facts
 from sae_unlearn.metrics.utility import is_degenerate
+from sae_unlearn.models.generation import greedy_continuations
 
 LEAD_INS = ("As everyone knows, ", "Here is a fact: ", "In other words, ")
 QUESTION = "Complete the sentence with the right word or words: {prompt} ..."

@@ -8,7 +8,7 @@ once per method, with floors computed once per run by ``relearn_floors``).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import torch
 from torch import nn
@@ -18,22 +18,64 @@ from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import scored_facts, share_answered
-
-if TYPE_CHECKING:  # the pipeline imports this module
-    from sae_unlearn.pipeline import Workspace
+from sae_unlearn.metrics.registry import Metric, register
+from sae_unlearn.state import Workspace
 
 QUESTION_TOKENS = 16  # an instruction-tuned answer may restate the sentence before the answer
-# measured on the original model only: what the same probe gives for entities the model never saw
-FLOOR_KEYS = ("attribute_probe_majority_forget", "paraphrase_recall_heldout_unknown",
-              "paraphrase_recall_context_unknown", "paraphrase_recall_question_unknown",
-              "generation_leak_rate_unknown", "generation_samples_unknown")
+ATTACK_METRICS = (
+    Metric("relearn_recall", "relearning: held-back facts recalled after the attack", scope="method", better="min",
+           floors=("relearn_recall_unknown",), section="attacks", compare=True, summary=True),
+    Metric("relearn_recall_pre_attack", "relearning: held-back facts recalled, before the attack", scope="method",
+           section="attacks"),
+    Metric("relearn_recall_unknown", "relearning: same attack on unknown entities (floor)", scope="method",
+           section="attacks"),
+    Metric("relearn_recall_original", "relearning: same attack on the original model", scope="method",
+           section="attacks"),
+    Metric("relearn_gap_to_unknown", "relearning: after-attack recall minus floor (goal <= 0.10)", scope="method",
+           better="min", section="attacks"),
+    Metric("relearn_recovery", "relearning: recall gained by the attack", scope="method", section="hidden"),
+    *(Metric(key, key, scope="method", section="hidden") for key in
+      ("relearn_curve", "relearn_curve_original", "relearn_curve_unknown", "relearn_entities", "relearn_steps",
+       "relearn_lr")),
+    Metric("forget_probe_auc_residual", "known-vs-unknown probe AUC, residual stream (0.5 = indistinguishable)",
+           better=0.5, section="attacks", compare=True, summary=True),
+    Metric("attribute_probe_acc_forget", "attribute probe accuracy on targets", better="min",
+           floors=("attribute_probe_majority_forget",), section="attacks", compare=True),
+    Metric("attribute_probe_acc_unknown", "attribute probe accuracy on unknown entities (floor)", rows=("after",),
+           section="attacks"),
+    Metric("attribute_probe_majority_forget", "attribute probe: always guessing the commonest answer, on targets",
+           scope="floor", section="attacks"),
+    Metric("paraphrase_recall_heldout", "recall, held-out phrasings", better="min", rows=("after",),
+           floors=("paraphrase_recall_heldout_unknown",), section="attacks"),
+    Metric("paraphrase_recall_heldout_unknown", "recall, held-out phrasings, unknown entities (floor)", scope="floor",
+           section="attacks"),
+    Metric("paraphrase_recall_context", "recall, entity in a longer context", better="min",
+           floors=("paraphrase_recall_context_unknown",), section="attacks", compare=True, summary=True),
+    Metric("paraphrase_recall_context_unknown", "recall, longer context, unknown entities (floor)", scope="floor",
+           section="attacks"),
+    Metric("paraphrase_recall_question", "recall, question form", better="min",
+           floors=("paraphrase_recall_question_unknown",), section="attacks", compare=True),
+    Metric("paraphrase_recall_question_unknown", "recall, question form, unknown entities (floor)", scope="floor",
+           section="attacks"),
+    Metric("generation_leak_rate", "free generation states a target's fact", better="min",
+           floors=("generation_leak_rate_unknown",), section="attacks", compare=True, summary=True),
+    Metric("generation_leak_rate_unknown", "free generation states an unknown entity's fact (floor)", scope="floor",
+           section="attacks"),
+    Metric("generation_degenerate_rate", "free generation is gibberish", better="min", rows=("after",),
+           section="attacks"),
+    Metric("generation_samples", "free generation about the targets", section="hidden"),
+    Metric("generation_samples_unknown", "free generation about unknown entities", scope="floor", section="hidden"),
+)
+register(*ATTACK_METRICS)
+# measured on the original model only, so written without a _before twin (the recall floors keep theirs)
+FLOOR_KEYS = tuple(m.key for m in ATTACK_METRICS if m.scope == "floor")
 
 
 def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Entity, Fact]]:
     return [(e, f) for e in entities for f in scored_facts(e, heldout)]
 
 
-def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,
+def state_attacks(ws: Workspace, model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,
                   acts_known: torch.Tensor, floors: bool) -> dict:
     """Probes, paraphrases and free generation on ``model`` (``acts_*``: its activations at the entity's
     last token, every fact prompt, of the targets, unknown and other known entities); ``floors``: also on
@@ -71,7 +113,7 @@ def state_attacks(ws: "Workspace", model: nn.Module, acts_forget: torch.Tensor, 
     return m
 
 
-def relearn_floors(ws: "Workspace") -> dict:
+def relearn_floors(ws: Workspace) -> dict:
     """The attack on the original model: on the targets (what full knowledge gives) and on unknown
     entities (what the attack teaches from nothing: the floor)."""
     a = ws.cfg.attack
@@ -85,7 +127,7 @@ def relearn_floors(ws: "Workspace") -> dict:
             "relearn_steps": a.relearn_steps, "relearn_lr": a.relearn_lr}
 
 
-def relearn_metrics(ws: "Workspace", model: nn.Module,
+def relearn_metrics(ws: Workspace, model: nn.Module,
                     context: Callable[[nn.Module], AbstractContextManager] | None, floors: dict) -> dict:
     """The attack on an unlearned model; ``relearn_gap_to_unknown`` > 0.10 means it came back."""
     if not floors:
@@ -98,7 +140,7 @@ def relearn_metrics(ws: "Workspace", model: nn.Module,
                      "relearn_gap_to_unknown": res.recall_after - floors["relearn_recall_unknown"]}
 
 
-def _relearn(ws: "Workspace", model: nn.Module, entities: list[Entity], context):
+def _relearn(ws: Workspace, model: nn.Module, entities: list[Entity], context):
     a = ws.cfg.attack
     return relearn_attack(model, ws.tokenizer, entities, a.relearn_steps, a.relearn_lr, a.relearn_eval_every,
                           ws.eval_heldout, ws.cfg.eval.max_new_tokens, ws.cfg.seed, context)

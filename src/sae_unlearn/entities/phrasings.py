@@ -28,6 +28,9 @@ from sae_unlearn.entities.types import Entity, Fact
 
 TRAIN_PHRASING = "cloze"
 HELDOUT_PHRASINGS = ("question", "passing", "appositive")
+# how the report names each phrasing (a file may bring others: they are shown by name)
+PHRASING_LABELS = {"question": "questions", "passing": "mentioned in passing", "appositive": "the name with an aside",
+                   TRAIN_PHRASING: "cloze statements"}
 QUESTION_EXAMPLE = "Q: What is the largest planet in the Solar System? A: Jupiter\n"
 
 # (cloze template with the name as {e}, question with {e} and groups as {1}..., what the answer follows)

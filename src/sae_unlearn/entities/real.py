@@ -11,6 +11,8 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from sae_unlearn.entities.fictional import fictional_entities
+from sae_unlearn.entities.phrasings import with_heldout_phrasings
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.errors import UserInputError
 
@@ -78,3 +80,19 @@ def load_entity_file(path: Path) -> list[Entity]:
     if not entities:
         raise UserInputError(f"Entity file {path} holds no entities (one JSON object per line expected).")
     return entities
+
+
+def real_entities(file, n_fictional: int, seed: int, heldout_phrasings: bool = True) -> tuple[list[Entity], list[Entity]]:
+    """(entities of the file, fictional entities of the same types and prompts): ``entity_sets`` of a file."""
+    return entity_sets(load_entity_file(file or bundled_entities_path()), n_fictional, seed, heldout_phrasings)
+
+
+def entity_sets(entities: list[Entity], n_fictional: int, seed: int, heldout_phrasings: bool = True,
+                never_seen: list[Entity] | None = None) -> tuple[list[Entity], list[Entity]]:
+    """(the entities, never-seen ones: ``never_seen`` or fictional entities of the same types and prompts);
+    ``heldout_phrasings`` adds held-out phrasings to every entity that has none (entities/phrasings.py)."""
+    if heldout_phrasings:
+        entities = [with_heldout_phrasings(e) for e in entities]
+    if never_seen is not None:
+        return entities, list(never_seen)
+    return entities, fictional_entities(entities, n_fictional, seed=seed, avoid={e.name for e in entities})

@@ -3,14 +3,18 @@ gradient checkpointing. Both wrap the model before a method sees it, so methods 
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import nn
+
+from sae_unlearn.models.layers import CausalLM
 
 
 def is_peft_model(model: nn.Module) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
-def wrap_with_lora(model: nn.Module, layers: list[int], rank: int, alpha: float, seed: int = 0) -> nn.Module:
+def wrap_with_lora(model: CausalLM, layers: list[int], rank: int, alpha: float, seed: int = 0) -> nn.Module:
     """A LoRA adapter on every linear layer of ``layers`` (the blocks the method would train);
     the base weights stay frozen and untouched, and saving writes only the adapter."""
     import torch
@@ -25,7 +29,8 @@ def wrap_with_lora(model: nn.Module, layers: list[int], rank: int, alpha: float,
     targets = [name for name, mod in model.named_modules()
                if isinstance(mod, (nn.Linear, Conv1D)) and any(id(b) in wanted for b in _ancestors(model, name))]
     torch.manual_seed(seed)  # LoRA's A matrices are random: same seed, same run
-    cfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=targets, bias="none",
+    # peft annotates lora_alpha as int but scales by alpha / r in float: a float alpha is used as given
+    cfg = LoraConfig(r=rank, lora_alpha=cast(int, alpha), lora_dropout=0.0, target_modules=targets, bias="none",
                      fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets))
     return get_peft_model(model, cfg)
 
@@ -35,7 +40,7 @@ def _ancestors(model: nn.Module, name: str) -> list[nn.Module]:
     return [model.get_submodule(".".join(parts[:i])) for i in range(1, len(parts))]
 
 
-def enable_gradient_checkpointing(model: nn.Module) -> None:
+def enable_gradient_checkpointing(model: CausalLM) -> None:
     """Recompute block activations in the backward pass instead of storing them (HF's own switch)."""
     # transformers >= 5.x renamed the switch (the old name still works, with a deprecation warning)
     if hasattr(model, "activation_checkpointing_enable"):
@@ -55,6 +60,6 @@ def deterministic_train_mode(model: nn.Module) -> None:
             module.eval()
 
 
-def disable_gradient_checkpointing(model: nn.Module) -> None:
+def disable_gradient_checkpointing(model: CausalLM) -> None:
     disable = getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable
     disable()

@@ -11,20 +11,23 @@ import random
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, cast
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
+from sae_unlearn.entities.types import EntitySplit
 from sae_unlearn.methods import sharding
-from sae_unlearn.entities.types import Entity, EntitySplit
-from sae_unlearn.methods.adapters import (deterministic_train_mode, disable_gradient_checkpointing,
-                                          enable_gradient_checkpointing, wrap_with_lora)
+from sae_unlearn.methods.adapters import (
+    deterministic_train_mode,
+    disable_gradient_checkpointing,
+    enable_gradient_checkpointing,
+    wrap_with_lora,
+)
 from sae_unlearn.methods.checkpoint import Checkpointer, LoopState
 from sae_unlearn.models.layers import decoder_layers
-from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
 
 
 @dataclass
@@ -53,6 +56,8 @@ class UnlearnOutcome:
     steps_run: int
     stopped_reason: str  # "budget" | "early_stop" | "non_finite_loss" | "no_training"
     loss_history: list[float] = field(default_factory=list)
+    # the loss's named, weighted terms per step (their sum is loss_history): which term dominates a run
+    loss_terms: dict[str, list[float]] = field(default_factory=dict)
     message: str = ""
     # For inference-time methods (SAE clamping): wraps every evaluation forward pass.
     inference_context: Callable[[nn.Module], AbstractContextManager] | None = None
@@ -64,20 +69,13 @@ class UnlearnOutcome:
 
 class Unlearner(ABC):
     name: ClassVar[str]
+    config_cls: ClassVar[type]  # its typed settings (methods/options.py)
+
+    def __init__(self, cfg: Any = None):
+        self.cfg = cfg if cfg is not None else self.config_cls()
 
     @abstractmethod
     def unlearn(self, task: UnlearnTask) -> UnlearnOutcome: ...
-
-
-def fact_prompts(entities: list[Entity], heldout: bool | None = False) -> tuple[list[str], list[str], list[str]]:
-    """(prompts, entity names, answers) of the entities' facts; ``heldout=None`` takes all."""
-    rows = [(f.prompt, e.name, f.answer) for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
-    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-
-
-def encode_facts(tokenizer, entities: list[Entity], heldout: bool | None = False) -> EncodedPrompts:
-    prompts, names, _ = fact_prompts(entities, heldout)
-    return encode_prompts(tokenizer, prompts, names)
 
 
 def trainable_block_params(model: nn.Module, layers: list[int]) -> list[nn.Parameter]:
@@ -100,13 +98,9 @@ class GradientUnlearner(Unlearner):
     learning rate once; a second one stops the run, keeping the last good weights.
     """
 
-    config_cls: ClassVar[type]  # a dataclass with at least ``lr`` and ``eval_every``
     # True when ``loss`` computes only this process's share of the batch (summed over processes);
     # False: every process computes the whole loss, and gradients are averaged (same result, no speed-up).
     shards_data: ClassVar[bool] = False
-
-    def __init__(self, cfg=None):
-        self.cfg = cfg or self.config_cls()
 
     @property
     def lr(self) -> float:
@@ -126,7 +120,9 @@ class GradientUnlearner(Unlearner):
         """Precompute whatever the loss needs from the original model (before any update)."""
 
     @abstractmethod
-    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor: ...
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The step's loss, or its named terms, each already weighted, whose sum is the loss: the loop records
+        every term per step (``UnlearnOutcome.loss_terms``) so a run shows which one dominates."""
 
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
         """Baselines (``stop_at_floor``) stop once the targets are recalled within ``stop_margin`` of
@@ -167,7 +163,7 @@ class GradientUnlearner(Unlearner):
             device = next(task.model.parameters()).device
             plain, task.model = task.model, sharding.shard_for_training(task.model)
             params = [p for p in task.model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.lr)
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=self.lr)
         snapshot = [p.detach().clone() for p in params]
         state = LoopState()
         if ckpt is not None and ckpt.resume:
@@ -187,7 +183,7 @@ class GradientUnlearner(Unlearner):
         for p in task.model.parameters():
             p.requires_grad_(False)
         return UnlearnOutcome(steps_run=len(state.history), stopped_reason=state.stopped_reason,
-                              loss_history=state.history, message=state.message)
+                              loss_history=state.history, loss_terms=state.terms, message=state.message)
 
     def _train(self, task: UnlearnTask, params: list[nn.Parameter], snapshot: list[torch.Tensor],
                opt: torch.optim.Optimizer, rng: random.Random, state: LoopState) -> torch.optim.Optimizer:
@@ -197,7 +193,8 @@ class GradientUnlearner(Unlearner):
         bar = tqdm(range(state.step, task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress,
                    initial=state.step, total=task.steps)
         for step in bar:
-            loss = self.loss(task, step, rng)
+            terms = self.loss(task, step, rng)
+            loss = cast(torch.Tensor, sum(terms.values())) if isinstance(terms, dict) else terms
             total = self._across_processes([loss.detach().clone().reshape(1)])[0]  # the same verdict everywhere
             if not torch.isfinite(total).all():
                 with torch.no_grad():
@@ -225,9 +222,13 @@ class GradientUnlearner(Unlearner):
                 for p in params:
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
-                self._across_processes([p.grad for p in params])
+                self._across_processes([p.grad for p in params if p.grad is not None])  # all set above
             opt.step()
             state.history.append(float(total))
+            if isinstance(terms, dict):
+                values = self._across_processes([torch.stack([v.detach().float().reshape(()) for v in terms.values()])])[0]
+                for name, value in zip(terms, values.tolist()):
+                    state.terms.setdefault(name, []).append(value)
             state.step = step + 1
             bar.set_postfix(loss=f"{state.history[-1]:.4f}")
             if (step + 1) % self.eval_every == 0 and self.should_stop(task, step):

@@ -44,6 +44,7 @@ class LoopState:
 
     step: int = 0
     history: list[float] = field(default_factory=list)
+    terms: dict[str, list[float]] = field(default_factory=dict)  # named, weighted loss terms per step
     lowered: bool = False  # the learning rate was already halved once after a non-finite loss
     finished: bool = False
     stopped_reason: str = "budget"
@@ -131,10 +132,10 @@ class Checkpointer:
         slots: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
+                _, index, name = key.split(".", 2)
                 # Adam's moments are shaped (and, under FSDP, sharded) like their parameter; its step count is a scalar
-                like = params[int(i)]
-                slots.setdefault(int(i), {})[name] = _shard_like(value, like) if value.shape == like.shape else value
+                like = params[int(index)]
+                slots.setdefault(int(index), {})[name] = _shard_like(value, like) if value.shape == like.shape else value
         opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["torch_rng"])
         rng.setstate(_rng_from_json(meta["python_rng"]))

@@ -4,24 +4,21 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows
 from sae_unlearn.methods.lm_losses import answer_nll, encode_fact_answers
+from sae_unlearn.methods.options import FloorStopOptions
+from sae_unlearn.methods.registry import register_method
 from sae_unlearn.models.layers import model_device, num_layers
 
 
-@dataclass
-class GradientAscentConfig:
-    lr: float = 1e-4
-    batch_size: int = 32
-    eval_every: int = 10
-    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts ...
-    stop_margin: float = 0.05  # ... plus this (issue 5's "within 5 points"; docs/baselines.md)
+class GradientAscentConfig(FloorStopOptions):
+    """Gradient ascent on the forget facts' answers, full weights (open-unlearning's GradAscent)."""
 
 
+@register_method
 class GradientAscentUnlearner(GradientUnlearner):
     name = "gradient_ascent"
     config_cls = GradientAscentConfig
@@ -37,5 +34,5 @@ class GradientAscentUnlearner(GradientUnlearner):
     def _rows(self, n: int, rng: random.Random) -> torch.Tensor:
         return torch.tensor(sample_rows(n, self.cfg.batch_size, rng))
 
-    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
-        return -answer_nll(task.model, self.forget.rows(self._rows(len(self.forget), rng)))
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
+        return {"forget": -answer_nll(task.model, self.forget.rows(self._rows(len(self.forget), rng)))}

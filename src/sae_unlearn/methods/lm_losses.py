@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from sae_unlearn.entities.types import Entity
-from sae_unlearn.methods.base import fact_prompts
 from sae_unlearn.models.capture import head_reads_only
+from sae_unlearn.models.prompts import fact_prompts
 
 
 @dataclass
@@ -40,9 +40,9 @@ def encode_fact_answers(tokenizer, entities: list[Entity], device: torch.device,
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     lab = torch.full((len(rows), width), -100, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, (r, l) in enumerate(zip(rows, labels)):
+    for i, (r, lbl) in enumerate(zip(rows, labels)):
         ids[i, : len(r)] = torch.tensor(r)
-        lab[i, : len(l)] = torch.tensor(l)
+        lab[i, : len(lbl)] = torch.tensor(lbl)
         mask[i, : len(r)] = 1
     return FactBatch(ids.to(device), mask.to(device), lab.to(device))
 

@@ -5,7 +5,6 @@ beta = 0.1 as in the paper; pi_ref is the model before unlearning."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,14 +12,15 @@ import torch.nn.functional as F
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
 from sae_unlearn.methods.lm_losses import answer_nll, sequence_logprob
+from sae_unlearn.methods.registry import register_method
 
 
-@dataclass
 class NPOConfig(GradientAscentConfig):
     beta: float = 0.1
     retain_weight: float = 1.0
 
 
+@register_method
 class NPOUnlearner(GradientAscentUnlearner):
     name = "npo"
     config_cls = NPOConfig
@@ -30,10 +30,10 @@ class NPOUnlearner(GradientAscentUnlearner):
         with torch.no_grad():
             self.ref_logp = sequence_logprob(task.model, self.forget)
 
-    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         idx = self._rows(len(self.forget), rng)
         log_ratio = sequence_logprob(task.model, self.forget.rows(idx)) - self.ref_logp[idx]
         # log(1 + exp(beta * log_ratio)) = softplus, numerically stable
         npo = (2.0 / self.cfg.beta) * F.softplus(self.cfg.beta * log_ratio).mean()
         retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
-        return npo + self.cfg.retain_weight * retain
+        return {"npo": npo, "retain": self.cfg.retain_weight * retain}

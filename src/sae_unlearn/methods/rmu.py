@@ -10,27 +10,25 @@ relative to the mean activation norm at l (``steering_scale``); documented in do
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import torch
+from pydantic import Field
 
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows, trainable_block_params
 from sae_unlearn.methods.lm_losses import encode_fact_answers
+from sae_unlearn.methods.options import FloorStopOptions
+from sae_unlearn.methods.registry import register_method
 from sae_unlearn.models.capture import residual_at_layer
 from sae_unlearn.models.layers import decoder_layers, model_device
 
 
-@dataclass
-class RMUConfig:
-    lr: float = 1e-3
+class RMUConfig(FloorStopOptions):
+    lr: float = Field(1e-3, gt=0)
     steering_scale: float = 2.0  # c = steering_scale * mean ||h|| at the layer
     alpha: float = 100.0  # paper: 1200 at Zephyr's scale; tuned on our step budget (docs/baselines.md)
-    batch_size: int = 32
-    eval_every: int = 10
-    stop_at_floor: bool = True  # stop once forget recall <= unknown names on the same prompts ...
-    stop_margin: float = 0.05  # ... plus this (issue 5's "within 5 points"; docs/baselines.md)
 
 
+@register_method
 class RMUUnlearner(GradientUnlearner):
     name = "rmu"
     config_cls = RMUConfig
@@ -62,7 +60,7 @@ class RMUUnlearner(GradientUnlearner):
         u = torch.rand(h_f.shape[-1], generator=gen).to(device)
         self.control = self.cfg.steering_scale * norm * u / u.norm()
 
-    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         f = self.forget.rows(torch.tensor(sample_rows(len(self.forget), self.cfg.batch_size, rng)))
         idx = torch.tensor(sample_rows(len(self.retain), self.cfg.batch_size, rng))
         r = self.retain.rows(idx)
@@ -71,5 +69,5 @@ class RMUUnlearner(GradientUnlearner):
         fm, rm = f.attention_mask.bool(), r.attention_mask.bool()
         forget = (h_f[fm] - self.control).pow(2).mean()
         retain = (h_r[rm] - self.retain_ref[idx][rm]).pow(2).mean()
-        return forget + self.cfg.alpha * retain
+        return {"forget": forget, "retain": self.cfg.alpha * retain}
 

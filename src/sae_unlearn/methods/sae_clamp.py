@@ -8,28 +8,28 @@ values for Gemma-2B-it; absolute values do not transfer across SAEs)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import nn
 
-from sae_unlearn.methods.base import UnlearnOutcome, Unlearner, UnlearnTask, encode_facts
+from sae_unlearn.methods.base import Unlearner, UnlearnOutcome, UnlearnTask
+from sae_unlearn.methods.options import MethodOptions
+from sae_unlearn.methods.registry import register_method
 from sae_unlearn.models.capture import capture_entity_activations
 from sae_unlearn.models.layers import decoder_layers
+from sae_unlearn.models.prompts import encode_facts
 
 
-@dataclass
-class SAEClampConfig:
+class SAEClampConfig(MethodOptions):
     multiplier: float = 20.0
     n_latents: int | None = None  # default: all selected known-entity latents
 
 
+@register_method
 class SAEClampUnlearner(Unlearner):
     name = "sae_clamp"
-
-    def __init__(self, cfg: SAEClampConfig | None = None):
-        self.cfg = cfg or SAEClampConfig()
+    config_cls = SAEClampConfig
 
     def unlearn(self, task: UnlearnTask) -> UnlearnOutcome:
         latents = task.known_latents[: self.cfg.n_latents] if self.cfg.n_latents else list(task.known_latents)

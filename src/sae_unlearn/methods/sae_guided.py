@@ -18,26 +18,28 @@ import dataclasses
 import logging
 import math
 import random
-from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from sae_unlearn import parallel
 from sae_unlearn.entities.contexts import is_context, with_contexts, with_lead_ins
 from sae_unlearn.entities.types import Entity
-from sae_unlearn.methods import sharding
-from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, encode_facts, fact_prompts, sample_rows
-from sae_unlearn.methods.lm_losses import encode_fact_answers
-from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.methods import sharding
+from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows
+from sae_unlearn.methods.lm_losses import encode_fact_answers
+from sae_unlearn.methods.options import GradientOptions
+from sae_unlearn.methods.registry import register_method
+from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.models.layers import model_device, num_layers
-from sae_unlearn.models.prompts import EncodedPrompts, encode_prompts
+from sae_unlearn.models.prompts import EncodedPrompts, encode_facts, encode_prompts, fact_prompts
 
 
-@dataclass
-class SAEGuidedConfig:
-    lr: float = 3e-3
+class SAEGuidedConfig(GradientOptions):
+    lr: float = Field(3e-3, gt=0)
     w_toward: float = 1.0
     w_away: float = 1.0
     w_retain: float = 60.0
@@ -57,14 +59,13 @@ class SAEGuidedConfig:
     retain_paired: bool = False
     # forget rows per step (None: all); a sample keeps a step's cost flat as the targets grow (issue 7)
     forget_batch: int | None = None
-    retain_positions: str = "after_entity"  # or "all" (docs/method.md)
+    retain_positions: Literal["after_entity", "all"] = "after_entity"  # docs/method.md
     # generic contexts naming the entity (entities/contexts.py) added to every target's forget prompts and,
     # as minimal pairs, to every retained entity's retain prompts: the change must hold after any lead-in
     contexts: int = 0
     # every training fact also after this many sentence openings (entities/contexts.py ``LEAD_INS``), for
     # targets and, as minimal pairs, for retained entities: the name deep in a sentence, as in questions
     lead_ins: int = 0
-    eval_every: int = 10
     stop_share: float = 1.0  # stop once this share of targets is classified unknown ...
     train_layers: list[int] | None = None  # default: every block up to the SAE's layer
     stop_toward: float = 0.02  # ... and the toward loss fell below this share of its start
@@ -107,6 +108,7 @@ def answer_margin(logp: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
     return picked - others.max(-1).values
 
 
+@register_method
 class SAEGuidedUnlearner(GradientUnlearner):
     name = "sae_guided"
     config_cls = SAEGuidedConfig
@@ -243,8 +245,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         return hidden, F.log_softmax(logits.float(), dim=-1)
 
     @staticmethod
-    def _output_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    def _output_kl(logp: torch.Tensor | None, ref_logp: torch.Tensor | None) -> torch.Tensor:
         """KL(unknown reference || model) per row: the model should answer as it does for strangers."""
+        assert logp is not None and ref_logp is not None  # both are computed whenever w_output or w_downstream is on
         return (ref_logp.exp() * (ref_logp - logp)).sum(-1)
 
     @staticmethod
@@ -288,6 +291,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             if self.cfg.w_output > 0:
                 terms["output"] = self._output_kl(logp, ref_next).sum() / n_rows / self.gap_output
             if self.cfg.w_downstream > 0:
+                assert self.forget_hidden0 is not None
                 _, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
                                                      enc.prompt_last,
                                                      self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]])
@@ -328,7 +332,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             terms["retain"] = (h_new[mask] - self.retain_hidden[mine][mask]).pow(2).sum(-1).sum() / n_positions / self.gap_h
         return terms
 
-    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> torch.Tensor:
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         terms = self.loss_terms(task, rng)
         toward = float(terms["toward"].detach())
         if self.initial_toward is None:
@@ -337,7 +341,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
                    "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output,
                    "downstream": self.cfg.w_downstream, "answer": self.cfg.w_answer}
-        return sum(weights[k] * v for k, v in terms.items())
+        return {k: weights[k] * v for k, v in terms.items()}
 
     def method_state(self) -> dict:
         return {"initial_toward": self.initial_toward, "last_toward": self.last_toward}

@@ -47,7 +47,8 @@ def shard_for_training(model: nn.Module) -> nn.Module:
         fully_shard(block, mesh=mesh)
     fully_shard(sharded, mesh=mesh)
     trained = [p for p in sharded.parameters() if p.requires_grad]
-    local, total = sum(p.to_local().numel() for p in trained), sum(p.numel() for p in trained)
+    local = sum(p.to_local().numel() for p in trained)  # type: ignore[attr-defined]  # FSDP2 made them DTensors
+    total = sum(p.numel() for p in trained)
     log.info("FSDP: process %d holds %d of %d trained weights (%.0f %%)", parallel.rank(), local, total,
              100 * local / max(1, total))
     return sharded

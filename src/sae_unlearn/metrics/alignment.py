@@ -13,8 +13,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sae_unlearn.entities.types import Entity
-from sae_unlearn.methods.base import encode_facts
 from sae_unlearn.models.capture import capture_entity_activations
+from sae_unlearn.models.prompts import encode_facts
 
 
 def entity_activations(model: nn.Module, tokenizer, entities: list[Entity], layer: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -17,7 +17,8 @@ from torch import nn
 
 from sae_unlearn.entities.phrasings import relation_key
 from sae_unlearn.entities.types import Entity
-from sae_unlearn.metrics.recall import answer_matches, greedy_continuations, substituted_prompts
+from sae_unlearn.metrics.recall import answer_matches, substituted_prompts
+from sae_unlearn.models.generation import greedy_continuations
 
 
 def mark_answerable(model: nn.Module, tokenizer, entities: list[Entity], substitutes: list[Entity],

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from sae_unlearn.metrics.recall import greedy_continuations
+from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.models.layers import model_device
 
 

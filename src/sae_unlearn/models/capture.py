@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
-from sae_unlearn.models.layers import check_layer, decoder_layers, hidden_size, model_device
+from sae_unlearn.models.layers import CausalLM, check_layer, decoder_layers, hidden_size, model_device
 from sae_unlearn.models.prompts import EncodedPrompts
 
 
@@ -103,7 +103,7 @@ def _record_layer(model: nn.Module, layer: int, sink: list, replacement: torch.T
 
 
 @contextmanager
-def head_reads_only(model: nn.Module, rows: torch.Tensor, cols: torch.Tensor) -> Iterator[None]:
+def head_reads_only(model: CausalLM, rows: torch.Tensor, cols: torch.Tensor) -> Iterator[None]:
     """Feed the vocabulary projection only positions ``(rows[i], cols[i])``: the model's logits come
     out as [1, len(rows), vocab], in that order.
 

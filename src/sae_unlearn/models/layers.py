@@ -7,16 +7,23 @@ and ``hidden_states[L + 1]`` in Hugging Face terms.
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 import torch
 from torch import nn
 
 from sae_unlearn.errors import UserInputError
 
+# A transformers causal LM or a peft wrapper of one. Loose on purpose: the two share the methods we call (generate,
+# save_pretrained, get_output_embeddings, get_base_model) but no base class, and torch's stubs type any attribute
+# of an nn.Module they do not know as ``Tensor | Module``, which is never callable.
+CausalLM: TypeAlias = Any
+
 # Attribute paths of the block list across HF architectures (Llama/Gemma/Qwen/Mistral, GPT-2, ...).
 _BLOCK_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers", "model.language_model.layers")
 
 
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
+def decoder_layers(model: CausalLM) -> nn.ModuleList:
     if hasattr(model, "get_base_model"):  # a peft wrapper: the blocks live in the base model
         model = model.get_base_model()
     for path in _BLOCK_PATHS:
@@ -50,7 +57,7 @@ def hook_name(layer: int) -> str:
 def hidden_size(model: nn.Module) -> int:
     cfg = model.config
     text_cfg = getattr(cfg, "text_config", None) or cfg
-    return int(getattr(text_cfg, "hidden_size", None) or getattr(text_cfg, "n_embd"))
+    return int(getattr(text_cfg, "hidden_size", None) or text_cfg.n_embd)
 
 
 def model_device(model: nn.Module) -> torch.device:

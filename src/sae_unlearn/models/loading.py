@@ -11,6 +11,9 @@ from sae_unlearn import parallel
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import cache_root
 from sae_unlearn.models.builtin import BUILTIN_MODELS, resolve_builtin
+from sae_unlearn.models.layers import CausalLM
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # config's model.dtype -> torch
 
 
 def resolve_device(device: str) -> torch.device:
@@ -61,7 +64,7 @@ def load_causal_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype =
     source = resolve_model_source(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model: CausalLM = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except OSError as exc:
         raise UserInputError(f"Cannot load a causal LM from {source!r}: {exc}") from exc
     ensure_document_start(tokenizer)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sae_unlearn.entities.types import Entity
 from sae_unlearn.errors import UserInputError
 
 
@@ -93,3 +94,14 @@ def encode_prompts(tokenizer, prompts: list[str], entities: list[str]) -> Encode
         input_ids[i, : len(r)] = torch.tensor(r)
         mask[i, : len(r)] = 1
     return EncodedPrompts(input_ids, mask, torch.tensor(ent_last), torch.tensor(prompt_last))
+
+
+def fact_prompts(entities: list[Entity], heldout: bool | None = False) -> tuple[list[str], list[str], list[str]]:
+    """(prompts, entity names, answers) of the entities' facts; ``heldout=None`` takes all."""
+    rows = [(f.prompt, e.name, f.answer) for e in entities for f in e.facts if heldout is None or f.heldout == heldout]
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def encode_facts(tokenizer, entities: list[Entity], heldout: bool | None = False) -> EncodedPrompts:
+    prompts, names, _ = fact_prompts(entities, heldout)
+    return encode_prompts(tokenizer, prompts, names)

@@ -10,32 +10,31 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# column -> how "best" is decided: "min", "max", a float target (closest wins), or "floor": closest to
-# the unknown level on the same prompts (forgetting means answering like for a stranger, not never
-# answering: recall under that level is suppression, which GA-style methods overshoot into)
-COLUMNS: dict[str, str | float] = {
-    "forget_recall_after": "floor",
-    "retain_recall_after": "max",
-    "heldout_known_recall_after": "max",
-    "entangled_recall_after": "max",
-    "forget_classified_unknown_after": "max",
-    "forget_probe_auc_after": 0.5,
-    "perplexity_after": "min",
-    "degenerate_rate_after": "min",
-    "forget_says_unknown_after": "max",
-    "relearn_recall": "min",
-    "forget_probe_auc_residual_after": 0.5,
-    "attribute_probe_acc_forget_after": "min",
-    "paraphrase_recall_context_after": "min",
-    "paraphrase_recall_question_after": "min",
-    "generation_leak_rate_after": "min",
-    "seconds": "min",
-}
+import sae_unlearn.evaluation  # noqa: E402, F401  (registers every metric the evaluation computes)
+from sae_unlearn.metrics.registry import REGISTRY, Better, describe, expand  # noqa: E402
 
 
-def _best(values: dict[str, float], rule: str | float) -> set[str]:
+def _columns() -> dict[str, Better]:
+    """Written key -> how "best" is decided ("min", "max", a float target: closest wins, or "floor": closest to
+    the metric's like-for-like floor), for the registry's compare columns: headline ones first, then attacks."""
+    chosen = [m for section in ("headline", "attacks") for m in REGISTRY.values() if m.compare and m.section == section]
+    return {(f"{m.key}_after" if m.scope == "state" else m.key): m.better for m in chosen}
+
+
+COLUMNS = _columns()
+
+
+def _floor_value(column: str, record: dict) -> float:
+    """The like-for-like floor of a "closest to the floor" column: its metric's first floor the run has."""
+    found = describe(column)
+    assert found is not None, f"{column} is not in the metric registry"
+    metric, form = found
+    return next(record[expand(f, form)] for f in metric.floors if expand(f, form) in record)
+
+
+def _best(values: dict[str, float], rule: Better) -> set[str]:
     finite = {k: v for k, v in values.items() if v == v}
-    if not finite:
+    if not finite or rule is None or rule == "floor":  # "floor" arrives here as the floor's value
         return set()
     if rule == "min":
         target = min(finite.values())
@@ -56,7 +55,7 @@ def compare_table(methods: dict[str, dict]) -> str:
              f"held-out known {first['heldout_known_recall_before']:.3f}, unknown entities {first['unknown_recall']:.3f} "
              f"(on the targets' prompts with unknown names: {floor:.3f}), perplexity {first['perplexity_before']:.3f}.", "",
              "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    rules = {c: floor if COLUMNS[c] == "floor" else COLUMNS[c] for c in cols}
+    rules = {c: _floor_value(c, first) if COLUMNS[c] == "floor" else COLUMNS[c] for c in cols}
     best = {c: _best({n: m.get(c, float("nan")) for n, m in methods.items()}, rules[c]) for c in cols}
     for name, m in methods.items():
         cells = []

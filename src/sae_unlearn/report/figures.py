@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from torch import nn
 
+from sae_unlearn.methods import UnlearnOutcome
 from sae_unlearn.metrics.alignment import entity_codes
 from sae_unlearn.report.attack_plots import knownness_histograms, projection_plot, relearn_curves
 from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_bars
-
-if TYPE_CHECKING:  # the pipeline imports this module
-    from sae_unlearn.methods import UnlearnOutcome
-    from sae_unlearn.pipeline import Workspace
+from sae_unlearn.state import Workspace
 
 
-def run_figures(out: Path, ws: "Workspace", results: dict[str, tuple[dict, "UnlearnOutcome"]],
+def run_figures(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]],
                 edited: dict[str, nn.Module]) -> list[tuple[str, str]]:
     """(caption, path relative to ``out``) of every figure, in reading order."""
     assert ws.split is not None and ws.scores is not None
@@ -55,7 +52,8 @@ def run_figures(out: Path, ws: "Workspace", results: dict[str, tuple[dict, "Unle
         path = latent_activation_plot(latents, acts, plots_dir / f"latents_{name}.png",
                                       f"{name}: top {k} known-entity latents, then top {k} unknown-entity latents")
         figures.append((f"Latent activations ({name})", rel(path)))
-        history = results[name][1].loss_history
-        if history:
-            figures.append((f"Unlearning loss ({name})", rel(loss_curve(history, plots_dir / f"loss_{name}.png"))))
+        outcome = results[name][1]
+        if outcome.loss_history:
+            path = loss_curve(outcome.loss_history, plots_dir / f"loss_{name}.png", outcome.loss_terms)
+            figures.append((f"Unlearning loss and its weighted terms ({name})", rel(path)))
     return figures

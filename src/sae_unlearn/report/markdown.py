@@ -4,76 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEADLINE = [
-    ("forget_recall_before", "forget recall (held-out phrasings), before"),
-    ("forget_recall_after", "forget recall (held-out phrasings), after"),
-    ("unknown_recall", "unknown-entity recall (floor)"),
-    ("unknown_recall_same_prompts", "unknown names in the targets' own prompts (like-for-like floor)"),
-    ("forget_recall_form_question_before", "forget recall, questions, before"),
-    ("forget_recall_form_question_after", "forget recall, questions, after"),
-    ("unknown_recall_same_prompts_form_question", "questions with unknown names (floor)"),
-    ("forget_recall_form_passing_before", "forget recall, mentioned in passing, before"),
-    ("forget_recall_form_passing_after", "forget recall, mentioned in passing, after"),
-    ("unknown_recall_same_prompts_form_passing", "passing mentions with unknown names (floor)"),
-    ("forget_recall_form_appositive_before", "forget recall, name with an aside, before"),
-    ("forget_recall_form_appositive_after", "forget recall, name with an aside, after"),
-    ("unknown_recall_same_prompts_form_appositive", "asides with unknown names (floor)"),
-    ("forget_recall_train_phrasing_before", "forget recall, the phrasings the losses train on, before"),
-    ("forget_recall_train_phrasing_after", "forget recall, the phrasings the losses train on, after"),
-    ("unknown_recall_same_prompts_train_phrasing", "unknown names in the trained phrasings (floor)"),
-    ("forget_recall_all_facts_before", "forget recall incl. facts made-up names also complete, before"),
-    ("forget_recall_all_facts_after", "forget recall incl. facts made-up names also complete, after"),
-    ("unknown_recall_same_prompts_all_facts", "unknown names in the targets' own prompts, incl. those facts"),
-    ("retain_recall_before", "retain recall, before"),
-    ("retain_recall_after", "retain recall, after"),
-    ("heldout_known_recall_before", "held-out known recall, before"),
-    ("heldout_known_recall_after", "held-out known recall, after"),
-    ("retain_recall_train_phrasing_after", "retain recall, trained phrasings, after"),
-    ("heldout_known_recall_train_phrasing_after", "held-out known recall, trained phrasings, after"),
-    ("entangled_recall_before", "other entities' facts that name a target (scored apart), before"),
-    ("entangled_recall_after", "other entities' facts that name a target, after"),
-    ("forget_classified_unknown_before", "targets classified unknown, before"),
-    ("forget_classified_unknown_after", "targets classified unknown, after"),
-    ("unknown_classified_unknown", "unknown entities classified unknown (probe calibration)"),
-    ("forget_probe_auc_before", "probe AUC targets vs unknown, before"),
-    ("forget_probe_auc_after", "probe AUC targets vs unknown, after"),
-    ("forget_dist_unknown_after", "targets' distance to unknown centroid, after"),
-    ("forget_dist_known_after", "targets' distance to known centroid, after"),
-    ("perplexity_before", "perplexity (trained phrasings, other known entities), before"),
-    ("perplexity_after", "perplexity, after"),
-    ("degenerate_rate_after", "degenerate generations on targets, after"),
-    ("steps", "unlearning steps run"),
-    ("seconds", "seconds"),
-]
+import sae_unlearn.evaluation  # noqa: F401  (registers every metric the evaluation computes)
+from sae_unlearn.entities.phrasings import PHRASING_LABELS
+from sae_unlearn.metrics.registry import section_rows
 
 
-# The attacks (docs/attacks.md): does the knowledge come back, can a probe still find it?
-ATTACKS = [
-    ("relearn_recall_pre_attack", "relearning: held-back facts recalled, before the attack"),
-    ("relearn_recall", "relearning: held-back facts recalled after the attack"),
-    ("relearn_recall_unknown", "relearning: same attack on unknown entities (floor)"),
-    ("relearn_recall_original", "relearning: same attack on the original model"),
-    ("relearn_gap_to_unknown", "relearning: after-attack recall minus floor (goal <= 0.10)"),
-    ("forget_probe_auc_after", "known-vs-unknown probe AUC, SAE latents (0.5 = indistinguishable)"),
-    ("forget_probe_auc_residual_before", "known-vs-unknown probe AUC, residual stream, before"),
-    ("forget_probe_auc_residual_after", "known-vs-unknown probe AUC, residual stream, after"),
-    ("attribute_probe_acc_forget_before", "attribute probe accuracy on targets, before"),
-    ("attribute_probe_acc_forget_after", "attribute probe accuracy on targets, after"),
-    ("attribute_probe_acc_unknown_after", "attribute probe accuracy on unknown entities (floor)"),
-    ("attribute_probe_majority_forget", "attribute probe: always guessing the commonest answer, on targets"),
-    ("paraphrase_recall_heldout_after", "recall, held-out phrasings, after"),
-    ("paraphrase_recall_heldout_unknown", "recall, held-out phrasings, unknown entities (floor)"),
-    ("paraphrase_recall_context_before", "recall, entity in a longer context, before"),
-    ("paraphrase_recall_context_after", "recall, entity in a longer context, after"),
-    ("paraphrase_recall_context_unknown", "recall, longer context, unknown entities (floor)"),
-    ("paraphrase_recall_question_before", "recall, question form, before"),
-    ("paraphrase_recall_question_after", "recall, question form, after"),
-    ("paraphrase_recall_question_unknown", "recall, question form, unknown entities (floor)"),
-    ("generation_leak_rate_before", "free generation states a target's fact, before"),
-    ("generation_leak_rate_after", "free generation states a target's fact, after"),
-    ("generation_leak_rate_unknown", "free generation states an unknown entity's fact (floor)"),
-    ("generation_degenerate_rate_after", "free generation is gibberish, after"),
-]
+def _rows(methods: dict[str, dict], section: str) -> list[tuple[str, str]]:
+    return section_rows(list(methods.values()), section, PHRASING_LABELS)
 
 
 def _table(methods: dict[str, dict], rows: list[tuple[str, str]]) -> list[str]:
@@ -102,9 +39,9 @@ def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, st
     if preface:
         lines += [preface, ""]
     methods = metrics["methods"]
-    lines += _table(methods, HEADLINE)
-    if any(key in m for m in methods.values() for key, _ in ATTACKS):
-        lines += ["## Attacks: is the knowledge gone or only muted?", ""] + _table(methods, ATTACKS)
+    lines += _table(methods, _rows(methods, "headline"))
+    if attacks := _rows(methods, "attacks"):
+        lines += ["## Attacks: is the knowledge gone or only muted?", ""] + _table(methods, attacks)
     for caption, file in plots:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
     if latent_rows:

@@ -53,12 +53,18 @@ def latent_activation_plot(latents: list[int], acts: dict[str, np.ndarray], path
     return path
 
 
-def loss_curve(history: list[float], path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.plot(history)
+def loss_curve(history: list[float], path: Path, terms: dict[str, list[float]] | None = None) -> Path:
+    """The total loss and, when the method names them, each weighted term (they sum to the total)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(history, color="k", lw=1.6, label="total")
+    for name, values in (terms or {}).items():
+        ax.plot(values, lw=0.9, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_yscale("log" if min(history, default=1.0) > 0 else "symlog")  # GA and NPO losses go negative
+    every = [v for values in [history, *(terms or {}).values()] for v in values]
+    ax.set_yscale("log" if min(every, default=1.0) > 0 else "symlog")  # GA and NPO losses go negative
+    if terms:
+        ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

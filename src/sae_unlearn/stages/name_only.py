@@ -32,10 +32,11 @@ from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.entities.phrasings import TRAIN_PHRASING, relation_key, with_heldout_phrasings
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.answerable import mark_answerable
-from sae_unlearn.metrics.recall import greedy_continuations
 from sae_unlearn.models.capture import capture_entity_activations, residual_and_last_logits
+from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.models.layers import model_device
 from sae_unlearn.models.prompts import encode_prompts
+from sae_unlearn.state import DescribedName
 
 NEUTRAL_CONTEXTS = CONTEXTS[:4]  # "{e}", "Tell me about {e}.", ...: they name the entity and ask nothing
 _LEAD_WORDS = {"the", "a", "an", "in", "on", "at", "of", "by", "to", "from", "for", "and", "as", "is", "was", "his",
@@ -49,23 +50,6 @@ class NameOnlySettings:
     min_confidence: float = 0.3  # first-token probability of the model's answer
     made_up_names: int = 4  # made-up names per type for the answerable check
     max_new_tokens: int = 4
-
-
-@dataclass(frozen=True)
-class DescribedName:
-    """What the model gave for one name: its inferred type and the facts it knows (empty: unknown)."""
-
-    name: str
-    type: str
-    facts: tuple[Fact, ...]
-    asked: int  # relations asked
-
-    @property
-    def known(self) -> bool:
-        return bool(self.facts)
-
-    def entity(self) -> Entity:
-        return Entity(self.name, self.type, list(self.facts))
 
 
 def relations_by_type(entities: list[Entity], per_type: int) -> dict[str, list[str]]:

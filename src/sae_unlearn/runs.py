@@ -1,0 +1,203 @@
+"""The run drivers behind ``demo``, ``run``, ``compare``: stages 1-4 once, then each method from the same
+original weights, its evaluation and attacks, and the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from torch import nn
+
+from sae_unlearn import parallel
+from sae_unlearn.attacks.saved import check_saved_model, load_edited, saved_models
+from sae_unlearn.attacks.suite import relearn_floors
+from sae_unlearn.config import DemoConfig, load_config
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.evaluation.evaluate import evaluate_state, method_metrics
+from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
+from sae_unlearn.methods import UnlearnOutcome, get_method
+from sae_unlearn.metrics.entangled import split_entangled
+from sae_unlearn.metrics.recall import recall
+from sae_unlearn.models.generation import reuse_greedy_continuations
+from sae_unlearn.report.outputs import save_edited, write_run_outputs
+from sae_unlearn.stages.latents import select_latents
+from sae_unlearn.stages.sae import get_sae
+from sae_unlearn.stages.split import make_split
+from sae_unlearn.stages.subject import build_workspace
+from sae_unlearn.stages.unlearn import method_checkpointer, run_method
+from sae_unlearn.state import Workspace
+
+log = logging.getLogger("sae_unlearn")
+
+
+ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "rmu", "sae_clamp")
+
+
+# The main hyperparameter of each method and the values ``compare --sweep`` tries (defaults in the middle).
+SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "sae_guided": ("w_retain", (10.0, 30.0, 100.0)),
+    "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
+    "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
+    "npo": ("beta", (0.05, 0.1, 0.5)),
+    "rmu": ("alpha", (10.0, 100.0, 1200.0)),
+    "sae_clamp": ("multiplier", (5.0, 20.0, 80.0)),
+}
+
+
+def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
+    """Stages 1-4 on the synthetic world, plus the "before" metrics every method shares."""
+    ws = build_workspace(cfg, progress)
+    get_sae(ws, progress)
+    with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
+        make_split(ws)
+        select_latents(ws)
+        t0 = time.time()
+        baseline = evaluate_state(ws, ws.model)
+        ws.timings["evaluate_original"] = time.time() - t0
+    t0 = time.time()
+    ws.relearn_floors = relearn_floors(ws)
+    ws.timings["relearn_floors"] = time.time() - t0
+    return ws, baseline
+
+
+def check_resumable(cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwrite: bool, resume: bool) -> Path:
+    """Prepare ``out``; with ``resume``, refuse checkpoints of another configuration before any compute."""
+    out = parallel.main_only(lambda: prepare_output_dir(out, overwrite, resume))
+    if resume:
+        for name in methods:
+            ckpt = method_checkpointer(cfg, name, out, resume)
+            if ckpt is not None:
+                ckpt.verify()
+    return out
+
+
+def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progress: bool = True,
+                out: Path | None = None, resume: bool = False):
+    """Each method from a fresh copy of the original weights, same split, budget and evaluation.
+
+    With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
+    state there until the outputs are written, so a resumed comparison skips it)."""
+    results: dict[str, tuple[dict, UnlearnOutcome]] = {}
+    edited: dict[str, nn.Module] = {}
+    for name in methods:
+        ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
+        model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
+        results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
+        edited[name] = model
+    return results, edited
+
+
+def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
+             methods: tuple[str, ...] = ("sae_guided",), resume: bool = False) -> dict:
+    """The whole chain; writes metrics.json, report.md, plots, config, model. ``resume`` continues a
+    killed run in ``out`` from its last checkpoint (same config: same result)."""
+    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
+    for name in methods:
+        get_method(name)  # fail on a bad name before any compute
+    out = check_resumable(cfg, out, methods, overwrite, resume)
+    ws, baseline = prepare_workspace(cfg, progress)
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
+
+    def write() -> dict:
+        metrics = write_run_outputs(out, ws, results, edited)
+        save_edited(out, ws, results, edited)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # every output is in place: nothing left to resume
+        return metrics
+
+    return parallel.main_only(write)
+
+
+def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
+    """Forget/retain recall of each method at each value of its main hyperparameter."""
+    curves: dict[str, list[dict]] = {}
+    assert ws.split is not None
+    for name in methods:
+        param, values = SWEEPS[name]
+        curves[name] = []
+        for value in values:
+            model, outcome, _ = run_method(ws, name, progress, {param: value})
+            with outcome.context(model):
+                point = {param: value,
+                         "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens),
+                         "retain_recall_after": recall(model, ws.tokenizer, ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0]),
+                                                       ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
+            curves[name].append(point)
+    return curves
+
+
+def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
+                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False, sweep: bool = False,
+                resume: bool = False) -> dict:
+    """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
+    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
+    from sae_unlearn.report.compare import compare_table, tradeoff_plot
+
+    for name in methods:
+        get_method(name)
+    out = check_resumable(cfg, out, methods, overwrite, resume)
+    ws, baseline = prepare_workspace(cfg, progress)
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
+    sweeps = run_sweeps(ws, methods, progress) if sweep else None
+
+    def write() -> dict:
+        methods_metrics = {name: m for name, (m, _) in results.items()}
+        (out / "plots").mkdir(exist_ok=True)
+        tradeoff_plot(methods_metrics, out / "plots" / "tradeoff.png", sweeps)
+        table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
+        metrics = write_run_outputs(out, ws, results, edited, preface=table)
+        if sweeps:
+            metrics["sweeps"] = sweeps
+        atomic_write_json(out / "compare.json", metrics)
+        atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
+        if save_models:
+            save_edited(out, ws, results, edited)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        return metrics
+
+    return parallel.main_only(write)
+
+
+def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, config: Path | None = None,
+               overrides: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Attack the models saved in ``run_dir`` (or ``model``), with the run's config; writes a run's
+    outputs (metrics.json with every attack key, report.md/.html, plots) into ``out``."""
+    if run_dir is None and (config is None or model is None):
+        raise UserInputError("Give --run (a directory written by demo, run or compare), or --config (the run's "
+                             "config.yaml) with --model.")
+    if config is None:
+        assert run_dir is not None
+        config = run_dir / "config.yaml"
+        if not config.exists():
+            raise UserInputError(f"{run_dir} has no config.yaml: is it an output directory of demo, run or compare?")
+    targets = {"model": model} if model is not None else saved_models(run_dir) if run_dir is not None else {}
+    if not targets:
+        raise UserInputError(f"No saved model in {run_dir}: compare saves models only with --save-models; or pass "
+                             "--model DIR.")
+    for path in targets.values():
+        check_saved_model(path)
+    cfg = load_config(config, overrides)
+    out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))  # one writer under a launcher
+    ws, baseline = prepare_workspace(cfg, progress and parallel.is_main())
+    _check_same_split(ws, run_dir)
+    results, edited = {}, {}
+    for name, path in targets.items():
+        edited_model, outcome = load_edited(ws, path)
+        results[name] = (method_metrics(ws, edited_model, outcome, 0.0, baseline) | {"source": str(path)}, outcome)
+        edited[name] = edited_model
+    return parallel.main_only(lambda: write_run_outputs(out, ws, results, edited))
+
+
+def _check_same_split(ws: Workspace, run_dir: Path | None) -> None:
+    """The rebuilt targets must be the run's targets, or every number would be about other entities."""
+    if run_dir is None or not (run_dir / "metrics.json").exists():
+        return
+    saved = json.loads((run_dir / "metrics.json").read_text()).get("forget")
+    assert ws.split is not None
+    rebuilt = [e.name for e in ws.split.forget]
+    if saved is not None and saved != rebuilt:
+        raise UserInputError(f"The run's targets {saved} differ from the ones rebuilt from its config {rebuilt}; "
+                             "the entity file or model changed since the run. Attack with the run's own inputs.")

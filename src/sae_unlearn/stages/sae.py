@@ -1,0 +1,80 @@
+"""Stage 2, the SAE: loaded (sae-lens) or trained on the model's activations and cached by content hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sae_unlearn import parallel
+from sae_unlearn.io_utils import cache_root
+from sae_unlearn.models.capture import capture_all_positions
+from sae_unlearn.models.layers import hook_name, model_device
+from sae_unlearn.models.prompts import EncodedPrompts, fact_prompts
+from sae_unlearn.sae.corpus import sae_corpus
+from sae_unlearn.sae.loading import check_sae_matches, load_sae
+from sae_unlearn.sae.training import save_sae, train_sae
+from sae_unlearn.state import Workspace
+
+
+def sae_training_texts(ws: Workspace) -> list[str]:
+    """Synthetic: the corpus plus every entity prompt (known, obscure and unknown), so latents cover
+    all three. Real: every fact of the file and the fictional entities, plus the model's own text."""
+    if ws.world is None:
+        s = ws.cfg.sae
+        return sae_corpus(ws.model, ws.tokenizer, ws.candidates + ws.never_seen, s.generation_prompts,
+                          s.generation_tokens, ws.cfg.seed)
+    w = ws.world
+    return w.corpus + fact_prompts(w.known + w.obscure + w.unknown, heldout=None)[0]
+
+
+def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tensor:
+    ws.tokenizer.padding_side = "right"  # EncodedPrompts assumes right padding
+    enc = ws.tokenizer(texts, padding=True, return_tensors="pt")
+    lengths = enc["attention_mask"].sum(1)
+    prompts = EncodedPrompts(enc["input_ids"], enc["attention_mask"], torch.zeros_like(lengths), lengths - 1)
+    return capture_all_positions(ws.model, prompts, ws.layer)
+
+
+def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
+    t0 = time.time()
+    scfg = ws.cfg.sae
+    device = str(model_device(ws.model))  # the SAE reads the model's residual stream: same device
+    if scfg.path is not None or scfg.release is not None:
+        ws.sae = load_sae(scfg.path or scfg.release or "", scfg.sae_id, device=device)
+        ws.sae_dir = scfg.path or Path(f"{scfg.release}:{scfg.sae_id}")  # where it came from, for the report
+    elif not ws.cacheable:  # weights known only in memory (the Python API): trained for them, cached nowhere
+        sae = _train(ws, device)
+        with tempfile.TemporaryDirectory() as tmp:  # the saved form loads as the inference SAE class
+            save_sae(sae, Path(tmp))
+            ws.sae = load_sae(Path(tmp), device=device)
+        ws.sae_dir = Path("trained-in-memory")
+    else:
+        entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
+        key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json"),
+                                         "entities": entities, "seed": ws.cfg.seed, "dtype": ws.cfg.model.dtype},
+                                        sort_keys=True).encode()).hexdigest()[:16]
+        ws.sae_dir = cache_root() / "saes" / key
+        if not parallel.agree((ws.sae_dir / "cfg.json").exists()):
+            # capture is split across processes; training is repeated in each (same seed, same SAE)
+            sae = _train(ws, device)
+            if parallel.is_main():
+                save_sae(sae, ws.sae_dir)
+            parallel.barrier()
+        ws.sae = load_sae(ws.sae_dir, device=device)
+    check_sae_matches(ws.sae, ws.model, ws.layer)
+    ws.sae.eval()
+    ws.timings["sae"] = time.time() - t0
+    return ws
+
+
+def _train(ws: Workspace, device: str):
+    scfg = ws.cfg.sae
+    acts = capture_training_activations(ws, sae_training_texts(ws))
+    return train_sae(acts, hook_name(ws.layer), str(ws.model_dir), scfg.expansion, scfg.l1_coefficient,
+                     scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed, device=device)

@@ -1,0 +1,115 @@
+"""Stage 3b, the split: forget targets (the user's names or a seeded draw of known entities), retain and
+held-out known entities, unknown entities for the reference and for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from sae_unlearn.entities.types import Entity, EntitySplit
+from sae_unlearn.errors import UserInputError
+from sae_unlearn.stages.name_only import NameOnlySettings, describe_names, evaluation_entity
+from sae_unlearn.stages.probing import probe_entities
+from sae_unlearn.state import Workspace
+
+log = logging.getLogger("sae_unlearn")
+
+
+def make_split(ws: Workspace) -> Workspace:
+    """Known = the model recalls at least ``known_threshold`` of the entity's facts (probing, as
+    Ferrando et al.); unknown = never-seen entities, plus (real models) file entities recalled not at all."""
+    cfg = ws.cfg
+    t0 = time.time()
+    probe_entities(ws)
+    shares = [ws.probing[e.name] for e in ws.candidates]
+    known = [e for e, s in zip(ws.candidates, shares)
+             if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable]
+    ws.n_known = len(known)
+    rng = random.Random(cfg.seed)
+    forget = _forget_targets(ws, known, rng)
+    ws.forget_known_facts = _known_fact_counts(ws, forget)
+    forget_names = {e.name for e in forget} | set(cfg.unlearn.forget)  # a skipped request is not kept either
+    others = [e for e in known if e.name not in forget_names]
+    rng.shuffle(others)
+    n_retain = max(1, int(round(len(others) * cfg.unlearn.retain_fraction)))
+    unknown = list(ws.never_seen)
+    rng.shuffle(unknown)
+    half = len(unknown) // 2
+    ws.split = EntitySplit(forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half])
+    ws.unknown_eval = unknown[half:]
+    if ws.world is None:  # real file entities the model recalls nothing of are unknown too
+        never = [e for e, s in zip(ws.candidates, shares) if s == 0 and e.name not in forget_names]
+        rng.shuffle(never)
+        ws.unknown_eval += never[: cfg.entities.max_unknown_eval]
+    ws.split.validate()
+    ws.timings["probing"] = time.time() - t0
+    log.info("probing: %d of %d entities known; %d targets", len(known), len(ws.candidates), len(forget))
+    return ws
+
+
+def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
+    """The user's names (each known to the model, at least in part) or ``n_forget`` random known entities."""
+    cfg = ws.cfg
+    if cfg.unlearn.name_only:
+        return _name_only_targets(ws, known)
+    by_name = {e.name: e for e in known}
+    if not cfg.unlearn.forget:
+        if cfg.unlearn.n_forget >= len(known):
+            raise UserInputError(f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
+                                 f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it.")
+        return rng.sample(known, cfg.unlearn.n_forget)
+    all_names = {e.name for e in ws.candidates} | ({e.name for e in ws.world.obscure + ws.world.unknown} if ws.world else set())
+    missing = [n for n in cfg.unlearn.forget if n not in all_names]
+    if missing:
+        raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
+    # a target the model knows in part is a target: forget what it knows (issue 21)
+    candidates = {e.name: e for e in ws.candidates}
+    by_name |= {n: candidates[n] for n in cfg.unlearn.forget if n not in by_name and n in candidates
+                and ws.probing.get(n, 0.0) > 0 and n not in ws.all_answerable + ws.partly_answerable_only}
+    not_known = [n for n in cfg.unlearn.forget if n not in by_name]
+    if not_known:
+        answerable = set(ws.all_answerable + ws.partly_answerable_only)
+        detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in answerable
+                           else f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
+        _skip_not_known(ws, not_known, detail)
+    return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
+
+
+def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> None:
+    """Requested names the model does not know: an error under --strict (or when none is left), else skipped."""
+    cfg = ws.cfg
+    msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
+    if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
+        raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
+    log.warning("%s Skipping them (use --strict to stop instead).", msg)
+    ws.skipped_forget = not_known
+
+
+def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
+    """--name-only: the losses get what the model says about each name (stages/name_only.py); evaluation
+    reads the file's facts of a name the file has (with their answerable flags), else the described ones."""
+    cfg = ws.cfg  # config.load_config has checked that names and a real model are given
+    ws.described = describe_names(ws.model, ws.tokenizer, list(cfg.unlearn.forget), ws.candidates, known, ws.layer,
+                                  NameOnlySettings(max_new_tokens=cfg.eval.max_new_tokens), seed=cfg.seed)
+    not_known = [d for d in ws.described if not d.known]
+    if not_known:
+        _skip_not_known(ws, [d.name for d in not_known], ", ".join(
+            f"{d.name} (read as a {d.type}; none of {d.asked} questions answered with confidence, or only with "
+            "answers it gives for made-up names too)" for d in not_known))
+    in_file = {e.name: e for e in ws.candidates}
+    for d in ws.described:
+        log.info("name-only: %s read as a %s; %d facts the model gives: %s", d.name, d.type, len(d.facts),
+                 "; ".join(f"{f.prompt} {f.answer}" for f in d.facts[:6]))
+    return [evaluation_entity(d, in_file.get(d.name)) for d in ws.described if d.known]
+
+
+def _known_fact_counts(ws: Workspace, targets: list[Entity]) -> dict[str, tuple[int, int]]:
+    """Per target, how many of its probed (training-phrasing) facts the original model recalled."""
+    probed = (lambda f: not f.heldout) if ws.world is None and ws.eval_heldout else (lambda f: True)
+    counts = {}
+    for e in targets:
+        n = sum(map(probed, e.facts))
+        counts[e.name] = (round(ws.probing.get(e.name, 1.0) * n), n)
+    return counts

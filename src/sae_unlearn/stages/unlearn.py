@@ -1,0 +1,78 @@
+"""Stage 5, unlearning: one method from a fresh copy of the original weights, with its options, its
+checkpoints and the stop rules that read the workspace.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+
+from torch import nn
+
+from sae_unlearn.config import DemoConfig
+from sae_unlearn.io_utils import CHECKPOINTS
+from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
+from sae_unlearn.methods.checkpoint import Checkpointer
+from sae_unlearn.methods.sae_guided import SAEGuidedConfig
+from sae_unlearn.metrics.alignment import entity_codes
+from sae_unlearn.metrics.recall import recall, substituted_recall
+from sae_unlearn.state import Workspace
+
+log = logging.getLogger("sae_unlearn")
+
+
+def method_options(cfg: DemoConfig, name: str) -> dict:
+    """The SAE-guided method reads the ``unlearn.*`` settings; every method also takes
+    ``unlearn.methods.<name>`` (checked against its typed settings when the config loads)."""
+    opts: dict = {}
+    if name == "sae_guided":
+        known = set(SAEGuidedConfig.model_fields)
+        opts = {k: v for k, v in cfg.unlearn.model_dump().items() if k in known}
+    return opts | cfg.unlearn.options_for(name)
+
+
+def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> Checkpointer | None:
+    """Checkpoints of method ``name`` under OUT/checkpoints/<name>, tied to this exact configuration."""
+    every = cfg.unlearn.checkpoint_every
+    if every == 0:
+        return None
+    fingerprint = {"config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
+                   "method": name, "options": method_options(cfg, name)}
+    return Checkpointer(Path(out) / CHECKPOINTS / name, every, fingerprint, resume)
+
+
+def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: dict | None = None,
+               checkpointer: Checkpointer | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
+    assert ws.split is not None and ws.probe is not None and ws.scores is not None
+    model = copy.deepcopy(ws.model)
+    probe, split = ws.probe, ws.training_split()
+
+    def targets_classified_unknown(m: nn.Module) -> float:
+        z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
+        return probe.share_unknown(z, owner)
+
+    # training phrasings only: the evaluation's held-out ones must not steer any method
+    train_phrasing, n_tok = (False if ws.eval_heldout else None), ws.cfg.eval.max_new_tokens
+
+    def forget_gap_to_floor(m: nn.Module) -> float:
+        if ws.forget_floor is None:  # measured once, on first use: methods without the stop rule never pay for it
+            ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
+                                                 heldout=train_phrasing, max_new_tokens=n_tok)
+        return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) - ws.forget_floor
+
+    k = ws.cfg.latents.top_k
+    mcfg = ws.cfg.model
+    task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
+                       known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
+                       steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
+                       forget_gap_to_floor=forget_gap_to_floor,
+                       seed=ws.cfg.seed, progress=progress,
+                       lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora_for(name) else None,
+                       gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)
+    t0 = time.time()
+    outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
+    if outcome.message:
+        log.warning("%s: %s", name, outcome.message)
+    return task.model, outcome, time.time() - t0
