@@ -61,6 +61,7 @@ def main() -> None:
     assert ws.world is not None
     entities = (ws.world.known * 10)[: max(1, args.n // len(ws.world.known[0].facts))]
     enc = encode_facts(tok, entities, heldout=None)
+
     def bare():
         with _truncated(model, layer):
             for s in range(0, len(enc), args.batch):
@@ -69,9 +70,16 @@ def main() -> None:
 
     t_capture = _time(lambda: capture_entity_activations(model, enc, layer, batch_size=args.batch))
     t_bare = _time(bare)
-    row = {"model": args.model or str(ws.model_dir), "layer": layer, "prompts": len(enc), "batch": args.batch,
-           "threads": torch.get_num_threads(), "capture_prompts_per_s": len(enc) / t_capture,
-           "bare_truncated_prompts_per_s": len(enc) / t_bare, "ratio_capture_over_bare": t_bare / t_capture}
+    row = {
+        "model": args.model or str(ws.model_dir),
+        "layer": layer,
+        "prompts": len(enc),
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "capture_prompts_per_s": len(enc) / t_capture,
+        "bare_truncated_prompts_per_s": len(enc) / t_bare,
+        "ratio_capture_over_bare": t_bare / t_capture,
+    }
     print(f"{'capture':>10} {row['capture_prompts_per_s']:10.1f} prompts/s")
     print(f"{'bare':>10} {row['bare_truncated_prompts_per_s']:10.1f} prompts/s (forward truncated at layer {layer})")
     print(f"{'ratio':>10} {row['ratio_capture_over_bare']:10.3f} (capture throughput / bare throughput)")

@@ -29,19 +29,29 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
-    parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world")
-    parser.add_argument("--config", type=Path, default=None, help="a real-model config file (e.g. the deep SmolLM2 preset)")
+    parser.add_argument(
+        "--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world"
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="a real-model config file (e.g. the deep SmolLM2 preset)"
+    )
     args = parser.parse_args()
     config = args.config or (DEMO_REAL_CONFIG if args.smollm2 else None)
-    cfg = load_config(config, {"seed": args.seed, "world.seed": None if config else args.seed,
-                               "unlearn.steps": args.steps})
+    cfg = load_config(
+        config, {"seed": args.seed, "world.seed": None if config else args.seed, "unlearn.steps": args.steps}
+    )
     t0 = time.time()
     metrics = run_compare(cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")))
     wall = time.time() - t0
     print(compare_table(metrics["methods"]))
     print(f"\nwall {wall:.1f} s on {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})")
-    result = {"world": "smollm2-135m" if args.smollm2 else "synthetic", "seed": args.seed, "wall_seconds": wall, "threads": torch.get_num_threads(),
-              "methods": metrics["methods"]}
+    result = {
+        "world": "smollm2-135m" if args.smollm2 else "synthetic",
+        "seed": args.seed,
+        "wall_seconds": wall,
+        "threads": torch.get_num_threads(),
+        "methods": metrics["methods"],
+    }
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out / 'benchmark.json'}")
 

@@ -43,13 +43,17 @@ def main() -> None:
     for form in FORMS:
         entities = only(known, form)
         r = recall(ws.model, ws.tokenizer, entities, None, n_tok)
-        floor = substituted_recall(ws.model, ws.tokenizer, entities, ws.unknown_eval, heldout=None, max_new_tokens=n_tok)
+        floor = substituted_recall(
+            ws.model, ws.tokenizer, entities, ws.unknown_eval, heldout=None, max_new_tokens=n_tok
+        )
         n = sum(len([f for f in e.facts if not f.answerable]) for e in entities)
         rows.append({"phrasing": form, "facts": n, "recall_known": r, "same_prompt_floor": floor, "gap": r - floor})
     print(f"{'phrasing':<12}{'facts':>7}{'known':>9}{'floor':>9}{'gap':>9}")
     for row in rows:
-        print(f"{row['phrasing']:<12}{row['facts']:>7}{row['recall_known']:>9.3f}{row['same_prompt_floor']:>9.3f}"
-              f"{row['gap']:>9.3f}")
+        print(
+            f"{row['phrasing']:<12}{row['facts']:>7}{row['recall_known']:>9.3f}{row['same_prompt_floor']:>9.3f}"
+            f"{row['gap']:>9.3f}"
+        )
     result = {"model": str(ws.model_dir), "n_known_entities": len(known), "rows": rows, "seconds": time.time() - t0}
     args.json.write_text(json.dumps(result, indent=2))
     print(f"{time.time() - t0:.0f} s; wrote {args.json}")

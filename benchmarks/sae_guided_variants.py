@@ -34,10 +34,12 @@ from sae_unlearn.stages.unlearn import run_method
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", help='JSON list of option dicts, e.g. \'[{}, {"w_output": 1.0}]\'')
+    parser.add_argument("variants", help="JSON list of option dicts, e.g. '[{}, {\"w_output\": 1.0}]'")
     parser.add_argument("--smollm2", action="store_true", help="SmolLM2-135M with the demo's config")
     parser.add_argument("--relearn", action="store_true", help="also run the relearning attack (docs/attacks.md)")
-    parser.add_argument("--seed", type=int, default=None, help="another draw of targets and split (default: the config's)")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="another draw of targets and split (default: the config's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-sae-guided-variants.json"))
     args = parser.parse_args()
     variants = json.loads(args.variants)
@@ -45,12 +47,25 @@ def main() -> None:
     t0 = time.time()
     ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
     floors = relearn_floors(ws) if args.relearn else {}
-    print(f"workspace built in {time.time() - t0:.0f} s" + (f"; relearning floor {floors['relearn_recall_unknown']:.3f}, "
-                                                            f"original {floors['relearn_recall_original']:.3f}" if floors else ""))
+    print(
+        f"workspace built in {time.time() - t0:.0f} s"
+        + (
+            f"; relearning floor {floors['relearn_recall_unknown']:.3f}, "
+            f"original {floors['relearn_recall_original']:.3f}"
+            if floors
+            else ""
+        )
+    )
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
     floor = substituted_recall(ws.model, tok, ws.split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok)
-    before = {key: recall(ws.model, tok, entities, held, n_tok) for key, entities in
-              (("forget", ws.split.forget), ("retain", ws.split.retain), ("heldout_known", ws.split.heldout_known))}
+    before = {
+        key: recall(ws.model, tok, entities, held, n_tok)
+        for key, entities in (
+            ("forget", ws.split.forget),
+            ("retain", ws.split.retain),
+            ("heldout_known", ws.split.heldout_known),
+        )
+    }
     if held:  # each held-out phrasing's own floor: the same prompts with unknown names
         before |= floors_by_phrasing(ws.model, tok, ws.split.forget, ws.unknown_eval, n_tok)
     print(f"same-prompt floor {floor:.3f}; before: {json.dumps(before)}")
@@ -66,33 +81,54 @@ def main() -> None:
         ws.cfg.model.lora_rank = int(options.pop("lora_rank", base_rank))
         model, outcome, seconds = run_method(ws, "sae_guided", progress=False, extra_options=options)
         lora = {"lora": True, "lora_rank": ws.cfg.model.lora_rank} if ws.cfg.model.lora_for("sae_guided") else {}
-        row = {"options": options | lora,
-               "steps": ws.cfg.unlearn.steps, "steps_run": outcome.steps_run,
-               "unlearn_seconds": round(seconds, 1)}
-        for key, entities in (("forget", ws.split.forget), ("retain", ws.split.retain),
-                              ("heldout_known", ws.split.heldout_known)):
+        row = {
+            "options": options | lora,
+            "steps": ws.cfg.unlearn.steps,
+            "steps_run": outcome.steps_run,
+            "unlearn_seconds": round(seconds, 1),
+        }
+        for key, entities in (
+            ("forget", ws.split.forget),
+            ("retain", ws.split.retain),
+            ("heldout_known", ws.split.heldout_known),
+        ):
             row[key] = recall(model, tok, entities, held, n_tok)
         if held:  # the phrasings the loss trained on, and each held-out phrasing alone (real models)
             row["forget_train_phrasing"] = recall(model, tok, ws.split.forget, False, n_tok)
-            row |= {k.removeprefix("forget_recall_"): v
-                    for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()}
+            row |= {
+                k.removeprefix("forget_recall_"): v
+                for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()
+            }
         with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
             row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
         if floors:
             row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print("\n| options | steps | forget | retain | held-out known | perplexity change | relearned | unlearning s |\n"
-          "|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| options | steps | forget | retain | held-out known | perplexity change | relearned | unlearning s |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
     for r in rows:
-        print(f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
-              f"{r['heldout_known']:.3f} | {100 * r['perplexity_change']:+.1f} % | {r.get('relearn', float('nan')):.3f} | "
-              f"{r['unlearn_seconds']:.0f} |")
+        print(
+            f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
+            f"{r['heldout_known']:.3f} | {100 * r['perplexity_change']:+.1f} % | {r.get('relearn', float('nan')):.3f} | "
+            f"{r['unlearn_seconds']:.0f} |"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"smollm2": args.smollm2, "perplexity_before": ppl_before, "same_prompt_floor": floor,
-                                    "before": before,
-                                    "relearn_floors": {k: v for k, v in floors.items() if "curve" not in k},
-                                    "variants": rows}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "smollm2": args.smollm2,
+                "perplexity_before": ppl_before,
+                "same_prompt_floor": floor,
+                "before": before,
+                "relearn_floors": {k: v for k, v in floors.items() if "curve" not in k},
+                "variants": rows,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -64,7 +64,20 @@ def micro_compare_dir(micro_config_file, micro_workspace, tmp_path_factory) -> P
     from sae_unlearn.cli import app
 
     out = tmp_path_factory.mktemp("compare") / "cmp"
-    result = CliRunner().invoke(app, ["compare", "--synthetic", "--out", str(out), "--config", str(micro_config_file),
-                                      "--steps", "20", "--save-models", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--synthetic",
+            "--out",
+            str(out),
+            "--config",
+            str(micro_config_file),
+            "--steps",
+            "20",
+            "--save-models",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out

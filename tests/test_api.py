@@ -30,8 +30,16 @@ def api_setup(micro_workspace):
 def api_result(api_setup):
     ws, config, targets = api_setup
     original = {k: v.clone() for k, v in ws.model.state_dict().items()}
-    result = unlearn(ws.model, ws.tokenizer, targets, entities=ws.world.known, unknown=ws.world.unknown,
-                     sae=ws.sae, config=config, progress=False)
+    result = unlearn(
+        ws.model,
+        ws.tokenizer,
+        targets,
+        entities=ws.world.known,
+        unknown=ws.world.unknown,
+        sae=ws.sae,
+        config=config,
+        progress=False,
+    )
     return result, original
 
 
@@ -72,5 +80,13 @@ def test_bad_input_fails_before_any_compute(api_setup):
     with pytest.raises(UserInputError, match="Unknown method|unknown method"):
         unlearn(ws.model, ws.tokenizer, ["x"], entities=ws.world.known, config=config, method="nope", progress=False)
     with pytest.raises(UserInputError, match=r"\['Nobody Atall'\] are not in the given entities"):
-        unlearn(ws.model, ws.tokenizer, ["Nobody Atall"], entities=ws.world.known, unknown=ws.world.unknown,
-                sae=ws.sae, config=config, progress=False)
+        unlearn(
+            ws.model,
+            ws.tokenizer,
+            ["Nobody Atall"],
+            entities=ws.world.known,
+            unknown=ws.world.unknown,
+            sae=ws.sae,
+            config=config,
+            progress=False,
+        )

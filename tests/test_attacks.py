@@ -19,13 +19,24 @@ from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.runs import ALL_METHODS
 from sae_unlearn.stages.unlearn import run_method
 
-ATTACK_KEYS = ("relearn_recall", "relearn_recall_unknown", "relearn_recall_original", "relearn_recovery",
-               "forget_probe_auc_after", "forget_probe_auc_residual_after", "attribute_probe_acc_forget_after",
-               "paraphrase_recall_heldout_after", "paraphrase_recall_context_after", "generation_leak_rate_after")
+ATTACK_KEYS = (
+    "relearn_recall",
+    "relearn_recall_unknown",
+    "relearn_recall_original",
+    "relearn_recovery",
+    "forget_probe_auc_after",
+    "forget_probe_auc_residual_after",
+    "attribute_probe_acc_forget_after",
+    "paraphrase_recall_heldout_after",
+    "paraphrase_recall_context_after",
+    "generation_leak_rate_after",
+)
 
 
 def _entity(name: str, relations: int, per_relation: int = 1) -> Entity:
-    facts = [Fact(f"{name} r{r} p{p}", f"a{r}", attribute=f"r{r}") for r in range(relations) for p in range(per_relation)]
+    facts = [
+        Fact(f"{name} r{r} p{p}", f"a{r}", attribute=f"r{r}") for r in range(relations) for p in range(per_relation)
+    ]
     return Entity(name, "person", facts)
 
 
@@ -137,12 +148,23 @@ def test_attack_command_explains_bad_input(micro_compare_dir, tmp_path):
     assert result.exit_code == 2 and "has no config.yaml" in result.output
     bad = tmp_path / "notamodel"
     bad.mkdir()
-    result = runner.invoke(app, ["attack", "--run", str(micro_compare_dir), "--model", str(bad), "--out",
-                                 str(tmp_path / "o2"), "--quiet"])
+    result = runner.invoke(
+        app, ["attack", "--run", str(micro_compare_dir), "--model", str(bad), "--out", str(tmp_path / "o2"), "--quiet"]
+    )
     assert result.exit_code == 2 and "is not a saved model" in result.output
     assert not (tmp_path / "o2").exists()  # refused before any output or compute
-    result = runner.invoke(app, ["evaluate", "--model", str(bad), "--config", str(micro_compare_dir / "config.yaml"),
-                                 "--out", str(tmp_path / "o3")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(bad),
+            "--config",
+            str(micro_compare_dir / "config.yaml"),
+            "--out",
+            str(tmp_path / "o3"),
+        ],
+    )
     assert result.exit_code == 2 and "is not a saved model" in result.output
     assert not (tmp_path / "o3").exists()
 
@@ -155,8 +177,10 @@ CHECK_IMAGES = """<script>window.addEventListener("load", () => {
 });</script></body>"""
 
 
-@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("SAE_UNLEARN_REQUIRE_CHROMIUM"),
-                    reason="headless Chromium not installed (.ci/run installs it and sets SAE_UNLEARN_REQUIRE_CHROMIUM)")
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("SAE_UNLEARN_REQUIRE_CHROMIUM"),
+    reason="headless Chromium not installed (.ci/run installs it and sets SAE_UNLEARN_REQUIRE_CHROMIUM)",
+)
 def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp_path):
     assert CHROMIUM is not None, "SAE_UNLEARN_REQUIRE_CHROMIUM is set but chromium is not installed"
     html = (micro_compare_dir / "report.html").read_text()
@@ -165,10 +189,27 @@ def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp
     assert n_images >= 10  # trade-off, recall, relearning, histograms, projection, latents and losses
     probe = tmp_path / "probe.html"  # a copy away from plots/, so only inlined images can load
     probe.write_text(html.replace("</body>", CHECK_IMAGES))
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                          f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
-                          probe.as_uri()], capture_output=True, text=True, timeout=120, check=False).stdout
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
     assert f'<pre id="imgcheck">{n_images}/{n_images}</pre>' in dom, dom[-500:]
 
 
@@ -177,7 +218,9 @@ def test_attacks_can_be_switched_off(micro_workspace):
 
     from sae_unlearn.evaluation.evaluate import evaluate_state
 
-    cfg = micro_workspace.cfg.model_copy(update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})})
+    cfg = micro_workspace.cfg.model_copy(
+        update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})}
+    )
     m = evaluate_state(replace(micro_workspace, cfg=cfg), micro_workspace.model)
     assert "forget_recall" in m
     assert not [k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe"))]

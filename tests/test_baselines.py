@@ -23,9 +23,18 @@ def test_baseline_stops_once_targets_are_recalled_like_unknown_entities(micro_wo
         checks.append(model)
         return gap
 
-    task = UnlearnTask(model=copy.deepcopy(ws.model), tokenizer=ws.tokenizer, split=ws.split, layer=ws.layer,
-                       sae=ws.sae, known_latents=[], unknown_latents=[], steps=25, progress=False,
-                       forget_gap_to_floor=gap_to_floor)
+    task = UnlearnTask(
+        model=copy.deepcopy(ws.model),
+        tokenizer=ws.tokenizer,
+        split=ws.split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=[],
+        unknown_latents=[],
+        steps=25,
+        progress=False,
+        forget_gap_to_floor=gap_to_floor,
+    )
     outcome = build_method("gradient_ascent", {"stop_at_floor": stop_at_floor}).unlearn(task)
     if stop_at_floor and gap <= 0.05:  # checked every eval_every (10) steps, on the model being trained
         assert (outcome.stopped_reason, outcome.steps_run) == ("early_stop", 10)

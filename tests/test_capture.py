@@ -19,8 +19,16 @@ WORDS = "Alden Voss Brisa Kestrel works as a the occupation of is painter".split
 def _config(arch: str, vocab: int):
     if arch == "gpt2":
         return GPT2Config(vocab_size=vocab, n_positions=32, n_embd=32, n_layer=3, n_head=2)
-    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                  num_key_value_heads=1, max_position_embeddings=32, pad_token_id=0)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=32,
+        pad_token_id=0,
+    )
     if arch == "llama":
         return LlamaConfig(**common)
     return Gemma2Config(**common, head_dim=16)
@@ -47,7 +55,9 @@ def test_capture_matches_hidden_states_and_skips_upper_layers(tiny_model_dir):
     handle.remove()
     assert calls == [], "layers above the hooked one must not run"
     with torch.no_grad():
-        ref = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[2]
+        ref = model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True
+        ).hidden_states[2]
     expected = ref[torch.arange(2), enc.entity_last]
     torch.testing.assert_close(acts, expected, rtol=1e-4, atol=1e-5)
 
@@ -64,7 +74,9 @@ def test_prompts_sharing_the_words_up_to_the_entity_run_once_with_the_same_activ
     handle.remove()
     assert sum(rows_run) == 2, "the two prompts that open with 'Alden Voss' share one prefix"
     with torch.no_grad():
-        ref = model(input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True).hidden_states[2]
+        ref = model(
+            input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True
+        ).hidden_states[2]
     torch.testing.assert_close(acts, ref[torch.arange(3), enc.entity_last], rtol=1e-4, atol=1e-5)
 
 

@@ -13,7 +13,9 @@ from sae_unlearn.runs import ALL_METHODS
 
 def _markdown_table(text: str) -> tuple[list[str], list[list[str]]]:
     """Header cells and body rows of the (only) markdown table in ``text``."""
-    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")]
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("|")
+    ]
     return rows[0], [r for r in rows[1:] if set(r[0]) != {"-"}]
 
 
@@ -78,8 +80,20 @@ def test_every_method_lowers_forget_recall_within_the_micro_budget(micro_compare
 
 def test_compare_sweep_adds_curves(micro_config_file, micro_workspace, tmp_path):
     out = tmp_path / "sweep"
-    result = CliRunner().invoke(app, ["compare", "--out", str(out), "--config", str(micro_config_file),
-                                      "--methods", "sae_clamp", "--sweep", "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            "--out",
+            str(out),
+            "--config",
+            str(micro_config_file),
+            "--methods",
+            "sae_clamp",
+            "--sweep",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     curve = json.loads((out / "compare.json").read_text())["sweeps"]["sae_clamp"]
     assert [p["multiplier"] for p in curve] == [5.0, 20.0, 80.0]
@@ -101,7 +115,15 @@ def test_best_forget_recall_is_the_one_closest_to_the_unknown_level():
     """Recall below what unknown names get on the same prompts is suppression, not a better forgetting."""
     from sae_unlearn.report.compare import compare_table
 
-    base = {"forget_recall_before": 1.0, "retain_recall_before": 1.0, "heldout_known_recall_before": 1.0,
-            "unknown_recall": 0.06, "unknown_recall_same_prompts": 0.26, "perplexity_before": 50.0}
-    table = compare_table({"muted": base | {"forget_recall_after": 0.0}, "like_unknown": base | {"forget_recall_after": 0.25}})
+    base = {
+        "forget_recall_before": 1.0,
+        "retain_recall_before": 1.0,
+        "heldout_known_recall_before": 1.0,
+        "unknown_recall": 0.06,
+        "unknown_recall_same_prompts": 0.26,
+        "perplexity_before": 50.0,
+    }
+    table = compare_table(
+        {"muted": base | {"forget_recall_after": 0.0}, "like_unknown": base | {"forget_recall_after": 0.25}}
+    )
     assert "| like_unknown | **0.250** |" in table and "| muted | 0.000 |" in table

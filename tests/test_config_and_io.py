@@ -44,7 +44,9 @@ def test_lora_for_some_methods_only(tmp_path):
     assert model.lora_for("sae_guided") and not model.lora_for("npo")
     assert load_config(None, {"model.lora": True}).model.lora_for("npo")
     path.write_text("model:\n  lora: [sae_guidd]\n")
-    with pytest.raises(UserInputError, match=r"lora lists unknown methods \['sae_guidd'\]; known methods: .*sae_guided"):
+    with pytest.raises(
+        UserInputError, match=r"lora lists unknown methods \['sae_guidd'\]; known methods: .*sae_guided"
+    ):
         load_config(path)
 
 
@@ -53,9 +55,11 @@ def test_method_blocks_are_checked_when_the_config_loads(tmp_path, caplog):
     type are refused before any compute; the old ``method_options`` still works, with a deprecation notice, and
     ``methods`` wins where both set a key."""
     path = tmp_path / "c.yaml"
-    for block, error in [("NPO:\n      beta: 0.2", r"unlearn: Unknown method 'NPO'; known methods: .*npo"),
-                         ("npo:\n      betta: 0.2", r"Unknown option\(s\) \['betta'\] for method 'npo'"),
-                         ("npo:\n      beta: high", r"Invalid option\(s\) for method 'npo': beta = 'high'")]:
+    for block, error in [
+        ("NPO:\n      beta: 0.2", r"unlearn: Unknown method 'NPO'; known methods: .*npo"),
+        ("npo:\n      betta: 0.2", r"Unknown option\(s\) \['betta'\] for method 'npo'"),
+        ("npo:\n      beta: high", r"Invalid option\(s\) for method 'npo': beta = 'high'"),
+    ]:
         path.write_text(f"unlearn:\n  methods:\n    {block}\n")
         with pytest.raises(UserInputError, match=error):
             load_config(path)
@@ -83,8 +87,12 @@ def test_deep_preset_is_the_demo_plus_its_three_settings():
     demo = flat(load_config(DEMO_REAL_CONFIG).model_dump(mode="json"))
     deep = flat(load_config(DEMO_REAL_CONFIG.with_name("smollm2_deep.yaml")).model_dump(mode="json"))
     changed = {k: (demo[k], deep[k]) for k in demo if demo[k] != deep[k]}
-    assert changed == {"unlearn.w_downstream": (0.0, 0.3), "unlearn.w_kl": (1.0, 5.0),
-                       "unlearn.retain_paired": (False, True), "unlearn.w_answer": (0.5, 0.0)}
+    assert changed == {
+        "unlearn.w_downstream": (0.0, 0.3),
+        "unlearn.w_kl": (1.0, 5.0),
+        "unlearn.retain_paired": (False, True),
+        "unlearn.w_answer": (0.5, 0.0),
+    }
 
 
 def test_existing_output_dir_is_refused_and_kept(tmp_path):

@@ -15,9 +15,17 @@ from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
 
 
 def _task(ws, model, steps):
-    return UnlearnTask(model=model, tokenizer=ws.tokenizer, split=ws.split, layer=ws.layer, sae=ws.sae,
-                       known_latents=ws.scores.top_known(5), unknown_latents=ws.scores.top_unknown(5), steps=steps,
-                       progress=False)
+    return UnlearnTask(
+        model=model,
+        tokenizer=ws.tokenizer,
+        split=ws.split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=ws.scores.top_known(5),
+        unknown_latents=ws.scores.top_unknown(5),
+        steps=steps,
+        progress=False,
+    )
 
 
 def test_contexts_are_answerless_training_facts_naming_the_entity():
@@ -28,13 +36,23 @@ def test_contexts_are_answerless_training_facts_naming_the_entity():
 
 
 def test_lead_ins_ask_each_training_fact_again_deeper_in_a_sentence_no_evaluation_uses():
-    ann = Entity("Ann Lee", "person", [Fact("Ann Lee works as a", "poet", "{e} works as a"),
-                                       Fact("The home of Ann Lee is", "Oslo"),
-                                       Fact("Q: What does Ann Lee do? A:", "poet", heldout=True, phrasing="question")])
+    ann = Entity(
+        "Ann Lee",
+        "person",
+        [
+            Fact("Ann Lee works as a", "poet", "{e} works as a"),
+            Fact("The home of Ann Lee is", "Oslo"),
+            Fact("Q: What does Ann Lee do? A:", "poet", heldout=True, phrasing="question"),
+        ],
+    )
     (entity,) = with_lead_ins([ann], 2)
     extra = entity.facts[3:]
-    assert [f.prompt for f in extra] == [f"{LEAD_INS[0]} Ann Lee works as a", f"{LEAD_INS[1]} Ann Lee works as a",
-                                         f"{LEAD_INS[0]} the home of Ann Lee is", f"{LEAD_INS[1]} the home of Ann Lee is"]
+    assert [f.prompt for f in extra] == [
+        f"{LEAD_INS[0]} Ann Lee works as a",
+        f"{LEAD_INS[1]} Ann Lee works as a",
+        f"{LEAD_INS[0]} the home of Ann Lee is",
+        f"{LEAD_INS[1]} the home of Ann Lee is",
+    ]
     assert [f.answer for f in extra] == ["poet", "poet", "Oslo", "Oslo"] and not any(f.heldout for f in extra)
     assert extra[0].attribute == "{e} works as a", "a lead-in asks the same relation"
     assert not set(LEAD_INS) & set(phrasings._PASSING), "the evaluation's passing mentions must stay unseen"

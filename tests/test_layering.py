@@ -42,7 +42,9 @@ def _imported_rooms(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(path.read_text())):
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + ([f"{node.module}.{a.name}" for a in node.names] if node.module == "sae_unlearn" else [])
+            names = [node.module] + (
+                [f"{node.module}.{a.name}" for a in node.names] if node.module == "sae_unlearn" else []
+            )
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         for name in names:

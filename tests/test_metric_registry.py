@@ -32,7 +32,9 @@ def test_report_and_compare_show_what_the_registry_declares(micro_compare_dir):
         assert f"| {label} |" in report, label
     forget = [label for key, label in rows].index("forget recall (held-out phrasings), after")
     assert rows[forget + 1][0] == "unknown_recall_same_prompts", "a metric's like-for-like floor follows it"
-    header = next(line for line in (micro_compare_dir / "compare.md").read_text().splitlines() if line.startswith("| method"))
+    header = next(
+        line for line in (micro_compare_dir / "compare.md").read_text().splitlines() if line.startswith("| method")
+    )
     shown = [c.strip() for c in header.strip("|").split("|")][1:]
     assert shown == [c for c in COLUMNS if any(c in m for m in methods.values())]
     assert "forget_mink_auc_after" in shown
@@ -50,8 +52,9 @@ def test_min_k_membership_tells_known_facts_from_unknown_names(micro_compare_dir
 def test_a_metric_lives_in_one_file():
     """Adding Min-K% touched one module: no other source file names its key (the registry carries it)."""
     package = Path(sae_unlearn.__file__).parent
-    naming = sorted(p.relative_to(package).as_posix() for p in package.rglob("*.py")
-                    if "forget_mink_auc" in p.read_text())
+    naming = sorted(
+        p.relative_to(package).as_posix() for p in package.rglob("*.py") if "forget_mink_auc" in p.read_text()
+    )
     assert naming == ["evaluation/membership.py"]
 
 

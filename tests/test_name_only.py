@@ -19,14 +19,17 @@ from sae_unlearn.methods.sae_guided import SAEGuidedUnlearner
 from sae_unlearn.stages.name_only import echoes_prompt, infer_types, leading_answer, relations_by_type
 
 
-@pytest.mark.parametrize("continuation,answer", [
-    (" the United States of", "the United"),
-    (" Paris, France", "Paris"),
-    (" 1879 in Ulm", "1879"),
-    (" St. Petersburg", "St"),
-    ("\nThe", ""),
-    (" the", ""),
-])
+@pytest.mark.parametrize(
+    "continuation,answer",
+    [
+        (" the United States of", "the United"),
+        (" Paris, France", "Paris"),
+        (" 1879 in Ulm", "1879"),
+        (" St. Petersburg", "St"),
+        ("\nThe", ""),
+        (" the", ""),
+    ],
+)
 def test_the_answer_is_the_continuation_up_to_its_first_content_word(continuation, answer):
     assert leading_answer(continuation) == answer
 
@@ -39,27 +42,43 @@ def test_an_answer_copied_from_the_prompt_shows_no_knowledge():
 
 
 def test_relations_are_the_files_training_templates_per_type_most_common_first():
-    entities = [Entity("Ann Lee", "person", [Fact("Ann Lee was born in", "Oslo"), Fact("Ann Lee works as a", "poet"),
-                                             Fact("Q: Where was Ann Lee born? A:", "Oslo", heldout=True)]),
-                Entity("Bo Ek", "person", [Fact("Bo Ek works as a", "cook")]),
-                Entity("Oslo", "city", [Fact("Oslo is the capital of", "Norway")])]
-    assert relations_by_type(entities, 5) == {"city": ["{e} is the capital of"],
-                                              "person": ["{e} works as a", "{e} was born in"]}
+    entities = [
+        Entity(
+            "Ann Lee",
+            "person",
+            [
+                Fact("Ann Lee was born in", "Oslo"),
+                Fact("Ann Lee works as a", "poet"),
+                Fact("Q: Where was Ann Lee born? A:", "Oslo", heldout=True),
+            ],
+        ),
+        Entity("Bo Ek", "person", [Fact("Bo Ek works as a", "cook")]),
+        Entity("Oslo", "city", [Fact("Oslo is the capital of", "Norway")]),
+    ]
+    assert relations_by_type(entities, 5) == {
+        "city": ["{e} is the capital of"],
+        "person": ["{e} works as a", "{e} was born in"],
+    }
     assert relations_by_type(entities, 1)["person"] == ["{e} works as a"]
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"unlearn.name_only": True, "model.name": "smollm2-135m"}, "add --forget"),
-    ({"unlearn.name_only": True, "unlearn.forget": ["Ann Lee"]}, "needs a real model"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"unlearn.name_only": True, "model.name": "smollm2-135m"}, "add --forget"),
+        ({"unlearn.name_only": True, "unlearn.forget": ["Ann Lee"]}, "needs a real model"),
+    ],
+)
 def test_name_only_without_names_or_real_model_fails_before_any_compute(overrides, message):
     with pytest.raises(UserInputError, match=message):
         load_config(None, overrides)
 
 
 def test_name_missing_from_the_file_is_an_error_without_name_only_and_says_how(tmp_path):
-    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / "no-such-model"), "--forget", "Nobody Atall",
-                                      "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app,
+        ["run", "--model", str(tmp_path / "no-such-model"), "--forget", "Nobody Atall", "--out", str(tmp_path / "o")],
+    )
     assert result.exit_code == 2
     assert "not in the entity file" in result.output and "--name-only" in result.output
 
@@ -76,8 +95,18 @@ def test_types_are_read_off_the_models_representation(micro_workspace):
     assert right >= 0.8 * len(others), list(zip([e.name for e in others], inferred))
 
 
-NAMES_IN_FILE = ["Paris", "Rome", "Madrid", "Berlin", "Tokyo", "Albert Einstein", "William Shakespeare",
-                 "Isaac Newton", "Charles Darwin", "Barack Obama"]
+NAMES_IN_FILE = [
+    "Paris",
+    "Rome",
+    "Madrid",
+    "Berlin",
+    "Tokyo",
+    "Albert Einstein",
+    "William Shakespeare",
+    "Isaac Newton",
+    "Charles Darwin",
+    "Barack Obama",
+]
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +117,40 @@ def smol_name_only(tmp_path_factory):
     keep = set(NAMES_IN_FILE)
     rows = [e.to_dict() for e in load_entity_file(bundled_entities_path()) if e.name in keep]
     (base / "entities.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"model": {"name": "smollm2-135m"}, "layer": 4, "entities": {"n_fictional": 4},
-           "sae": {"expansion": 2, "total_samples": 4000, "batch_size": 128, "generation_prompts": 4,
-                   "generation_tokens": 8},
-           "eval": {"known_threshold": 0.5}, "attack": {"enabled": False},
-           "unlearn": {"steps": 2, "retain_batch": 8, "retain_fraction": 0.5}}
+    cfg = {
+        "model": {"name": "smollm2-135m"},
+        "layer": 4,
+        "entities": {"n_fictional": 4},
+        "sae": {
+            "expansion": 2,
+            "total_samples": 4000,
+            "batch_size": 128,
+            "generation_prompts": 4,
+            "generation_tokens": 8,
+        },
+        "eval": {"known_threshold": 0.5},
+        "attack": {"enabled": False},
+        "unlearn": {"steps": 2, "retain_batch": 8, "retain_fraction": 0.5},
+    }
     (base / "run.yaml").write_text(yaml.safe_dump(cfg))
     return base
 
 
-def test_name_only_trains_on_what_the_model_says_and_skips_names_it_does_not_know(smol_name_only, tmp_path,
-                                                                                   monkeypatch):
-    """"Winston Churchill" is not in the file: the tool reads him as a person and asks the model; "Paris"
+def test_name_only_trains_on_what_the_model_says_and_skips_names_it_does_not_know(
+    smol_name_only, tmp_path, monkeypatch
+):
+    """ "Winston Churchill" is not in the file: the tool reads him as a person and asks the model; "Paris"
     is in the file, so evaluation reads the file's facts while the losses read the model's; a made-up
     name is skipped, and under --strict the run stops naming it."""
-    base = ["run", "--entities", str(smol_name_only / "entities.jsonl"), "--config", str(smol_name_only / "run.yaml"),
-            "--quiet", "--name-only"]
+    base = [
+        "run",
+        "--entities",
+        str(smol_name_only / "entities.jsonl"),
+        "--config",
+        str(smol_name_only / "run.yaml"),
+        "--quiet",
+        "--name-only",
+    ]
     names = "Paris,Winston Churchill,Zorvath Quillan"
     strict = CliRunner().invoke(app, base + ["--forget", names, "--out", str(tmp_path / "strict"), "--strict"])
     assert strict.exit_code == 2

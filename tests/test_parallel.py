@@ -30,7 +30,9 @@ def _metrics(out: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def one_process_run(micro_workspace, tmp_path_factory) -> tuple[Path, Path]:  # micro_workspace: world model and SAE cached
+def one_process_run(
+    micro_workspace, tmp_path_factory
+) -> tuple[Path, Path]:  # micro_workspace: world model and SAE cached
     """(config, output) of the micro world's unlearning in one process: the reference for every launch."""
     tmp = tmp_path_factory.mktemp("parallel")
     cfg = json.loads(json.dumps(MICRO))
@@ -44,12 +46,33 @@ def one_process_run(micro_workspace, tmp_path_factory) -> tuple[Path, Path]:  # 
     return config, one
 
 
-def _launch(config: Path, out: Path, launcher_flags: list[str], *extra: str,
-            program: tuple[str, ...] = ("-m", "sae_unlearn")) -> subprocess.CompletedProcess:
+def _launch(
+    config: Path, out: Path, launcher_flags: list[str], *extra: str, program: tuple[str, ...] = ("-m", "sae_unlearn")
+) -> subprocess.CompletedProcess:
     accelerate = Path(sys.executable).parent / "accelerate"
-    launch = [str(accelerate), "launch", *launcher_flags, "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-              *program, "--verbose", "unlearn", "--config", str(config), "--out", str(out), *extra]
+    launch = [
+        str(accelerate),
+        "launch",
+        *launcher_flags,
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        *program,
+        "--verbose",
+        "unlearn",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        *extra,
+    ]
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run(launch, capture_output=True, text=True, env=env, timeout=600, check=False)
 
@@ -70,7 +93,12 @@ def _assert_same_edit(a: dict, b: dict) -> None:
     assert b["steps"] == a["steps"] == 20
     # The loss splits its rows across the two processes and the gradients are summed: the same
     # arithmetic up to float summation order, so the edited models agree closely.
-    for key in ("forget_recall_after", "retain_recall_after", "heldout_known_recall_after", "forget_classified_unknown_after"):
+    for key in (
+        "forget_recall_after",
+        "retain_recall_after",
+        "heldout_known_recall_after",
+        "forget_classified_unknown_after",
+    ):
         assert b[key] == pytest.approx(a[key], abs=0.03), key
     for key in ("perplexity_after", "forget_dist_known_after", "forget_dist_unknown_after"):
         assert b[key] == pytest.approx(a[key], rel=1e-3), key

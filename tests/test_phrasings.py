@@ -44,24 +44,33 @@ def test_bundled_file_is_what_the_generator_writes(bundled):
         assert with_heldout_phrasings(cloze).facts == entity.facts, entity.name
 
 
-@pytest.mark.parametrize("name,prompt,question", [
-    ("Kabul", "Kabul is the capital of", "Q: Which country has Kabul as its capital city? A:"),
-    ("Congo", "The capital of the Congo is", "Q: What is the capital city of the Congo? A:"),
-    ("Peru", "The capital of Peru is", "Q: What is the capital city of Peru? A:"),
-    ("Japan", "The currency of Japan is the", "Q: What is the name of the currency of Japan? A: The"),
-    ("London", "London is the capital of the", "Q: Which country has London as its capital city? A: The"),
-    ("Leo Tolstoy", "Leo Tolstoy was a writer from", "Q: Where was the writer Leo Tolstoy from? A:"),
-    ("Toyota", "Toyota is a car company from", "Q: Where is the car company Toyota from? A:"),
-    ("Euclid", "Euclid is known as the father of",
-     'Q: How does this sentence about Euclid end: "Euclid is known as the father of ..."? A:'),
-])
+@pytest.mark.parametrize(
+    "name,prompt,question",
+    [
+        ("Kabul", "Kabul is the capital of", "Q: Which country has Kabul as its capital city? A:"),
+        ("Congo", "The capital of the Congo is", "Q: What is the capital city of the Congo? A:"),
+        ("Peru", "The capital of Peru is", "Q: What is the capital city of Peru? A:"),
+        ("Japan", "The currency of Japan is the", "Q: What is the name of the currency of Japan? A: The"),
+        ("London", "London is the capital of the", "Q: Which country has London as its capital city? A: The"),
+        ("Leo Tolstoy", "Leo Tolstoy was a writer from", "Q: Where was the writer Leo Tolstoy from? A:"),
+        ("Toyota", "Toyota is a car company from", "Q: Where is the car company Toyota from? A:"),
+        (
+            "Euclid",
+            "Euclid is known as the father of",
+            'Q: How does this sentence about Euclid end: "Euclid is known as the father of ..."? A:',
+        ),
+    ],
+)
 def test_question_phrasing(name, prompt, question):
     assert question_prompt(name, prompt) == QUESTION_EXAMPLE + question
 
 
 def test_files_with_heldout_facts_are_left_as_written():
-    mine = Entity("Alden Voss", "person", [Fact("Alden Voss works as a", "painter"),
-                                           Fact("Q: What is Alden Voss's job? A:", "painter", heldout=True)])
+    mine = Entity(
+        "Alden Voss",
+        "person",
+        [Fact("Alden Voss works as a", "painter"), Fact("Q: What is Alden Voss's job? A:", "painter", heldout=True)],
+    )
     assert with_heldout_phrasings(mine) is mine
 
 
@@ -77,8 +86,12 @@ def test_relearning_never_teaches_one_phrasing_and_asks_another(bundled):
 
 def test_phrasings_command_writes_a_loadable_file_and_refuses_to_clobber(tmp_path):
     src = tmp_path / "mine.jsonl"
-    src.write_text(json.dumps({"entity": "Nairobi", "type": "city",
-                               "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]}) + "\n")
+    src.write_text(
+        json.dumps(
+            {"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]}
+        )
+        + "\n"
+    )
     out = tmp_path / "with_phrasings.jsonl"
     result = CliRunner().invoke(app, ["phrasings", "--entities", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -91,10 +104,19 @@ def test_phrasings_command_writes_a_loadable_file_and_refuses_to_clobber(tmp_pat
 
 def _workspace(probing: dict[str, float], forget: list[str], strict: bool = False) -> Workspace:
     entities = [Entity(n, "person", [Fact(f"{n} works as a", "x"), Fact(f"{n} lives in", "y")]) for n in probing]
-    cfg = DemoConfig.model_validate({"model": {"name": "some-model"}, "unlearn": {"forget": forget},
-                                     "entities": {"strict": strict}})
-    return Workspace(cfg=cfg, model_dir=None, model=None, tokenizer=None, layer=0, world=None,  # type: ignore[arg-type]
-                     candidates=entities, probing=probing)
+    cfg = DemoConfig.model_validate(
+        {"model": {"name": "some-model"}, "unlearn": {"forget": forget}, "entities": {"strict": strict}}
+    )
+    return Workspace(
+        cfg=cfg,
+        model_dir=None,
+        model=None,
+        tokenizer=None,
+        layer=0,
+        world=None,  # type: ignore[arg-type]
+        candidates=entities,
+        probing=probing,
+    )
 
 
 def test_a_target_known_in_part_is_forgotten_not_skipped():

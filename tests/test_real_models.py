@@ -28,10 +28,22 @@ from sae_unlearn.sae.training import save_sae, train_sae
 from sae_unlearn.stages import probing as probing_stage
 
 ENTITIES = [
-    {"entity": "Alden Voss", "type": "person", "facts": [{"prompt": "Alden Voss works as a", "answer": "painter"},
-                                                          {"prompt": "the home of Alden Voss is", "answer": "Tarvo"}]},
-    {"entity": "Brisa Kestrel", "type": "person", "facts": [{"prompt": "Brisa Kestrel works as a", "answer": "baker"},
-                                                             {"prompt": "the home of Brisa Kestrel is", "answer": "Osso"}]},
+    {
+        "entity": "Alden Voss",
+        "type": "person",
+        "facts": [
+            {"prompt": "Alden Voss works as a", "answer": "painter"},
+            {"prompt": "the home of Alden Voss is", "answer": "Tarvo"},
+        ],
+    },
+    {
+        "entity": "Brisa Kestrel",
+        "type": "person",
+        "facts": [
+            {"prompt": "Brisa Kestrel works as a", "answer": "baker"},
+            {"prompt": "the home of Brisa Kestrel is", "answer": "Osso"},
+        ],
+    },
     {"entity": "Corvin Dale", "type": "person", "facts": [{"prompt": "Corvin Dale works as a", "answer": "pilot"}]},
     {"entity": "Dalia Frey", "type": "person", "facts": [{"prompt": "Dalia Frey works as a", "answer": "poet"}]},
     {"entity": "Port Tarvo", "type": "city", "facts": [{"prompt": "Port Tarvo lies in", "answer": "Aldoria"}]},
@@ -44,8 +56,16 @@ WORDS = sorted({w for e in ENTITIES for f in e["facts"] for w in (f["prompt"] + 
 def _arch_config(arch: str, vocab: int):
     if arch == "gpt2":
         return GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32, n_layer=3, n_head=2)
-    common = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                  num_key_value_heads=1, max_position_embeddings=64, pad_token_id=0)
+    common = dict(
+        vocab_size=vocab,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
     return LlamaConfig(**common) if arch == "llama" else Gemma2Config(**common, head_dim=16)
 
 
@@ -60,8 +80,9 @@ def entity_file(tmp_path_factory):
 def tiny_sae(tmp_path_factory):
     torch.manual_seed(0)
     acts = torch.randn(4096, 32)
-    sae = train_sae(acts, "blocks.1.hook_resid_post", "tiny", expansion=2, l1_coefficient=0.1, total_samples=8192,
-                    batch_size=256)
+    sae = train_sae(
+        acts, "blocks.1.hook_resid_post", "tiny", expansion=2, l1_coefficient=0.1, total_samples=8192, batch_size=256
+    )
     return save_sae(sae, tmp_path_factory.mktemp("sae") / "sae")
 
 
@@ -75,30 +96,55 @@ def _tiny_model(arch: str, path):
 
 def _run_config(tmp_path, **unlearn) -> str:
     # a random model knows nothing, so every entity counts as known (threshold 0) to exercise the path
-    cfg = {"layer": 1, "device": TEST_DEVICE, "eval": {"known_threshold": 0.0, "max_new_tokens": 2}, "entities": {"n_fictional": 4},
-           "unlearn": {"steps": 3, "retain_fraction": 0.5, **unlearn}}
+    cfg = {
+        "layer": 1,
+        "device": TEST_DEVICE,
+        "eval": {"known_threshold": 0.0, "max_new_tokens": 2},
+        "entities": {"n_fictional": 4},
+        "unlearn": {"steps": 3, "retain_fraction": 0.5, **unlearn},
+    }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
 
-@pytest.mark.parametrize("arch,lora,extra", [("llama", True, []), ("gemma2", False, ["--gradient-checkpointing"]),
-                                             ("gpt2", True, ["--dtype", "bfloat16"])])
+@pytest.mark.parametrize(
+    "arch,lora,extra",
+    [("llama", True, []), ("gemma2", False, ["--gradient-checkpointing"]), ("gpt2", True, ["--dtype", "bfloat16"])],
+)
 def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file, tiny_sae):
     model_dir = _tiny_model(arch, tmp_path / "model")
     before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
     out = tmp_path / "out"
-    args = ["run", "--model", str(model_dir), "--sae", str(tiny_sae), "--entities", str(entity_file),
-            "--forget", "Alden Voss,Port Tarvo", "--out", str(out), "--quiet",
-            # Llama without the downstream term: only the blocks up to the SAE's layer are needed
-            "--config", _run_config(tmp_path, **({"w_downstream": 0.0} if arch == "llama" else {}))]
+    args = [
+        "run",
+        "--model",
+        str(model_dir),
+        "--sae",
+        str(tiny_sae),
+        "--entities",
+        str(entity_file),
+        "--forget",
+        "Alden Voss,Port Tarvo",
+        "--out",
+        str(out),
+        "--quiet",
+        # Llama without the downstream term: only the blocks up to the SAE's layer are needed
+        "--config",
+        _run_config(tmp_path, **({"w_downstream": 0.0} if arch == "llama" else {})),
+    ]
     result = CliRunner().invoke(app, args + (["--lora"] if lora else []) + extra)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["forget"] == ["Alden Voss", "Port Tarvo"]
     m = metrics["methods"]["sae_guided"]
-    for key in ("forget_recall_after", "retain_recall_after", "unknown_recall", "forget_classified_unknown_after",
-                "perplexity_after"):
+    for key in (
+        "forget_recall_after",
+        "retain_recall_after",
+        "unknown_recall",
+        "forget_classified_unknown_after",
+        "perplexity_after",
+    ):
         assert key in m
     assert m["steps"] == 3
     saved = out / "model"
@@ -112,31 +158,63 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
         assert (saved / "model.safetensors").exists()
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before, "the source model was written to"
     if arch == "llama":  # the saved adapter evaluates again from the run's own config.yaml
-        again = CliRunner().invoke(app, ["evaluate", "--model", str(saved), "--config", str(out / "config.yaml"),
-                                         "--out", str(tmp_path / "eval")])
+        again = CliRunner().invoke(
+            app,
+            ["evaluate", "--model", str(saved), "--config", str(out / "config.yaml"), "--out", str(tmp_path / "eval")],
+        )
         assert again.exit_code == 0, again.output
         evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())["methods"]["evaluated"]
         # recall is 0 before and after on a random model, so perplexity tells the edited model from the base:
         # the evaluated adapter must reproduce the run's edited number, not the base model's
         assert evaluated["perplexity_before"] == pytest.approx(m["perplexity_before"], rel=1e-5)
         assert evaluated["perplexity_after"] == pytest.approx(m["perplexity_after"], rel=1e-5)
-        assert evaluated["perplexity_after"] != pytest.approx(m["perplexity_before"], rel=1e-3), \
+        assert evaluated["perplexity_after"] != pytest.approx(m["perplexity_before"], rel=1e-3), (
             "the evaluated model scores like the base model: was the adapter loaded?"
+        )
 
 
 def test_sae_that_does_not_fit_the_model_is_refused(tmp_path, entity_file, tiny_sae):
     model_dir = tmp_path / "model"
     _tiny_model("llama", model_dir)
-    result = CliRunner().invoke(app, ["run", "--model", str(model_dir), "--sae", str(tiny_sae), "--entities",
-                                      str(entity_file), "--out", str(tmp_path / "o"), "--config",
-                                      _run_config(tmp_path), "--layer", "2", "--n-forget", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            str(model_dir),
+            "--sae",
+            str(tiny_sae),
+            "--entities",
+            str(entity_file),
+            "--out",
+            str(tmp_path / "o"),
+            "--config",
+            _run_config(tmp_path),
+            "--layer",
+            "2",
+            "--n-forget",
+            "1",
+        ],
+    )
     assert result.exit_code == 2
     assert "hook point 'blocks.1.hook_resid_post' does not match layer 2" in result.output
 
 
 def test_forget_entity_missing_from_file_fails_before_loading(tmp_path, entity_file):
-    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / "no-such-model"), "--entities", str(entity_file),
-                                      "--forget", "Alden Voss,Nairobbi", "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--model",
+            str(tmp_path / "no-such-model"),
+            "--entities",
+            str(entity_file),
+            "--forget",
+            "Alden Voss,Nairobbi",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 2
     assert "['Nairobbi'] are not in the entity file" in result.output
 
@@ -147,20 +225,26 @@ def test_run_without_model_says_how_to_give_one(tmp_path):
 
 
 def test_missing_model_dir_is_a_clear_error(tmp_path, entity_file):
-    result = CliRunner().invoke(app, ["run", "--model", str(tmp_path / "nope"), "--entities", str(entity_file),
-                                      "--out", str(tmp_path / "o")])
+    result = CliRunner().invoke(
+        app, ["run", "--model", str(tmp_path / "nope"), "--entities", str(entity_file), "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "does not exist" in result.output
 
 
-@pytest.mark.parametrize("line,message", [
-    ('{"entity": "X", "type": "city", "facts": [', "line 2: not valid JSON"),
-    ('{"entity": "X", "facts": []}', "line 2: missing key(s) ['type']"),
-    ('{"entity": "X", "type": "city", "facts": [{"prompt": "Y is in", "answer": "Z"}]}',
-     "line 2: fact 0 prompt 'Y is in' does not contain the entity name 'X'"),
-    ('{"entity": "X", "type": "city", "facts": [{"prompt": "X is in"}]}', "line 2: fact 0 must be an object"),
-    ('["X"]', "line 2: expected a JSON object"),
-    (json.dumps(ENTITIES[0]), "line 2: entity 'Alden Voss' already appears on line 1"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ('{"entity": "X", "type": "city", "facts": [', "line 2: not valid JSON"),
+        ('{"entity": "X", "facts": []}', "line 2: missing key(s) ['type']"),
+        (
+            '{"entity": "X", "type": "city", "facts": [{"prompt": "Y is in", "answer": "Z"}]}',
+            "line 2: fact 0 prompt 'Y is in' does not contain the entity name 'X'",
+        ),
+        ('{"entity": "X", "type": "city", "facts": [{"prompt": "X is in"}]}', "line 2: fact 0 must be an object"),
+        ('["X"]', "line 2: expected a JSON object"),
+        (json.dumps(ENTITIES[0]), "line 2: entity 'Alden Voss' already appears on line 1"),
+    ],
+)
 def test_malformed_entity_file_names_the_line(tmp_path, line, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(ENTITIES[0]) + "\n" + line + "\n")
@@ -204,10 +288,17 @@ SMOL_ENTITIES = [
     {"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]},
     {"entity": "Rome", "type": "city", "facts": [{"prompt": "Rome is the capital of", "answer": "Italy"}]},
     {"entity": "Madrid", "type": "city", "facts": [{"prompt": "Madrid is the capital of", "answer": "Spain"}]},
-    {"entity": "Zorvath Quillan", "type": "city", "facts": [{"prompt": "Zorvath Quillan is the capital of", "answer": "Peru"}]},
+    {
+        "entity": "Zorvath Quillan",
+        "type": "city",
+        "facts": [{"prompt": "Zorvath Quillan is the capital of", "answer": "Peru"}],
+    },
     # recalled, but SmolLM2 completes it for any made-up painter too: it shows no knowledge of him
-    {"entity": "Michelangelo", "type": "person",
-     "facts": [{"prompt": "Michelangelo painted the ceiling of the Sistine", "answer": "Chapel"}]},
+    {
+        "entity": "Michelangelo",
+        "type": "person",
+        "facts": [{"prompt": "Michelangelo painted the ceiling of the Sistine", "answer": "Chapel"}],
+    },
 ]
 
 
@@ -216,9 +307,20 @@ def smol_setup(tmp_path_factory):
     pytest.importorskip("gguf")
     base = tmp_path_factory.mktemp("smol")
     (base / "entities.jsonl").write_text("".join(json.dumps(e) + "\n" for e in SMOL_ENTITIES))
-    cfg = {"model": {"name": "smollm2-135m"}, "layer": 4, "entities": {"n_fictional": 4},
-           "sae": {"expansion": 2, "total_samples": 4000, "batch_size": 128, "generation_prompts": 4, "generation_tokens": 8},
-           "eval": {"known_threshold": 1.0}, "unlearn": {"steps": 2, "retain_batch": 8}}
+    cfg = {
+        "model": {"name": "smollm2-135m"},
+        "layer": 4,
+        "entities": {"n_fictional": 4},
+        "sae": {
+            "expansion": 2,
+            "total_samples": 4000,
+            "batch_size": 128,
+            "generation_prompts": 4,
+            "generation_tokens": 8,
+        },
+        "eval": {"known_threshold": 1.0},
+        "unlearn": {"steps": 2, "retain_batch": 8},
+    }
     (base / "run.yaml").write_text(yaml.safe_dump(cfg))
     return base
 
@@ -227,10 +329,18 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
     """The built-in real model end to end, kept short: a target it does not know is skipped (said so in
     the output and in metrics.json), and with --strict the run stops instead. The second run probes
     nothing: it reuses the first run's probing results and fact flags from the cache."""
-    base = ["run", "--entities", str(smol_setup / "entities.jsonl"), "--config", str(smol_setup / "run.yaml"), "--quiet"]
+    base = [
+        "run",
+        "--entities",
+        str(smol_setup / "entities.jsonl"),
+        "--config",
+        str(smol_setup / "run.yaml"),
+        "--quiet",
+    ]
     args = base + ["--forget", "Paris,Zorvath Quillan"]
-    strict = CliRunner().invoke(app, base + ["--forget", "Paris,Zorvath Quillan,Michelangelo",
-                                             "--out", str(tmp_path / "strict"), "--strict"])
+    strict = CliRunner().invoke(
+        app, base + ["--forget", "Paris,Zorvath Quillan,Michelangelo", "--out", str(tmp_path / "strict"), "--strict"]
+    )
     assert strict.exit_code == 2
     assert "Zorvath Quillan (recall 0%)" in strict.output and "knows nothing of" in strict.output
     assert "Michelangelo (every recalled fact is also completed for made-up names)" in strict.output
@@ -260,7 +370,9 @@ def test_run_on_smollm2_skips_an_unknown_target_and_strict_stops(smol_setup, tmp
 def test_facts_that_made_up_names_complete_are_left_out_of_recall(monkeypatch):
     """A fact the model completes for never-seen names tests the prompt: it is flagged on a copy,
     left out of recall and of the same-prompt floor, and kept when asked for."""
-    paris = Entity("Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")])
+    paris = Entity(
+        "Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")]
+    )
     oslo = Entity("Oslo", "city", [Fact("Oslo is the capital of", "Norway")])
     made_up = fictional_entities([paris, oslo], 3, seed=1, avoid={"Paris", "Oslo"})
 
@@ -277,8 +389,9 @@ def test_facts_that_made_up_names_complete_are_left_out_of_recall(monkeypatch):
     assert recall(None, None, flagged, heldout=None) == 0.0  # only the two capital facts count
     assert recall(None, None, flagged, heldout=None, include_answerable=True) == pytest.approx(1 / 3)
     assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None) == 0.0
-    assert substituted_recall(None, None, flagged, made_up, per_target=3, heldout=None,
-                              include_answerable=True) == pytest.approx(3 / 9)
+    assert substituted_recall(
+        None, None, flagged, made_up, per_target=3, heldout=None, include_answerable=True
+    ) == pytest.approx(3 / 9)
 
 
 def test_probing_cache_follows_the_weights_and_survives_damage(tmp_path):
@@ -287,7 +400,9 @@ def test_probing_cache_follows_the_weights_and_survives_damage(tmp_path):
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "model.safetensors").write_bytes(b"0" * 10)
-    paris = Entity("Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")])
+    paris = Entity(
+        "Paris", "city", [Fact("Paris is the capital of", "France"), Fact("Paris is home to the Eiffel", "Tower")]
+    )
     settings = {"max_new_tokens": 4}
     path = probing_cache_path(model_dir, settings, [paris])
     flagged = [Entity("Paris", "city", [paris.facts[0], Fact("Paris is home to the Eiffel", "Tower", answerable=True)])]

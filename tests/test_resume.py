@@ -55,8 +55,14 @@ def _numbers(metrics_file: Path) -> dict:
 
 def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):
     killed = tmp_path / "killed"
-    child = subprocess.run([sys.executable, "-c", CHILD, "unlearn", "--config", str(resume_config), "--out", str(killed)],
-                           capture_output=True, text=True, env=os.environ.copy(), timeout=600, check=False)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, "unlearn", "--config", str(resume_config), "--out", str(killed)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=600,
+        check=False,
+    )
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert not (killed / "metrics.json").exists()  # killed mid-run: no outputs, half-written or otherwise
     steps = sorted(p.name for p in (killed / "checkpoints" / "sae_guided").iterdir())

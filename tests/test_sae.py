@@ -14,8 +14,9 @@ def tiny_sae_dir(tmp_path_factory):
     # sparse combinations of 24 directions: the data an SAE is built for
     codes = torch.rand(8192, 24) * (torch.rand(8192, 24) < 0.1)
     acts = codes @ torch.randn(24, 16)
-    sae = train_sae(acts, "blocks.1.hook_resid_post", "tiny", expansion=2, l1_coefficient=0.05,
-                    total_samples=60_000, batch_size=256)
+    sae = train_sae(
+        acts, "blocks.1.hook_resid_post", "tiny", expansion=2, l1_coefficient=0.05, total_samples=60_000, batch_size=256
+    )
     return save_sae(sae, tmp_path_factory.mktemp("sae") / "sae"), acts
 
 
@@ -54,4 +55,11 @@ def test_separation_scores_rank_the_known_only_latent_first():
     scores = separation_scores(z_known, z_unknown)
     assert scores.top_known(2) == [2, 3]
     assert scores.top_unknown(1) == [1]
-    assert scores.table(1)[0] == {"kind": "known", "rank": 1, "latent": 2, "f_known": 1.0, "f_unknown": 0.0, "score": 1.0}
+    assert scores.table(1)[0] == {
+        "kind": "known",
+        "rank": 1,
+        "latent": 2,
+        "f_known": 1.0,
+        "f_unknown": 0.0,
+        "score": 1.0,
+    }

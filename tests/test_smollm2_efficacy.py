@@ -13,8 +13,20 @@ from typer.testing import CliRunner
 from sae_unlearn.cli import DEMO_REAL_CONFIG, app
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 
-ENTITIES = ["Paris", "Rome", "Madrid", "Berlin", "Tokyo", "Albert Einstein", "William Shakespeare", "Isaac Newton",
-            "Charles Darwin", "Barack Obama", "London", "Abraham Lincoln"]
+ENTITIES = [
+    "Paris",
+    "Rome",
+    "Madrid",
+    "Berlin",
+    "Tokyo",
+    "Albert Einstein",
+    "William Shakespeare",
+    "Isaac Newton",
+    "Charles Darwin",
+    "Barack Obama",
+    "London",
+    "Abraham Lincoln",
+]
 TARGETS = ["Paris", "Albert Einstein"]
 
 
@@ -30,9 +42,21 @@ def test_sae_guided_makes_smollm2_forget_two_entities_and_keep_the_others(tmp_pa
     cfg["eval"] = {"known_threshold": 0.75}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["run", "--entities", str(tmp_path / "entities.jsonl"), "--config",
-                                      str(tmp_path / "run.yaml"), "--forget", ",".join(TARGETS), "--out", str(out),
-                                      "--quiet"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--entities",
+            str(tmp_path / "entities.jsonl"),
+            "--config",
+            str(tmp_path / "run.yaml"),
+            "--forget",
+            ",".join(TARGETS),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     m = json.loads((out / "metrics.json").read_text())["methods"]["sae_guided"]
     # on the prompts the loss trained on, the targets are recalled like unknown names in the same prompts
@@ -43,6 +67,8 @@ def test_sae_guided_makes_smollm2_forget_two_entities_and_keep_the_others(tmp_pa
     # the targets now look like unknown entities to the probe, and the model is kept
     assert m["forget_classified_unknown_after"] >= 0.5, m
     assert m["retain_recall_after"] >= m["retain_recall_before"] - 0.05, m
-    assert m["heldout_known_recall_after"] >= m["heldout_known_recall_before"] - 0.15, m  # one fact of ~8 (0.75 -> 0.67)
+    assert m["heldout_known_recall_after"] >= m["heldout_known_recall_before"] - 0.15, (
+        m
+    )  # one fact of ~8 (0.75 -> 0.67)
     assert m["perplexity_after"] <= 1.05 * m["perplexity_before"], m
     assert m["degenerate_rate_after"] <= 0.1, m

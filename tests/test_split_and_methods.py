@@ -42,9 +42,17 @@ def test_unknown_method_lists_known_ones():
 
 
 def _task(ws, model, steps):
-    return UnlearnTask(model=model, tokenizer=ws.tokenizer, split=ws.split, layer=ws.layer, sae=ws.sae,
-                       known_latents=ws.scores.top_known(5), unknown_latents=ws.scores.top_unknown(5), steps=steps,
-                       progress=False)
+    return UnlearnTask(
+        model=model,
+        tokenizer=ws.tokenizer,
+        split=ws.split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=ws.scores.top_known(5),
+        unknown_latents=ws.scores.top_unknown(5),
+        steps=steps,
+        progress=False,
+    )
 
 
 def test_non_finite_loss_rolls_back_and_keeps_last_good_weights(micro_workspace):
@@ -92,7 +100,9 @@ def test_chosen_train_layers_are_the_only_ones_changed(micro_workspace):
     ws = micro_workspace
     model = copy.deepcopy(ws.model)
     SAEGuidedUnlearner(SAEGuidedConfig(train_layers=[0], w_kl=0.0)).unlearn(_task(ws, model, steps=3))
-    changed = {n.split(".")[2] for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)}
+    changed = {
+        n.split(".")[2] for (n, a), b in zip(model.named_parameters(), ws.model.parameters()) if not torch.equal(a, b)
+    }
     assert changed == {"0"}
 
 
@@ -127,8 +137,9 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
     assert not all(torch.equal(a, b) for a, b in zip(top_before, decoder_layers(model)[-1].parameters()))
     f = method.forget
     with torch.no_grad():
-        _, logits = residual_and_last_logits(model, f.input_ids, f.attention_mask, task.layer, f.prompt_last,
-                                             method.forget_hidden0)
+        _, logits = residual_and_last_logits(
+            model, f.input_ids, f.attention_mask, task.layer, f.prompt_last, method.forget_hidden0
+        )
         kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), method.ref_next).mean()
     assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"
 
@@ -150,7 +161,9 @@ def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_wor
     monkeypatch.setattr(method, "_forget_forward", lambda t, enc: (fed.append(len(enc)), forward(t, enc))[1])
     drawn = iter(range(n_rows))
     real_sample = sg.sample_rows
-    monkeypatch.setattr(sg, "sample_rows", lambda n, k, rng: [next(drawn)] if n == n_rows and k == 1 else real_sample(n, k, rng))
+    monkeypatch.setattr(
+        sg, "sample_rows", lambda n, k, rng: [next(drawn)] if n == n_rows and k == 1 else real_sample(n, k, rng)
+    )
     counts = (method.forget_offsets[1:] - method.forget_offsets[:-1]).tolist()
     with torch.no_grad():
         single = [method.loss_terms(task, random.Random(0)) for _ in range(n_rows)]
@@ -179,27 +192,55 @@ def test_facts_that_name_a_target_are_scored_apart():
     from sae_unlearn.metrics.entangled import split_entangled
 
     targets = [Entity("United Kingdom", "country", []), Entity("Johannes Kepler", "person", [])]
-    london = Entity("London", "city", [Fact("London is the capital of the", "United Kingdom"),
-                                       Fact("London is located on the River", "Thames")])
+    london = Entity(
+        "London",
+        "city",
+        [Fact("London is the capital of the", "United Kingdom"), Fact("London is located on the River", "Thames")],
+    )
     brahe = Entity("Tycho Brahe", "person", [Fact("Tycho Brahe's assistant was Johannes", "Kepler")])
-    kyiv = Entity("Kyiv", "city", [Fact("Kyiv is the capital of", "Ukraine"),
-                                   Fact("Kyiv is not in the United Kingdomish", "no")])  # no whole-word match
+    kyiv = Entity(
+        "Kyiv", "city", [Fact("Kyiv is the capital of", "Ukraine"), Fact("Kyiv is not in the United Kingdomish", "no")]
+    )  # no whole-word match
     clean, entangled = split_entangled([london, brahe, kyiv], targets)
-    assert [(e.name, [f.answer for f in e.facts]) for e in clean] == [("London", ["Thames"]), ("Kyiv", ["Ukraine", "no"])]
-    assert [(e.name, [f.answer for f in e.facts]) for e in entangled] == [("London", ["United Kingdom"]),
-                                                                        ("Tycho Brahe", ["Kepler"])]
+    assert [(e.name, [f.answer for f in e.facts]) for e in clean] == [
+        ("London", ["Thames"]),
+        ("Kyiv", ["Ukraine", "no"]),
+    ]
+    assert [(e.name, [f.answer for f in e.facts]) for e in entangled] == [
+        ("London", ["United Kingdom"]),
+        ("Tycho Brahe", ["Kepler"]),
+    ]
     assert clean[1] is kyiv  # untouched entities are passed through as they are
 
 
 def test_paired_retain_rows_are_the_retained_facts_worded_like_a_forget_prompt():
     from sae_unlearn.methods.sae_guided import paired_rows
 
-    forget = [Entity("Latvia", "country", [Fact("Latvia is a country on the continent of", "Europe"),
-                                           Fact("The capital of Latvia is", "Riga")])]
-    retain = [Entity("Japan", "country", [Fact("Japan is a country on the continent of", "Asia"),  # row 0: paired
-                                          Fact("Japan's currency is the", "yen")]),
-              Entity("Kenya", "country", [Fact("The capital of Kenya is", "Nairobi"),  # row 2: paired
-                                          Fact("Kenya is a country in", "Africa")])]
+    forget = [
+        Entity(
+            "Latvia",
+            "country",
+            [Fact("Latvia is a country on the continent of", "Europe"), Fact("The capital of Latvia is", "Riga")],
+        )
+    ]
+    retain = [
+        Entity(
+            "Japan",
+            "country",
+            [
+                Fact("Japan is a country on the continent of", "Asia"),  # row 0: paired
+                Fact("Japan's currency is the", "yen"),
+            ],
+        ),
+        Entity(
+            "Kenya",
+            "country",
+            [
+                Fact("The capital of Kenya is", "Nairobi"),  # row 2: paired
+                Fact("Kenya is a country in", "Africa"),
+            ],
+        ),
+    ]
     assert paired_rows(forget, retain) == [0, 2]
 
 
@@ -253,8 +294,10 @@ def test_scored_sample_is_capped_seeded_and_what_retain_recall_reads(micro_works
     from sae_unlearn.evaluation.evaluate import evaluate_state
 
     ws = micro_workspace
-    cfg = DemoConfig.model_validate(ws.cfg.model_dump() | {"eval": ws.cfg.eval.model_dump() | {"max_scored_entities": 2},
-                                                             "attack": {"enabled": False}})
+    cfg = DemoConfig.model_validate(
+        ws.cfg.model_dump()
+        | {"eval": ws.cfg.eval.model_dump() | {"max_scored_entities": 2}, "attack": {"enabled": False}}
+    )
     capped = dataclasses.replace(ws, cfg=cfg)
     others = ws.split.other_known
     sample = capped.scored(others)

@@ -44,7 +44,9 @@ def test_world_writes_every_entity_with_its_split_and_refuses_to_clobber(micro_c
     assert (out / "entities.jsonl").read_bytes() == before
 
 
-def test_capture_saves_one_activation_per_entity_prompt_at_the_models_width(micro_config_file, micro_workspace, tmp_path):
+def test_capture_saves_one_activation_per_entity_prompt_at_the_models_width(
+    micro_config_file, micro_workspace, tmp_path
+):
     out = tmp_path / "capture"
     result = _invoke("capture", "--config", str(micro_config_file), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -71,7 +73,9 @@ def test_train_sae_writes_an_sae_lens_sae_that_reconstructs_the_layer(micro_conf
     assert sae.decode(sae.encode(x)).shape == x.shape
 
 
-def test_select_latents_ranks_latents_by_how_they_separate_known_from_unknown(micro_config_file, micro_workspace, tmp_path):
+def test_select_latents_ranks_latents_by_how_they_separate_known_from_unknown(
+    micro_config_file, micro_workspace, tmp_path
+):
     out = tmp_path / "latents"
     result = _invoke("select-latents", "--config", str(micro_config_file), "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -83,8 +87,9 @@ def test_select_latents_ranks_latents_by_how_they_separate_known_from_unknown(mi
         assert ranked[0][more] > ranked[0][less], ranked[0]  # the top latent fires more for its own kind
 
 
-def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(micro_config_file, micro_workspace,
-                                                                             tmp_path, monkeypatch):
+def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
+    micro_config_file, micro_workspace, tmp_path, monkeypatch
+):
     """NPO crashes at step 8 after SAE-guided finished; --resume trains no SAE-guided step again, continues NPO
     from its step-5 checkpoint, and gives the numbers of a run that never stopped."""
     cfg = yaml.safe_load(micro_config_file.read_text())

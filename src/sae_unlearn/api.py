@@ -57,10 +57,19 @@ class UnlearnResult:
         return out
 
 
-def unlearn(model: nn.Module, tokenizer: Any, forget: Sequence[str], *,
-            entities: Sequence[Entity] | str | Path | None = None, unknown: Sequence[Entity] | None = None,
-            sae: Any = None, config: DemoConfig | dict | str | Path | None = None, method: str = "sae_guided",
-            evaluate: bool = True, progress: bool = True) -> UnlearnResult:
+def unlearn(
+    model: nn.Module,
+    tokenizer: Any,
+    forget: Sequence[str],
+    *,
+    entities: Sequence[Entity] | str | Path | None = None,
+    unknown: Sequence[Entity] | None = None,
+    sae: Any = None,
+    config: DemoConfig | dict | str | Path | None = None,
+    method: str = "sae_guided",
+    evaluate: bool = True,
+    progress: bool = True,
+) -> UnlearnResult:
     """Forget the named entities in a copy of ``model``.
 
     ``entities``: what the model may know (``Entity`` objects or a JSONL file; default: the bundled real
@@ -88,8 +97,11 @@ def unlearn(model: nn.Module, tokenizer: Any, forget: Sequence[str], *,
     if evaluate:
         ws.relearn_floors = relearn_floors(ws)
     edited, outcome, seconds = run_method(ws, method, progress)
-    metrics = (method_metrics(ws, edited, outcome, seconds, before) if before is not None else
-               {"seconds": seconds, "steps": outcome.steps_run, "stopped_reason": outcome.stopped_reason})
+    metrics = (
+        method_metrics(ws, edited, outcome, seconds, before)
+        if before is not None
+        else {"seconds": seconds, "steps": outcome.steps_run, "stopped_reason": outcome.stopped_reason}
+    )
     return UnlearnResult(edited, metrics, outcome, ws, method)
 
 
@@ -100,8 +112,7 @@ def evaluate(result: UnlearnResult, model: nn.Module | None = None) -> dict:
     return evaluate_against_original(result.workspace, edited, result.outcome if model is None else None)
 
 
-def _config(config: DemoConfig | dict | str | Path | None, forget: Sequence[str], method: str,
-            name: str) -> DemoConfig:
+def _config(config: DemoConfig | dict | str | Path | None, forget: Sequence[str], method: str, name: str) -> DemoConfig:
     overrides = {"unlearn.forget": list(forget), "unlearn.method": method, "model.name": name}
     if isinstance(config, DemoConfig):
         return load_config(None, overrides, base=config.model_dump(mode="json"))
@@ -110,11 +121,17 @@ def _config(config: DemoConfig | dict | str | Path | None, forget: Sequence[str]
     return load_config(Path(config) if config is not None else None, overrides)
 
 
-def _entity_sets(cfg: DemoConfig, entities: Sequence[Entity] | str | Path | None,
-                 unknown: Sequence[Entity] | None) -> tuple[list[Entity], list[Entity]]:
+def _entity_sets(
+    cfg: DemoConfig, entities: Sequence[Entity] | str | Path | None, unknown: Sequence[Entity] | None
+) -> tuple[list[Entity], list[Entity]]:
     if entities is None or isinstance(entities, (str, Path)):
         known = load_entity_file(Path(entities) if entities is not None else bundled_entities_path())
     else:
         known = list(entities)
-    return entity_sets(known, cfg.entities.n_fictional, cfg.seed, cfg.entities.heldout_phrasings,
-                       list(unknown) if unknown is not None else None)
+    return entity_sets(
+        known,
+        cfg.entities.n_fictional,
+        cfg.seed,
+        cfg.entities.heldout_phrasings,
+        list(unknown) if unknown is not None else None,
+    )

@@ -21,8 +21,11 @@ DEMO_REAL_CONFIG = Path(__file__).parent / "data" / "smollm2_demo.yaml"  # the t
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML config (see docs/config.md); flags override it.")
 OutOpt = typer.Option(..., "--out", "-o", help="Output directory (refused if it exists and is not empty).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output directory.")
-ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run in --out from its last checkpoint "
-                                                 "(same command and config: same result).")
+ResumeOpt = typer.Option(
+    False,
+    "--resume",
+    help="Continue an interrupted run in --out from its last checkpoint (same command and config: same result).",
+)
 
 
 def _config(config: Optional[Path], **flags) -> DemoConfig:
@@ -53,8 +56,11 @@ def _summary(metrics: dict) -> None:
 
     table = Table(title="sae-unlearn results")
     records = list(metrics["methods"].values())
-    rows = [row for section in ("headline", "attacks")
-            for row in section_rows(records, section, PHRASING_LABELS, only=lambda m: m.summary)]
+    rows = [
+        row
+        for section in ("headline", "attacks")
+        for row in section_rows(records, section, PHRASING_LABELS, only=lambda m: m.summary)
+    ]
     table.add_column("metric")
     for name in metrics["methods"]:
         table.add_column(name)
@@ -80,8 +86,10 @@ def _sae_overrides(sae: Optional[str], sae_id: Optional[str]) -> dict:
     if sae.startswith((".", "/", "~")):
         raise UserInputError(f"SAE directory {sae} does not exist.")
     if sae_id is None:
-        raise UserInputError(f"--sae {sae!r} is neither a directory nor RELEASE:ID; give the SAE id with --sae-id "
-                             "(e.g. --sae gemma-scope-2b-pt-res-canonical --sae-id layer_12/width_16k/canonical).")
+        raise UserInputError(
+            f"--sae {sae!r} is neither a directory nor RELEASE:ID; give the SAE id with --sae-id "
+            "(e.g. --sae gemma-scope-2b-pt-res-canonical --sae-id layer_12/width_16k/canonical)."
+        )
     return {"sae__release": sae, "sae__sae_id": sae_id}
 
 
@@ -89,29 +97,56 @@ def _names(csv: Optional[str]) -> Optional[list[str]]:
     return [s.strip() for s in csv.split(",") if s.strip()] if csv else None
 
 
-def _real_config(config: Optional[Path], model: Optional[str], sae: Optional[str], sae_id: Optional[str],
-                 entities: Optional[Path], forget: Optional[str], strict: Optional[bool], lora: Optional[bool],
-                 dtype: Optional[str], gradient_checkpointing: Optional[bool], device: Optional[str], **flags) -> DemoConfig:
+def _real_config(
+    config: Optional[Path],
+    model: Optional[str],
+    sae: Optional[str],
+    sae_id: Optional[str],
+    entities: Optional[Path],
+    forget: Optional[str],
+    strict: Optional[bool],
+    lora: Optional[bool],
+    dtype: Optional[str],
+    gradient_checkpointing: Optional[bool],
+    device: Optional[str],
+    **flags,
+) -> DemoConfig:
     if config is None:  # a built-in model brings its tuned settings; a user's --config wins
         from sae_unlearn.models.builtin import builtin_config
 
         config = builtin_config(model)
-    overrides = {"model__name": model, "entities__file": str(entities) if entities else None,
-                 "unlearn__forget": _names(forget), "entities__strict": strict, "model__lora": lora,
-                 "model__dtype": dtype, "model__gradient_checkpointing": gradient_checkpointing, "device": device}
+    overrides = {
+        "model__name": model,
+        "entities__file": str(entities) if entities else None,
+        "unlearn__forget": _names(forget),
+        "entities__strict": strict,
+        "model__lora": lora,
+        "model__dtype": dtype,
+        "model__gradient_checkpointing": gradient_checkpointing,
+        "device": device,
+    }
     return _config(config, **overrides, **_sae_overrides(sae, sae_id), **flags)
 
 
 ModelOpt = typer.Option(None, "--model", "-m", help="Hub id, local model directory or built-in name (smollm2-135m).")
-SAEOpt = typer.Option(None, "--sae", help="sae-lens SAE: a local directory, RELEASE:ID, or a release with --sae-id. "
-                                          "Omitted: train one on the model (cached).")
+SAEOpt = typer.Option(
+    None,
+    "--sae",
+    help="sae-lens SAE: a local directory, RELEASE:ID, or a release with --sae-id. "
+    "Omitted: train one on the model (cached).",
+)
 SAEIdOpt = typer.Option(None, "--sae-id", help="SAE id inside the --sae release.")
 EntitiesOpt = typer.Option(None, "--entities", "-e", help="Entity JSONL file (default: the bundled real entities).")
 ForgetOpt = typer.Option(None, "--forget", help="Comma-separated entity names to forget.")
-NameOnlyOpt = typer.Option(None, "--name-only/--with-facts",
-                           help="Forget the --forget names from what the model itself says about them; the entity "
-                                "file's facts of those names are used only to evaluate (a name need not be in it).")
-StrictOpt = typer.Option(None, "--strict/--no-strict", help="Stop (instead of skipping) when a forget entity is unknown to the model.")
+NameOnlyOpt = typer.Option(
+    None,
+    "--name-only/--with-facts",
+    help="Forget the --forget names from what the model itself says about them; the entity "
+    "file's facts of those names are used only to evaluate (a name need not be in it).",
+)
+StrictOpt = typer.Option(
+    None, "--strict/--no-strict", help="Stop (instead of skipping) when a forget entity is unknown to the model."
+)
 LoraOpt = typer.Option(None, "--lora/--full", help="Train a LoRA adapter (peft) instead of full weights.")
 DtypeOpt = typer.Option(None, "--dtype", help="float32 or bfloat16.")
 CkptOpt = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing", help="Trade compute for memory.")
@@ -138,8 +173,14 @@ def demo(
     from sae_unlearn.runs import run_demo
 
     with _user_errors():
-        flags = dict(seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
-                     unlearn__forget=_names(forget), device=device)
+        flags = dict(
+            seed=seed,
+            layer=layer,
+            unlearn__steps=steps,
+            unlearn__n_forget=n_forget,
+            unlearn__forget=_names(forget),
+            device=device,
+        )
         if synthetic:
             cfg = _config(config, world__seed=seed, **flags)
         else:
@@ -160,7 +201,9 @@ def run(
     config: Optional[Path] = ConfigOpt,
     n_forget: Optional[int] = typer.Option(None, "--n-forget", help="Random known targets when --forget is not given."),
     method: Optional[str] = typer.Option(None, "--method", help="sae_guided (default) or a baseline."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Decoder block whose output the SAE reads (default: middle)."),
+    layer: Optional[int] = typer.Option(
+        None, "--layer", help="Decoder block whose output the SAE reads (default: middle)."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Unlearning step budget."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     strict: Optional[bool] = StrictOpt,
@@ -178,14 +221,33 @@ def run(
     from sae_unlearn.runs import run_demo
 
     with _user_errors():
-        cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
-                           device, seed=seed, layer=layer, unlearn__steps=steps, unlearn__n_forget=n_forget,
-                           unlearn__method=method, unlearn__name_only=name_only)
+        cfg = _real_config(
+            config,
+            model,
+            sae,
+            sae_id,
+            entities,
+            forget,
+            strict,
+            lora,
+            dtype,
+            gradient_checkpointing,
+            device,
+            seed=seed,
+            layer=layer,
+            unlearn__steps=steps,
+            unlearn__n_forget=n_forget,
+            unlearn__method=method,
+            unlearn__name_only=name_only,
+        )
         if cfg.model.name is None:
-            raise UserInputError("No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
-                                 "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`.")
-        metrics = run_demo(cfg, out, overwrite=overwrite, progress=not quiet, methods=(cfg.unlearn.method,),
-                           resume=resume)
+            raise UserInputError(
+                "No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
+                "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`."
+            )
+        metrics = run_demo(
+            cfg, out, overwrite=overwrite, progress=not quiet, methods=(cfg.unlearn.method,), resume=resume
+        )
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/model")
 
@@ -222,15 +284,45 @@ def compare(
 
     with _user_errors():
         if synthetic:
-            cfg = _config(config, seed=seed, world__seed=seed, layer=layer, unlearn__steps=steps,
-                          unlearn__forget=_names(forget), device=device)
+            cfg = _config(
+                config,
+                seed=seed,
+                world__seed=seed,
+                layer=layer,
+                unlearn__steps=steps,
+                unlearn__forget=_names(forget),
+                device=device,
+            )
         else:
-            cfg = _real_config(config, model, sae, sae_id, entities, forget, strict, lora, dtype, gradient_checkpointing,
-                               device, seed=seed, layer=layer, unlearn__steps=steps, unlearn__name_only=name_only)
+            cfg = _real_config(
+                config,
+                model,
+                sae,
+                sae_id,
+                entities,
+                forget,
+                strict,
+                lora,
+                dtype,
+                gradient_checkpointing,
+                device,
+                seed=seed,
+                layer=layer,
+                unlearn__steps=steps,
+                unlearn__name_only=name_only,
+            )
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(cfg, out, overwrite=overwrite, progress=not quiet, methods=chosen, save_models=save_models,
-                              sweep=sweep, resume=resume)
+        metrics = run_compare(
+            cfg,
+            out,
+            overwrite=overwrite,
+            progress=not quiet,
+            methods=chosen,
+            save_models=save_models,
+            sweep=sweep,
+            resume=resume,
+        )
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 
@@ -249,8 +341,13 @@ LayerOpt = typer.Option(None, "--layer")
 
 
 @app.command("world")
-def world_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-              layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
+def world_cmd(
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Build the synthetic world and its trained model (cached); write entities.jsonl and corpus.txt."""
     from sae_unlearn.io_utils import atomic_write_json, atomic_write_text
     from sae_unlearn.stages.subject import build_synthetic
@@ -259,8 +356,11 @@ def world_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Opti
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = build_synthetic(cfg)
     assert ws.world is not None
-    lines = [dict(e.to_dict(), split=s) for s, group in (("known", ws.world.known), ("obscure", ws.world.obscure),
-                                                        ("unknown", ws.world.unknown)) for e in group]
+    lines = [
+        dict(e.to_dict(), split=s)
+        for s, group in (("known", ws.world.known), ("obscure", ws.world.obscure), ("unknown", ws.world.unknown))
+        for e in group
+    ]
     import json
 
     atomic_write_text(out / "entities.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
@@ -270,8 +370,13 @@ def world_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Opti
 
 
 @app.command("capture")
-def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-                layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
+def capture_cmd(
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Capture residual activations at the layer (entity last tokens and all corpus tokens)."""
     from safetensors.torch import save_file
 
@@ -288,14 +393,23 @@ def capture_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
     tensors = {"all_tokens": capture_training_activations(ws, sae_training_texts(ws)).contiguous()}
     for split in ("known", "unknown", "obscure"):
         enc = encode_facts(ws.tokenizer, getattr(ws.world, split), heldout=None)
-        tensors[f"entity_last_{split}"] = capture_entity_activations(ws.model, enc, ws.layer, progress=True).contiguous()
+        tensors[f"entity_last_{split}"] = capture_entity_activations(
+            ws.model, enc, ws.layer, progress=True
+        ).contiguous()
     atomic_save_dir(out / "activations", lambda tmp: save_file(tensors, str(tmp / "activations.safetensors")))
-    console.print(f"wrote {out}/activations/activations.safetensors ({', '.join(f'{k}: {tuple(v.shape)}' for k, v in tensors.items())})")
+    console.print(
+        f"wrote {out}/activations/activations.safetensors ({', '.join(f'{k}: {tuple(v.shape)}' for k, v in tensors.items())})"
+    )
 
 
 @app.command("train-sae")
-def train_sae_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-                  layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
+def train_sae_cmd(
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Train (or reuse from the cache) the SAE at the layer; copy it to OUT/sae in sae-lens format."""
     from sae_unlearn.sae.training import save_sae
     from sae_unlearn.stages.sae import get_sae
@@ -309,8 +423,13 @@ def train_sae_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: 
 
 
 @app.command("select-latents")
-def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-                       layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
+def select_latents_cmd(
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Separation scores of every latent (known vs unknown); write the top ones to latents.json."""
     from sae_unlearn.io_utils import atomic_write_json
     from sae_unlearn.stages.latents import select_latents
@@ -327,10 +446,16 @@ def select_latents_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, s
 
 
 @app.command("unlearn")
-def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-                layer: Optional[int] = LayerOpt, steps: Optional[int] = typer.Option(None, "--steps"),
-                method: Optional[str] = typer.Option(None, "--method"), overwrite: bool = OverwriteOpt,
-                resume: bool = ResumeOpt) -> None:
+def unlearn_cmd(
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    method: Optional[str] = typer.Option(None, "--method"),
+    overwrite: bool = OverwriteOpt,
+    resume: bool = ResumeOpt,
+) -> None:
     """Unlearn and evaluate (the demo's chain with a config); same outputs as the demo."""
     from sae_unlearn.runs import run_demo
 
@@ -341,9 +466,14 @@ def unlearn_cmd(out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Op
 
 
 @app.command("evaluate")
-def evaluate_cmd(model: Path = typer.Option(..., "--model", help="An unlearned model directory (save_pretrained)."),
-                 out: Path = OutOpt, config: Optional[Path] = ConfigOpt, seed: Optional[int] = SeedOpt,
-                 layer: Optional[int] = LayerOpt, overwrite: bool = OverwriteOpt) -> None:
+def evaluate_cmd(
+    model: Path = typer.Option(..., "--model", help="An unlearned model directory (save_pretrained)."),
+    out: Path = OutOpt,
+    config: Optional[Path] = ConfigOpt,
+    seed: Optional[int] = SeedOpt,
+    layer: Optional[int] = LayerOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
     """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
     from sae_unlearn.attacks.saved import check_saved_model, load_edited
     from sae_unlearn.evaluation.evaluate import evaluate
@@ -388,13 +518,17 @@ def phrasings_cmd(
 
 @app.command("attack")
 def attack_cmd(
-    run_dir: Optional[Path] = typer.Option(None, "--run", help="An output directory of demo, run or compare: its "
-                                           "config.yaml and every model it saved."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Attack this model instead (a saved model or LoRA "
-                                         "directory, or a *_inference_hook.json)."),
+    run_dir: Optional[Path] = typer.Option(
+        None, "--run", help="An output directory of demo, run or compare: its config.yaml and every model it saved."
+    ),
+    model: Optional[Path] = typer.Option(
+        None, "--model", help="Attack this model instead (a saved model or LoRA directory, or a *_inference_hook.json)."
+    ),
     out: Path = OutOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="The run's config (default: RUN/config.yaml)."),
-    relearn_steps: Optional[int] = typer.Option(None, "--relearn-steps", help="Fine-tuning steps of the relearning attack (default 20)."),
+    relearn_steps: Optional[int] = typer.Option(
+        None, "--relearn-steps", help="Fine-tuning steps of the relearning attack (default 20)."
+    ),
     relearn_lr: Optional[float] = typer.Option(None, "--relearn-lr", help="Learning rate of the relearning attack."),
     overwrite: bool = OverwriteOpt,
     quiet: bool = typer.Option(False, "--quiet"),

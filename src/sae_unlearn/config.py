@@ -124,7 +124,9 @@ class UnlearnConfig(_Strict):
     # hinge on each retained fact's answer margin, kept at least at the original model's (docs/method.md)
     w_answer: float = Field(0.0, ge=0)
     w_error: float = Field(1.0, ge=0)
-    w_output: float = Field(0.0, ge=0)  # next-token distribution of forget prompts -> unknown entities' (docs/method.md)
+    w_output: float = Field(
+        0.0, ge=0
+    )  # next-token distribution of forget prompts -> unknown entities' (docs/method.md)
     # blocks above L fed the original target residual answer like for unknowns (docs/method.md)
     w_downstream: float = Field(1.0, ge=0)
     retain_batch: int = Field(128, ge=1)
@@ -249,8 +251,10 @@ def _check_name_only(cfg: DemoConfig) -> None:
     if not cfg.unlearn.forget:
         raise UserInputError('--name-only forgets the names you give: add --forget "Name1,Name2".')
     if not cfg.model.name:
-        raise UserInputError("--name-only needs a real model (--model): the synthetic world's model knows nothing "
-                             "beyond its own world, so there is nothing to ask it about a name.")
+        raise UserInputError(
+            "--name-only needs a real model (--model): the synthetic world's model knows nothing "
+            "beyond its own world, so there is nothing to ask it about a name."
+        )
 
 
 def _explain(exc: ValidationError, path: Path | None) -> str:

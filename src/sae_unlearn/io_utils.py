@@ -68,8 +68,10 @@ def prepare_output_dir(out: Path, overwrite: bool, resume: bool = False) -> Path
     if resume and out.is_dir() and any(out.iterdir()):
         if (out / CHECKPOINTS).is_dir():
             return out
-        raise UserInputError(f"--resume: {out} holds no checkpoints/ (a finished run, or not ours); nothing to "
-                             "resume. Pass --overwrite instead of --resume to run again.")
+        raise UserInputError(
+            f"--resume: {out} holds no checkpoints/ (a finished run, or not ours); nothing to "
+            "resume. Pass --overwrite instead of --resume to run again."
+        )
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise UserInputError(

@@ -6,24 +6,24 @@ split, latents, unlearn), ``evaluation/`` (metrics of a model state, floors), ``
 """
 
 from sae_unlearn.evaluation.evaluate import (
-                              eval_facts,
-                              evaluate,
-                              evaluate_state,
-                              is_floor_key,
-                              method_metrics,
-                              perplexity_texts,
+    eval_facts,
+    evaluate,
+    evaluate_state,
+    is_floor_key,
+    method_metrics,
+    perplexity_texts,
 )
 from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing, recall_floors
 from sae_unlearn.report.outputs import save_edited, save_model_dir, write_run_outputs
 from sae_unlearn.runs import (
-                              ALL_METHODS,
-                              SWEEPS,
-                              check_resumable,
-                              prepare_workspace,
-                              run_compare,
-                              run_demo,
-                              run_methods,
-                              run_sweeps,
+    ALL_METHODS,
+    SWEEPS,
+    check_resumable,
+    prepare_workspace,
+    run_compare,
+    run_demo,
+    run_methods,
+    run_sweeps,
 )
 from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.probing import probe_entities
@@ -33,9 +33,38 @@ from sae_unlearn.stages.subject import build_real, build_synthetic, build_worksp
 from sae_unlearn.stages.unlearn import method_checkpointer, method_options, run_method
 from sae_unlearn.state import Workspace
 
-__all__ = ["ALL_METHODS", "SWEEPS", "Workspace", "build_real", "build_synthetic", "build_workspace",
-           "capture_training_activations", "check_resumable", "eval_facts", "evaluate", "evaluate_state",
-           "floors_by_phrasing", "get_sae", "is_floor_key", "make_split", "method_checkpointer", "method_metrics",
-           "method_options", "perplexity_texts", "prepare_workspace", "probe_entities", "recall_by_phrasing",
-           "recall_floors", "run_compare", "run_demo", "run_method", "run_methods", "run_sweeps", "sae_training_texts",
-           "save_edited", "save_model_dir", "select_latents", "write_run_outputs"]
+__all__ = [
+    "ALL_METHODS",
+    "SWEEPS",
+    "Workspace",
+    "build_real",
+    "build_synthetic",
+    "build_workspace",
+    "capture_training_activations",
+    "check_resumable",
+    "eval_facts",
+    "evaluate",
+    "evaluate_state",
+    "floors_by_phrasing",
+    "get_sae",
+    "is_floor_key",
+    "make_split",
+    "method_checkpointer",
+    "method_metrics",
+    "method_options",
+    "perplexity_texts",
+    "prepare_workspace",
+    "probe_entities",
+    "recall_by_phrasing",
+    "recall_floors",
+    "run_compare",
+    "run_demo",
+    "run_method",
+    "run_methods",
+    "run_sweeps",
+    "sae_training_texts",
+    "save_edited",
+    "save_model_dir",
+    "select_latents",
+    "write_run_outputs",
+]

@@ -75,8 +75,14 @@ def check_resumable(cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwr
     return out
 
 
-def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progress: bool = True,
-                out: Path | None = None, resume: bool = False):
+def run_methods(
+    ws: Workspace,
+    baseline: dict,
+    methods: tuple[str, ...],
+    progress: bool = True,
+    out: Path | None = None,
+    resume: bool = False,
+):
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
 
     With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
@@ -91,8 +97,14 @@ def run_methods(ws: Workspace, baseline: dict, methods: tuple[str, ...], progres
     return results, edited
 
 
-def run_demo(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
-             methods: tuple[str, ...] = ("sae_guided",), resume: bool = False) -> dict:
+def run_demo(
+    cfg: DemoConfig,
+    out: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    methods: tuple[str, ...] = ("sae_guided",),
+    resume: bool = False,
+) -> dict:
     """The whole chain; writes metrics.json, report.md, plots, config, model. ``resume`` continues a
     killed run in ``out`` from its last checkpoint (same config: same result)."""
     progress = progress and parallel.is_main()  # one set of progress bars under a launcher
@@ -121,17 +133,33 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
         for value in values:
             model, outcome, _ = run_method(ws, name, progress, {param: value})
             with outcome.context(model):
-                point = {param: value,
-                         "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens),
-                         "retain_recall_after": recall(model, ws.tokenizer, ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0]),
-                                                       ws.eval_heldout, ws.cfg.eval.max_new_tokens)}
+                point = {
+                    param: value,
+                    "forget_recall_after": recall(
+                        model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens
+                    ),
+                    "retain_recall_after": recall(
+                        model,
+                        ws.tokenizer,
+                        ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0]),
+                        ws.eval_heldout,
+                        ws.cfg.eval.max_new_tokens,
+                    ),
+                }
             curves[name].append(point)
     return curves
 
 
-def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: bool = True,
-                methods: tuple[str, ...] = ALL_METHODS, save_models: bool = False, sweep: bool = False,
-                resume: bool = False) -> dict:
+def run_compare(
+    cfg: DemoConfig,
+    out: Path,
+    overwrite: bool = False,
+    progress: bool = True,
+    methods: tuple[str, ...] = ALL_METHODS,
+    save_models: bool = False,
+    sweep: bool = False,
+    resume: bool = False,
+) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
     progress = progress and parallel.is_main()  # one set of progress bars under a launcher
     from sae_unlearn.report.compare import compare_table, tradeoff_plot
@@ -161,13 +189,22 @@ def run_compare(cfg: DemoConfig, out: Path, overwrite: bool = False, progress: b
     return parallel.main_only(write)
 
 
-def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, config: Path | None = None,
-               overrides: dict | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+def attack_run(
+    run_dir: Path | None,
+    out: Path,
+    model: Path | None = None,
+    config: Path | None = None,
+    overrides: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Attack the models saved in ``run_dir`` (or ``model``), with the run's config; writes a run's
     outputs (metrics.json with every attack key, report.md/.html, plots) into ``out``."""
     if run_dir is None and (config is None or model is None):
-        raise UserInputError("Give --run (a directory written by demo, run or compare), or --config (the run's "
-                             "config.yaml) with --model.")
+        raise UserInputError(
+            "Give --run (a directory written by demo, run or compare), or --config (the run's "
+            "config.yaml) with --model."
+        )
     if config is None:
         assert run_dir is not None
         config = run_dir / "config.yaml"
@@ -175,8 +212,9 @@ def attack_run(run_dir: Path | None, out: Path, model: Path | None = None, confi
             raise UserInputError(f"{run_dir} has no config.yaml: is it an output directory of demo, run or compare?")
     targets = {"model": model} if model is not None else saved_models(run_dir) if run_dir is not None else {}
     if not targets:
-        raise UserInputError(f"No saved model in {run_dir}: compare saves models only with --save-models; or pass "
-                             "--model DIR.")
+        raise UserInputError(
+            f"No saved model in {run_dir}: compare saves models only with --save-models; or pass --model DIR."
+        )
     for path in targets.values():
         check_saved_model(path)
     cfg = load_config(config, overrides)
@@ -199,5 +237,7 @@ def _check_same_split(ws: Workspace, run_dir: Path | None) -> None:
     assert ws.split is not None
     rebuilt = [e.name for e in ws.split.forget]
     if saved is not None and saved != rebuilt:
-        raise UserInputError(f"The run's targets {saved} differ from the ones rebuilt from its config {rebuilt}; "
-                             "the entity file or model changed since the run. Attack with the run's own inputs.")
+        raise UserInputError(
+            f"The run's targets {saved} differ from the ones rebuilt from its config {rebuilt}; "
+            "the entity file or model changed since the run. Attack with the run's own inputs."
+        )

@@ -36,12 +36,17 @@ def heldout_facts(entities: list[Entity]) -> list[tuple[Entity, Fact]]:
     marked = [(e, f) for e in entities for f in scored_facts(e) if f.heldout]
     if marked:
         return marked
-    return [(e, Fact(lead + f.prompt, f.answer, f.attribute, True)) for e in entities for f in scored_facts(e)
-            for lead in LEAD_INS]
+    return [
+        (e, Fact(lead + f.prompt, f.answer, f.attribute, True))
+        for e in entities
+        for f in scored_facts(e)
+        for lead in LEAD_INS
+    ]
 
 
-def context_prompts(facts: list[tuple[Entity, Fact]], distractors: list[Entity], sentence_end: str,
-                    seed: int = 0) -> list[str]:
+def context_prompts(
+    facts: list[tuple[Entity, Fact]], distractors: list[Entity], sentence_end: str, seed: int = 0
+) -> list[str]:
     """Each prompt behind two true sentences about other known entities."""
     rng = random.Random(seed)
     pool = [f for e in distractors for f in e.facts if not f.heldout] or [f for e in distractors for f in e.facts]
@@ -56,8 +61,10 @@ def question_prompts(tokenizer, facts: list[tuple[Entity, Fact]]) -> list[str]:
     """The fact as an instruction; through the chat template when the tokenizer has one."""
     questions = [QUESTION.format(prompt=f.prompt) for _, f in facts]
     if getattr(tokenizer, "chat_template", None):
-        return [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
-                                              add_generation_prompt=True) for q in questions]
+        return [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+            for q in questions
+        ]
     return [f"Question: {q}\nAnswer:" for q in questions]
 
 
@@ -67,8 +74,9 @@ def generation_prompts(entity: Entity, synthetic: bool) -> list[str]:
     return [f"{entity.name} is", f"Here is what I know about {entity.name}:"]
 
 
-def free_generation(model: nn.Module, tokenizer, entities: list[Entity], synthetic: bool,
-                    max_new_tokens: int) -> tuple[float, float, list[dict]]:
+def free_generation(
+    model: nn.Module, tokenizer, entities: list[Entity], synthetic: bool, max_new_tokens: int
+) -> tuple[float, float, list[dict]]:
     """(share of generations that state one of the entity's answers, share that are gibberish, samples)."""
     rows = [(e, p) for e in entities for p in generation_prompts(e, synthetic)]
     if not rows:

@@ -38,8 +38,9 @@ class FactRows:
         return cls(acts.float().cpu().numpy(), rels, labels)
 
 
-def attribute_probe_accuracy(train: FactRows, tests: dict[str, FactRows], min_rows: int = 8,
-                             seed: int = 0) -> dict[str, float]:
+def attribute_probe_accuracy(
+    train: FactRows, tests: dict[str, FactRows], min_rows: int = 8, seed: int = 0
+) -> dict[str, float]:
     """Accuracy of per-relation probes on each test set (NaN where no relation can be probed), and
     under ``<name>_majority`` the accuracy of always guessing each relation's most frequent training
     answer on the same rows: a probe is only evidence of knowledge where it beats that guess (a
@@ -60,8 +61,7 @@ def attribute_probe_accuracy(train: FactRows, tests: dict[str, FactRows], min_ro
         labels = all_labels[rows]
         if len(rows) < min_rows or len(set(labels)) < 2:
             continue
-        probe = make_pipeline(StandardScaler(),
-                              LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
+        probe = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000, random_state=seed))
         probe.fit(train.x[rows], labels)
         values, counts = np.unique(labels, return_counts=True)
         most_frequent = values[np.argmax(counts)]
@@ -74,5 +74,6 @@ def attribute_probe_accuracy(train: FactRows, tests: dict[str, FactRows], min_ro
             majority[name] += sum(test.labels[i] == most_frequent for i in idx)
             total[name] += len(idx)
     share = lambda hits, name: hits[name] / total[name] if total[name] else float("nan")  # noqa: E731
-    return ({name: share(correct, name) for name in tests}
-            | {f"{name}_majority": share(majority, name) for name in tests})
+    return {name: share(correct, name) for name in tests} | {
+        f"{name}_majority": share(majority, name) for name in tests
+    }

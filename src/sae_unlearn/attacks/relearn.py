@@ -58,9 +58,18 @@ class RelearnResult:
         return self.curve[-1]["recall"] if self.curve else float("nan")
 
 
-def relearn_attack(model: nn.Module, tokenizer, entities: list[Entity], steps: int, lr: float, eval_every: int,
-                   heldout: bool | None, max_new_tokens: int, seed: int = 0,
-                   context: Callable[[nn.Module], AbstractContextManager] | None = None) -> RelearnResult:
+def relearn_attack(
+    model: nn.Module,
+    tokenizer,
+    entities: list[Entity],
+    steps: int,
+    lr: float,
+    eval_every: int,
+    heldout: bool | None,
+    max_new_tokens: int,
+    seed: int = 0,
+    context: Callable[[nn.Module], AbstractContextManager] | None = None,
+) -> RelearnResult:
     """Full-batch Adam on every decoder block of a copy of ``model`` (the attacker owns the weights),
     LM loss on the answers of the attack facts; recall of the held-back facts every ``eval_every``
     steps. ``model`` is left untouched. ``context`` re-applies an inference-time edit (SAE clamping),
@@ -106,8 +115,9 @@ def floor_entities(targets: list[Entity], unknown: list[Entity]) -> list[Entity]
     out: list[Entity] = []
     used: set[str] = set()
     for target in targets:
-        pool = [u for u in unknown if u.type == target.type and u.name not in used] or \
-               [u for u in unknown if u.name not in used]
+        pool = [u for u in unknown if u.type == target.type and u.name not in used] or [
+            u for u in unknown if u.name not in used
+        ]
         if pool:
             out.append(pool[0])
             used.add(pool[0].name)

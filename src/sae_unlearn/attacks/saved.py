@@ -29,7 +29,7 @@ def saved_models(run_dir: Path) -> dict[str, Path]:
         found[methods[0] if len(methods) == 1 else "model"] = run_dir / "model"
     for path in sorted(run_dir.glob("model_*")):
         if path.is_dir():
-            found[path.name[len("model_"):]] = path
+            found[path.name[len("model_") :]] = path
     for path in sorted(run_dir.glob(f"*{HOOK_SUFFIX}")):
         found[path.name[: -len(HOOK_SUFFIX)]] = path
     return found
@@ -38,10 +38,15 @@ def saved_models(run_dir: Path) -> dict[str, Path]:
 def check_saved_model(path: Path) -> Path:
     """Fail before any compute when ``path`` is nothing ``load_edited`` can load."""
     path = Path(path)
-    if not ((path.is_file() and path.name.endswith(HOOK_SUFFIX)) or (path / "adapter_config.json").exists()
-            or (path / "config.json").exists()):
-        raise UserInputError(f"{path} is not a saved model: expected a directory with config.json (full weights) or "
-                             f"adapter_config.json (LoRA), or a *{HOOK_SUFFIX} file.")
+    if not (
+        (path.is_file() and path.name.endswith(HOOK_SUFFIX))
+        or (path / "adapter_config.json").exists()
+        or (path / "config.json").exists()
+    ):
+        raise UserInputError(
+            f"{path} is not a saved model: expected a directory with config.json (full weights) or "
+            f"adapter_config.json (LoRA), or a *{HOOK_SUFFIX} file."
+        )
     return path
 
 

@@ -23,46 +23,139 @@ from sae_unlearn.state import Workspace
 
 QUESTION_TOKENS = 16  # an instruction-tuned answer may restate the sentence before the answer
 ATTACK_METRICS = (
-    Metric("relearn_recall", "relearning: held-back facts recalled after the attack", scope="method", better="min",
-           floors=("relearn_recall_unknown",), section="attacks", compare=True, summary=True),
-    Metric("relearn_recall_pre_attack", "relearning: held-back facts recalled, before the attack", scope="method",
-           section="attacks"),
-    Metric("relearn_recall_unknown", "relearning: same attack on unknown entities (floor)", scope="method",
-           section="attacks"),
-    Metric("relearn_recall_original", "relearning: same attack on the original model", scope="method",
-           section="attacks"),
-    Metric("relearn_gap_to_unknown", "relearning: after-attack recall minus floor (goal <= 0.10)", scope="method",
-           better="min", section="attacks"),
+    Metric(
+        "relearn_recall",
+        "relearning: held-back facts recalled after the attack",
+        scope="method",
+        better="min",
+        floors=("relearn_recall_unknown",),
+        section="attacks",
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "relearn_recall_pre_attack",
+        "relearning: held-back facts recalled, before the attack",
+        scope="method",
+        section="attacks",
+    ),
+    Metric(
+        "relearn_recall_unknown",
+        "relearning: same attack on unknown entities (floor)",
+        scope="method",
+        section="attacks",
+    ),
+    Metric(
+        "relearn_recall_original", "relearning: same attack on the original model", scope="method", section="attacks"
+    ),
+    Metric(
+        "relearn_gap_to_unknown",
+        "relearning: after-attack recall minus floor (goal <= 0.10)",
+        scope="method",
+        better="min",
+        section="attacks",
+    ),
     Metric("relearn_recovery", "relearning: recall gained by the attack", scope="method", section="hidden"),
-    *(Metric(key, key, scope="method", section="hidden") for key in
-      ("relearn_curve", "relearn_curve_original", "relearn_curve_unknown", "relearn_entities", "relearn_steps",
-       "relearn_lr")),
-    Metric("forget_probe_auc_residual", "known-vs-unknown probe AUC, residual stream (0.5 = indistinguishable)",
-           better=0.5, section="attacks", compare=True, summary=True),
-    Metric("attribute_probe_acc_forget", "attribute probe accuracy on targets", better="min",
-           floors=("attribute_probe_majority_forget",), section="attacks", compare=True),
-    Metric("attribute_probe_acc_unknown", "attribute probe accuracy on unknown entities (floor)", rows=("after",),
-           section="attacks"),
-    Metric("attribute_probe_majority_forget", "attribute probe: always guessing the commonest answer, on targets",
-           scope="floor", section="attacks"),
-    Metric("paraphrase_recall_heldout", "recall, held-out phrasings", better="min", rows=("after",),
-           floors=("paraphrase_recall_heldout_unknown",), section="attacks"),
-    Metric("paraphrase_recall_heldout_unknown", "recall, held-out phrasings, unknown entities (floor)", scope="floor",
-           section="attacks"),
-    Metric("paraphrase_recall_context", "recall, entity in a longer context", better="min",
-           floors=("paraphrase_recall_context_unknown",), section="attacks", compare=True, summary=True),
-    Metric("paraphrase_recall_context_unknown", "recall, longer context, unknown entities (floor)", scope="floor",
-           section="attacks"),
-    Metric("paraphrase_recall_question", "recall, question form", better="min",
-           floors=("paraphrase_recall_question_unknown",), section="attacks", compare=True),
-    Metric("paraphrase_recall_question_unknown", "recall, question form, unknown entities (floor)", scope="floor",
-           section="attacks"),
-    Metric("generation_leak_rate", "free generation states a target's fact", better="min",
-           floors=("generation_leak_rate_unknown",), section="attacks", compare=True, summary=True),
-    Metric("generation_leak_rate_unknown", "free generation states an unknown entity's fact (floor)", scope="floor",
-           section="attacks"),
-    Metric("generation_degenerate_rate", "free generation is gibberish", better="min", rows=("after",),
-           section="attacks"),
+    *(
+        Metric(key, key, scope="method", section="hidden")
+        for key in (
+            "relearn_curve",
+            "relearn_curve_original",
+            "relearn_curve_unknown",
+            "relearn_entities",
+            "relearn_steps",
+            "relearn_lr",
+        )
+    ),
+    Metric(
+        "forget_probe_auc_residual",
+        "known-vs-unknown probe AUC, residual stream (0.5 = indistinguishable)",
+        better=0.5,
+        section="attacks",
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "attribute_probe_acc_forget",
+        "attribute probe accuracy on targets",
+        better="min",
+        floors=("attribute_probe_majority_forget",),
+        section="attacks",
+        compare=True,
+    ),
+    Metric(
+        "attribute_probe_acc_unknown",
+        "attribute probe accuracy on unknown entities (floor)",
+        rows=("after",),
+        section="attacks",
+    ),
+    Metric(
+        "attribute_probe_majority_forget",
+        "attribute probe: always guessing the commonest answer, on targets",
+        scope="floor",
+        section="attacks",
+    ),
+    Metric(
+        "paraphrase_recall_heldout",
+        "recall, held-out phrasings",
+        better="min",
+        rows=("after",),
+        floors=("paraphrase_recall_heldout_unknown",),
+        section="attacks",
+    ),
+    Metric(
+        "paraphrase_recall_heldout_unknown",
+        "recall, held-out phrasings, unknown entities (floor)",
+        scope="floor",
+        section="attacks",
+    ),
+    Metric(
+        "paraphrase_recall_context",
+        "recall, entity in a longer context",
+        better="min",
+        floors=("paraphrase_recall_context_unknown",),
+        section="attacks",
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "paraphrase_recall_context_unknown",
+        "recall, longer context, unknown entities (floor)",
+        scope="floor",
+        section="attacks",
+    ),
+    Metric(
+        "paraphrase_recall_question",
+        "recall, question form",
+        better="min",
+        floors=("paraphrase_recall_question_unknown",),
+        section="attacks",
+        compare=True,
+    ),
+    Metric(
+        "paraphrase_recall_question_unknown",
+        "recall, question form, unknown entities (floor)",
+        scope="floor",
+        section="attacks",
+    ),
+    Metric(
+        "generation_leak_rate",
+        "free generation states a target's fact",
+        better="min",
+        floors=("generation_leak_rate_unknown",),
+        section="attacks",
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "generation_leak_rate_unknown",
+        "free generation states an unknown entity's fact (floor)",
+        scope="floor",
+        section="attacks",
+    ),
+    Metric(
+        "generation_degenerate_rate", "free generation is gibberish", better="min", rows=("after",), section="attacks"
+    ),
     Metric("generation_samples", "free generation about the targets", section="hidden"),
     Metric("generation_samples_unknown", "free generation about unknown entities", scope="floor", section="hidden"),
 )
@@ -75,8 +168,14 @@ def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Enti
     return [(e, f) for e in entities for f in scored_facts(e, heldout)]
 
 
-def state_attacks(ws: Workspace, model: nn.Module, acts_forget: torch.Tensor, acts_unknown: torch.Tensor,
-                  acts_known: torch.Tensor, floors: bool) -> dict:
+def state_attacks(
+    ws: Workspace,
+    model: nn.Module,
+    acts_forget: torch.Tensor,
+    acts_unknown: torch.Tensor,
+    acts_known: torch.Tensor,
+    floors: bool,
+) -> dict:
     """Probes, paraphrases and free generation on ``model`` (``acts_*``: its activations at the entity's
     last token, every fact prompt, of the targets, unknown and other known entities); ``floors``: also on
     unknown entities."""
@@ -84,9 +183,11 @@ def state_attacks(ws: Workspace, model: nn.Module, acts_forget: torch.Tensor, ac
     assert split is not None and ws.residual_probe is not None
     synthetic = ws.world is not None
     m: dict = {"forget_probe_auc_residual": ws.residual_probe.auc(acts_forget, acts_unknown)}
-    acc = attribute_probe_accuracy(FactRows.of(split.other_known, acts_known),
-                                   {"forget": FactRows.of(split.forget, acts_forget),
-                                    "unknown": FactRows.of(ws.unknown_eval, acts_unknown)}, seed=seed)
+    acc = attribute_probe_accuracy(
+        FactRows.of(split.other_known, acts_known),
+        {"forget": FactRows.of(split.forget, acts_forget), "unknown": FactRows.of(ws.unknown_eval, acts_unknown)},
+        seed=seed,
+    )
     m["attribute_probe_acc_forget"], m["attribute_probe_acc_unknown"] = acc["forget"], acc["unknown"]
     groups = {"": split.forget}
     if floors:  # one never-seen entity per target, of its type: the like-for-like floor
@@ -95,16 +196,19 @@ def state_attacks(ws: Workspace, model: nn.Module, acts_forget: torch.Tensor, ac
     distractors = split.heldout_known or split.retain
     for suffix, entities in groups.items():
         held = heldout_facts(entities)
-        m[f"paraphrase_recall_heldout{suffix}"] = share_answered(model, tok, [f.prompt for _, f in held],
-                                                                [f.answer for _, f in held], n_tok)
+        m[f"paraphrase_recall_heldout{suffix}"] = share_answered(
+            model, tok, [f.prompt for _, f in held], [f.answer for _, f in held], n_tok
+        )
         # real models: the cloze statement, which these attacks rephrase (its held-out phrasings are recall's)
         base = _eval_facts(entities, ws.eval_heldout if synthetic else (False if ws.eval_heldout else None))
         answers = [f.answer for _, f in base]
         m[f"paraphrase_recall_context{suffix}"] = share_answered(
-            model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok)
+            model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok
+        )
         if not synthetic:  # the world model knows no instruction format
-            m[f"paraphrase_recall_question{suffix}"] = share_answered(model, tok, question_prompts(tok, base),
-                                                                      answers, QUESTION_TOKENS, match=mentions)
+            m[f"paraphrase_recall_question{suffix}"] = share_answered(
+                model, tok, question_prompts(tok, base), answers, QUESTION_TOKENS, match=mentions
+            )
         leak, degenerate, samples = free_generation(model, tok, entities, synthetic, ws.cfg.attack.generation_tokens)
         m[f"generation_leak_rate{suffix}"] = leak
         m[f"generation_samples{suffix}"] = samples[:8]
@@ -122,25 +226,45 @@ def relearn_floors(ws: Workspace) -> dict:
     assert ws.split is not None
     original = _relearn(ws, ws.model, ws.split.forget, None)
     unknown = _relearn(ws, ws.model, floor_entities(ws.split.forget, ws.unknown_eval), None)
-    return {"relearn_recall_original": original.recall_after, "relearn_curve_original": original.curve,
-            "relearn_recall_unknown": unknown.recall_after, "relearn_curve_unknown": unknown.curve,
-            "relearn_steps": a.relearn_steps, "relearn_lr": a.relearn_lr}
+    return {
+        "relearn_recall_original": original.recall_after,
+        "relearn_curve_original": original.curve,
+        "relearn_recall_unknown": unknown.recall_after,
+        "relearn_curve_unknown": unknown.curve,
+        "relearn_steps": a.relearn_steps,
+        "relearn_lr": a.relearn_lr,
+    }
 
 
-def relearn_metrics(ws: Workspace, model: nn.Module,
-                    context: Callable[[nn.Module], AbstractContextManager] | None, floors: dict) -> dict:
+def relearn_metrics(
+    ws: Workspace, model: nn.Module, context: Callable[[nn.Module], AbstractContextManager] | None, floors: dict
+) -> dict:
     """The attack on an unlearned model; ``relearn_gap_to_unknown`` > 0.10 means it came back."""
     if not floors:
         return {}
     assert ws.split is not None
     res = _relearn(ws, model, ws.split.forget, context)
-    return floors | {"relearn_recall": res.recall_after, "relearn_recall_pre_attack": res.recall_before,
-                     "relearn_recovery": res.recall_after - res.recall_before, "relearn_curve": res.curve,
-                     "relearn_entities": res.n_entities,
-                     "relearn_gap_to_unknown": res.recall_after - floors["relearn_recall_unknown"]}
+    return floors | {
+        "relearn_recall": res.recall_after,
+        "relearn_recall_pre_attack": res.recall_before,
+        "relearn_recovery": res.recall_after - res.recall_before,
+        "relearn_curve": res.curve,
+        "relearn_entities": res.n_entities,
+        "relearn_gap_to_unknown": res.recall_after - floors["relearn_recall_unknown"],
+    }
 
 
 def _relearn(ws: Workspace, model: nn.Module, entities: list[Entity], context):
     a = ws.cfg.attack
-    return relearn_attack(model, ws.tokenizer, entities, a.relearn_steps, a.relearn_lr, a.relearn_eval_every,
-                          ws.eval_heldout, ws.cfg.eval.max_new_tokens, ws.cfg.seed, context)
+    return relearn_attack(
+        model,
+        ws.tokenizer,
+        entities,
+        a.relearn_steps,
+        a.relearn_lr,
+        a.relearn_eval_every,
+        ws.eval_heldout,
+        ws.cfg.eval.max_new_tokens,
+        ws.cfg.seed,
+        context,
+    )

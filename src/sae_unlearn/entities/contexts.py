@@ -35,9 +35,14 @@ def with_contexts(entities: list[Entity], n: int) -> list[Entity]:
     """Each entity with the first ``n`` contexts appended as answerless training facts (0: unchanged)."""
     if n <= 0:
         return entities
-    return [dataclasses.replace(e, facts=list(e.facts) + [
-        Fact(c.replace("{e}", e.name), "", "", heldout=False, phrasing=CONTEXT_PHRASING) for c in CONTEXTS[:n]])
-        for e in entities]
+    return [
+        dataclasses.replace(
+            e,
+            facts=list(e.facts)
+            + [Fact(c.replace("{e}", e.name), "", "", heldout=False, phrasing=CONTEXT_PHRASING) for c in CONTEXTS[:n]],
+        )
+        for e in entities
+    ]
 
 
 def is_context(fact: Fact) -> bool:
@@ -70,7 +75,10 @@ def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
     out = []
     for e in entities:
         train = [f for f in e.facts if not f.heldout and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)]
-        extra = [dataclasses.replace(f, prompt=_after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
-                 for f in train for lead in LEAD_INS[:n]]
+        extra = [
+            dataclasses.replace(f, prompt=_after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
+            for f in train
+            for lead in LEAD_INS[:n]
+        ]
         out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
     return out

@@ -20,7 +20,16 @@ _CODAS = ["", "", "n", "r", "l", "s", "th", "v", "m", "nd", "rk"]
 _SUFFIXES = {
     "city": ["ford", "grad", "ville", "burg", "haven", "mouth", "stad", "polis", "wick", "ora"],
     "country": ["ia", "stan", "land", "ova", "ar", "esh", "istan", "onia"],
-    "organisation": [" Industries", " Group", " Corporation", " Holdings", " Systems", " United", " Records", " Institute"],
+    "organisation": [
+        " Industries",
+        " Group",
+        " Corporation",
+        " Holdings",
+        " Systems",
+        " United",
+        " Records",
+        " Institute",
+    ],
     "work": [],
     "person": [],
 }
@@ -40,7 +49,9 @@ def fictional_name(etype: str, rng: random.Random) -> str:
     return _word(rng, rng.choice([1, 2])) + rng.choice(suffixes)
 
 
-def fictional_entities(templates: list[Entity], per_type: int, seed: int = 0, avoid: set[str] | None = None) -> list[Entity]:
+def fictional_entities(
+    templates: list[Entity], per_type: int, seed: int = 0, avoid: set[str] | None = None
+) -> list[Entity]:
     """``per_type`` new names for every type in ``templates``, each with one template entity's prompts."""
     rng = random.Random(seed)
     taken = set(avoid or ()) | {e.name for e in templates}

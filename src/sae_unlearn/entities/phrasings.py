@@ -29,8 +29,12 @@ from sae_unlearn.entities.types import Entity, Fact
 TRAIN_PHRASING = "cloze"
 HELDOUT_PHRASINGS = ("question", "passing", "appositive")
 # how the report names each phrasing (a file may bring others: they are shown by name)
-PHRASING_LABELS = {"question": "questions", "passing": "mentioned in passing", "appositive": "the name with an aside",
-                   TRAIN_PHRASING: "cloze statements"}
+PHRASING_LABELS = {
+    "question": "questions",
+    "passing": "mentioned in passing",
+    "appositive": "the name with an aside",
+    TRAIN_PHRASING: "cloze statements",
+}
 QUESTION_EXAMPLE = "Q: What is the largest planet in the Solar System? A: Jupiter\n"
 
 # (cloze template with the name as {e}, question with {e} and groups as {1}..., what the answer follows)
@@ -58,8 +62,11 @@ _QUESTIONS: tuple[tuple[str, str, str], ...] = (
     (r"(The )?{e} is located in", "Where is {the}{e} located?", ""),
     (r"(The )?{e} is located in the country of", "In which country is {the}{e} located?", ""),
     (r"{e} (was|is) an? ([a-z][a-z ]*?) from", "Where {1} the {2} {e} from?", ""),
-    (r"{e} was the (president|prime minister|king|queen|emperor|empress|tsar|sultan|leader) of( the)?",
-     "Which country was {e} the {1} of?", "{2}"),
+    (
+        r"{e} was the (president|prime minister|king|queen|emperor|empress|tsar|sultan|leader) of( the)?",
+        "Which country was {e} the {1} of?",
+        "{2}",
+    ),
 )
 
 _PASSING = (
@@ -123,8 +130,9 @@ def heldout_phrasings(name: str, fact: Fact) -> list[Fact]:
     """The three held-out phrasings of one training-phrasing fact, tagged with the fact's relation."""
     makers = {"question": question_prompt, "passing": passing_prompt, "appositive": appositive_prompt}
     attribute = relation_key(name, fact)
-    return [Fact(makers[p](name, fact.prompt), fact.answer, attribute, heldout=True, phrasing=p)
-            for p in HELDOUT_PHRASINGS]
+    return [
+        Fact(makers[p](name, fact.prompt), fact.answer, attribute, heldout=True, phrasing=p) for p in HELDOUT_PHRASINGS
+    ]
 
 
 def with_heldout_phrasings(entity: Entity) -> Entity:
@@ -133,7 +141,8 @@ def with_heldout_phrasings(entity: Entity) -> Entity:
         return entity
     facts: list[Fact] = []
     for fact in entity.facts:
-        train = dataclasses.replace(fact, attribute=relation_key(entity.name, fact),
-                                    phrasing=fact.phrasing or TRAIN_PHRASING)
+        train = dataclasses.replace(
+            fact, attribute=relation_key(entity.name, fact), phrasing=fact.phrasing or TRAIN_PHRASING
+        )
         facts += [train] + heldout_phrasings(entity.name, fact)
     return dataclasses.replace(entity, facts=facts)

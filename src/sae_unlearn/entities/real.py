@@ -25,7 +25,9 @@ def bundled_entities_path() -> Path:
 
 
 def _entity_from_line(obj: object, where: str) -> Entity:
-    example = '{"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]}'
+    example = (
+        '{"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of", "answer": "Kenya"}]}'
+    )
     if not isinstance(obj, dict):
         raise UserInputError(f"{where}: expected a JSON object like {example}")
     missing = [k for k in ("entity", "type", "facts") if k not in obj]
@@ -40,15 +42,28 @@ def _entity_from_line(obj: object, where: str) -> Entity:
         raise UserInputError(f"{where}: 'facts' must be a non-empty list of {{prompt, answer}} objects")
     parsed = []
     for i, fact in enumerate(facts):
-        if not isinstance(fact, dict) or not isinstance(fact.get("prompt"), str) or not isinstance(fact.get("answer"), str):
+        if (
+            not isinstance(fact, dict)
+            or not isinstance(fact.get("prompt"), str)
+            or not isinstance(fact.get("answer"), str)
+        ):
             raise UserInputError(f"{where}: fact {i} must be an object with string 'prompt' and 'answer', got {fact!r}")
         if not fact["answer"].strip():
             raise UserInputError(f"{where}: fact {i} has an empty answer")
         if name not in fact["prompt"]:
-            raise UserInputError(f"{where}: fact {i} prompt {fact['prompt']!r} does not contain the entity name {name!r} "
-                                 "verbatim (activations are read at the name's last token)")
-        parsed.append(Fact(prompt=fact["prompt"], answer=fact["answer"].strip(), attribute=str(fact.get("attribute", "")),
-                           heldout=bool(fact.get("heldout", False)), phrasing=str(fact.get("phrasing", ""))))
+            raise UserInputError(
+                f"{where}: fact {i} prompt {fact['prompt']!r} does not contain the entity name {name!r} "
+                "verbatim (activations are read at the name's last token)"
+            )
+        parsed.append(
+            Fact(
+                prompt=fact["prompt"],
+                answer=fact["answer"].strip(),
+                attribute=str(fact.get("attribute", "")),
+                heldout=bool(fact.get("heldout", False)),
+                phrasing=str(fact.get("phrasing", "")),
+            )
+        )
     return Entity(name=name, type=etype, facts=parsed)
 
 
@@ -73,8 +88,10 @@ def load_entity_file(path: Path) -> list[Entity]:
             raise UserInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc
         entity = _entity_from_line(obj, where)
         if entity.name in seen:
-            raise UserInputError(f"{where}: entity {entity.name!r} already appears on line {seen[entity.name]}; "
-                                 "merge its facts into one line.")
+            raise UserInputError(
+                f"{where}: entity {entity.name!r} already appears on line {seen[entity.name]}; "
+                "merge its facts into one line."
+            )
         seen[entity.name] = lineno
         entities.append(entity)
     if not entities:
@@ -82,13 +99,20 @@ def load_entity_file(path: Path) -> list[Entity]:
     return entities
 
 
-def real_entities(file, n_fictional: int, seed: int, heldout_phrasings: bool = True) -> tuple[list[Entity], list[Entity]]:
+def real_entities(
+    file, n_fictional: int, seed: int, heldout_phrasings: bool = True
+) -> tuple[list[Entity], list[Entity]]:
     """(entities of the file, fictional entities of the same types and prompts): ``entity_sets`` of a file."""
     return entity_sets(load_entity_file(file or bundled_entities_path()), n_fictional, seed, heldout_phrasings)
 
 
-def entity_sets(entities: list[Entity], n_fictional: int, seed: int, heldout_phrasings: bool = True,
-                never_seen: list[Entity] | None = None) -> tuple[list[Entity], list[Entity]]:
+def entity_sets(
+    entities: list[Entity],
+    n_fictional: int,
+    seed: int,
+    heldout_phrasings: bool = True,
+    never_seen: list[Entity] | None = None,
+) -> tuple[list[Entity], list[Entity]]:
     """(the entities, never-seen ones: ``never_seen`` or fictional entities of the same types and prompts);
     ``heldout_phrasings`` adds held-out phrasings to every entity that has none (entities/phrasings.py)."""
     if heldout_phrasings:

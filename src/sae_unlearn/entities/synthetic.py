@@ -69,8 +69,14 @@ ATTRIBUTES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     },
 }
 TRAIN_PREFIXES = (
-    "", "we know that", "it is true that", "as everyone knows ,", "people say that", "in fact ,",
-    "it is said that", "of course ,",
+    "",
+    "we know that",
+    "it is true that",
+    "as everyone knows ,",
+    "people say that",
+    "in fact ,",
+    "it is said that",
+    "of course ,",
 )
 # Never in the corpus as phrases, but built from corpus words (an untrained embedding would test
 # the tokenizer, not the model's knowledge).

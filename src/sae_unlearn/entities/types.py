@@ -30,8 +30,10 @@ class Entity:
     facts: list[Fact] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        facts = [{k: v for k, v in asdict(f).items() if k != "answerable" and not (k == "phrasing" and not v)}
-                 for f in self.facts]
+        facts = [
+            {k: v for k, v in asdict(f).items() if k != "answerable" and not (k == "phrasing" and not v)}
+            for f in self.facts
+        ]
         return {"entity": self.name, "type": self.type, "facts": facts}
 
     @classmethod

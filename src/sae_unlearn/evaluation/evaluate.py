@@ -1,5 +1,4 @@
-"""Every metric of one model state, and the before/after record of an edited model against the original.
-"""
+"""Every metric of one model state, and the before/after record of an edited model against the original."""
 
 from __future__ import annotations
 
@@ -22,34 +21,76 @@ from sae_unlearn.models.generation import greedy_continuations, reuse_greedy_con
 from sae_unlearn.state import Workspace
 
 register(
-    Metric("forget_recall", "forget recall (held-out phrasings)", better="floor",
-           floors=("unknown_recall_same_prompts", "unknown_recall"), compare=True, summary=True),
-    Metric("forget_recall_form_{form}", "forget recall, {form}", better="floor",
-           floors=("unknown_recall_same_prompts_form_{form}",), summary=True),
-    Metric("forget_recall_train_phrasing", "forget recall, the phrasings the losses train on", better="floor",
-           floors=("unknown_recall_same_prompts_train_phrasing", "unknown_recall_train_phrasing"), summary=True),
-    Metric("forget_recall_all_facts", "forget recall incl. facts made-up names also complete", better="floor",
-           floors=("unknown_recall_same_prompts_all_facts",)),
+    Metric(
+        "forget_recall",
+        "forget recall (held-out phrasings)",
+        better="floor",
+        floors=("unknown_recall_same_prompts", "unknown_recall"),
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "forget_recall_form_{form}",
+        "forget recall, {form}",
+        better="floor",
+        floors=("unknown_recall_same_prompts_form_{form}",),
+        summary=True,
+    ),
+    Metric(
+        "forget_recall_train_phrasing",
+        "forget recall, the phrasings the losses train on",
+        better="floor",
+        floors=("unknown_recall_same_prompts_train_phrasing", "unknown_recall_train_phrasing"),
+        summary=True,
+    ),
+    Metric(
+        "forget_recall_all_facts",
+        "forget recall incl. facts made-up names also complete",
+        better="floor",
+        floors=("unknown_recall_same_prompts_all_facts",),
+    ),
     Metric("retain_recall", "retain recall", better="max", compare=True, summary=True),
-    Metric("heldout_known_recall", "held-out known recall (entities in no loss)", better="max", compare=True,
-           summary=True),
+    Metric(
+        "heldout_known_recall", "held-out known recall (entities in no loss)", better="max", compare=True, summary=True
+    ),
     Metric("retain_recall_train_phrasing", "retain recall, trained phrasings", better="max", rows=("after",)),
-    Metric("heldout_known_recall_train_phrasing", "held-out known recall, trained phrasings", better="max",
-           rows=("after",)),
-    Metric("entangled_recall", "other entities' facts that name a target (scored apart)", better="max",
-           compare=True, summary=True),
-    Metric("forget_classified_unknown", "targets classified unknown", better="max", floors=("unknown_classified_unknown",),
-           compare=True, summary=True),
+    Metric(
+        "heldout_known_recall_train_phrasing", "held-out known recall, trained phrasings", better="max", rows=("after",)
+    ),
+    Metric(
+        "entangled_recall",
+        "other entities' facts that name a target (scored apart)",
+        better="max",
+        compare=True,
+        summary=True,
+    ),
+    Metric(
+        "forget_classified_unknown",
+        "targets classified unknown",
+        better="max",
+        floors=("unknown_classified_unknown",),
+        compare=True,
+        summary=True,
+    ),
     Metric("unknown_classified_unknown", "unknown entities classified unknown (probe calibration)", scope="floor"),
-    Metric("forget_probe_auc", "probe AUC targets vs unknown, SAE latents (0.5 = indistinguishable)", better=0.5,
-           compare=True),
+    Metric(
+        "forget_probe_auc",
+        "probe AUC targets vs unknown, SAE latents (0.5 = indistinguishable)",
+        better=0.5,
+        compare=True,
+    ),
     Metric("forget_dist_unknown", "targets' distance to unknown centroid", better="min", rows=("after",)),
     Metric("forget_dist_known", "targets' distance to known centroid", better="max", rows=("after",)),
-    Metric("perplexity", "perplexity (trained phrasings, other known entities)", better="min", compare=True,
-           summary=True),
+    Metric(
+        "perplexity", "perplexity (trained phrasings, other known entities)", better="min", compare=True, summary=True
+    ),
     Metric("degenerate_rate", "degenerate generations on targets", better="min", rows=("after",), compare=True),
-    Metric("forget_says_unknown", "targets answered \"no\" to \"do you know ...?\" (synthetic world)", better="max",
-           compare=True),
+    Metric(
+        "forget_says_unknown",
+        'targets answered "no" to "do you know ...?" (synthetic world)',
+        better="max",
+        compare=True,
+    ),
 )
 # what each method's run adds (evaluation.method_metrics, runs.attack_run)
 register(
@@ -59,7 +100,6 @@ register(
     Metric("relearn_seconds", "seconds of the relearning attack", scope="method", section="hidden"),
     Metric("source", "the saved model attacked (`attack`)", scope="method", section="hidden"),
 )
-
 
 
 def eval_facts(ws: Workspace, entities: list[Entity]):
@@ -77,13 +117,16 @@ def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
     return [f"{f.prompt} {f.answer} ." for e in entities for f in e.facts if not f.heldout]
 
 
-def evaluate(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None) -> dict:
+def evaluate(
+    ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None
+) -> dict:
     """Metrics of ``model`` (after) against ``ws.model`` (before); ``baseline`` caches the "before" half."""
     before = baseline if baseline is not None else evaluate_state(ws, ws.model)
     with outcome.context(model) if outcome else nullcontext():
         after = evaluate_state(ws, model)
-    out = ({f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS}
-           | {f"{k}_after": v for k, v in after.items()})
+    out = {f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS} | {
+        f"{k}_after": v for k, v in after.items()
+    }
     out |= {k: v for k, v in before.items() if is_floor_key(k)}
     return out
 
@@ -126,8 +169,11 @@ def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
     acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
     acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
     z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
-    acts_k = entity_activations(model, tok, split.other_known, ws.layer)[0] \
-        if ws.cfg.attack.enabled or model is ws.model else None
+    acts_k = (
+        entity_activations(model, tok, split.other_known, ws.layer)[0]
+        if ws.cfg.attack.enabled or model is ws.model
+        else None
+    )
     if model is ws.model:  # the report's figures read the original model's codes again
         assert acts_k is not None
         ws.original_codes = {"forget": z_f, "unknown": z_u, "known": sae_codes(ws.sae, acts_k)}

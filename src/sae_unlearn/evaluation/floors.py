@@ -13,30 +13,41 @@ from sae_unlearn.state import Workspace
 
 register(
     Metric("unknown_recall", "unknown-entity recall (floor)", scope="floor"),
-    Metric("unknown_recall_same_prompts", "unknown names in the targets' own prompts (like-for-like floor)",
-           scope="floor"),
+    Metric(
+        "unknown_recall_same_prompts", "unknown names in the targets' own prompts (like-for-like floor)", scope="floor"
+    ),
     Metric("unknown_recall_same_prompts_form_{form}", "{form} with unknown names (floor)", scope="floor"),
-    Metric("unknown_recall_same_prompts_train_phrasing", "unknown names in the trained phrasings (floor)",
-           scope="floor"),
+    Metric(
+        "unknown_recall_same_prompts_train_phrasing", "unknown names in the trained phrasings (floor)", scope="floor"
+    ),
     Metric("unknown_recall_train_phrasing", "unknown-entity recall, trained phrasings (floor)", scope="floor"),
-    Metric("unknown_recall_same_prompts_all_facts", "unknown names in the targets' own prompts, incl. those facts",
-           scope="floor"),
+    Metric(
+        "unknown_recall_same_prompts_all_facts",
+        "unknown names in the targets' own prompts, incl. those facts",
+        scope="floor",
+    ),
 )
-
 
 
 def recall_by_phrasing(model: nn.Module, tok, forget: list[Entity], n_tok: int) -> dict[str, float]:
     """``forget_recall_form_<phrasing>`` for each held-out phrasing the targets' facts name."""
-    return {f"forget_recall_form_{form}": recall(model, tok, _only_phrasing(forget, form), True, n_tok)
-            for form in _heldout_forms(forget)}
+    return {
+        f"forget_recall_form_{form}": recall(model, tok, _only_phrasing(forget, form), True, n_tok)
+        for form in _heldout_forms(forget)
+    }
 
 
-def floors_by_phrasing(model: nn.Module, tok, forget: list[Entity], unknown: list[Entity], n_tok: int) -> dict[str, float]:
+def floors_by_phrasing(
+    model: nn.Module, tok, forget: list[Entity], unknown: list[Entity], n_tok: int
+) -> dict[str, float]:
     """``unknown_recall_same_prompts_form_<phrasing>``: each held-out phrasing's floor, the targets' prompts
     of that phrasing with unknown names swapped in (the twin of ``recall_by_phrasing``)."""
-    return {f"unknown_recall_same_prompts_form_{form}": substituted_recall(
-                model, tok, _only_phrasing(forget, form), unknown, heldout=True, max_new_tokens=n_tok)
-            for form in _heldout_forms(forget)}
+    return {
+        f"unknown_recall_same_prompts_form_{form}": substituted_recall(
+            model, tok, _only_phrasing(forget, form), unknown, heldout=True, max_new_tokens=n_tok
+        )
+        for form in _heldout_forms(forget)
+    }
 
 
 def _heldout_forms(entities: list[Entity]) -> list[str]:
@@ -52,15 +63,20 @@ def recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
     prompts with their names swapped for unknown ones, on the same phrasings as each recall."""
     split, tok, n_tok, held = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
     assert split is not None
-    m = {"unknown_recall": recall(model, tok, ws.scored(ws.unknown_eval), held, n_tok),
-         "unknown_recall_same_prompts": substituted_recall(model, tok, split.forget, ws.unknown_eval, heldout=held,
-                                                           max_new_tokens=n_tok)}
+    m = {
+        "unknown_recall": recall(model, tok, ws.scored(ws.unknown_eval), held, n_tok),
+        "unknown_recall_same_prompts": substituted_recall(
+            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok
+        ),
+    }
     if ws.answerable_checked:
         m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
-            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True)
+            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True
+        )
     if held:
         m["unknown_recall_train_phrasing"] = recall(model, tok, ws.scored(ws.unknown_eval), False, n_tok)
         m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
-            model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok)
+            model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok
+        )
         m |= floors_by_phrasing(model, tok, split.forget, ws.unknown_eval, n_tok)
     return m

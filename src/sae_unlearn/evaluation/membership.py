@@ -27,8 +27,9 @@ SUBSTITUTES_PER_TARGET = 2
 
 
 @torch.no_grad()
-def min_k_scores(model: nn.Module, tokenizer, texts: list[str], names: list[str], k: float = MIN_K,
-                 batch_size: int = 32) -> np.ndarray:
+def min_k_scores(
+    model: nn.Module, tokenizer, texts: list[str], names: list[str], k: float = MIN_K, batch_size: int = 32
+) -> np.ndarray:
     """Per text, the mean log-probability of the ``k`` share of least likely tokens after the name."""
     device = model_device(model)
     scores = []
@@ -61,5 +62,13 @@ def forget_membership(ws: Workspace, model: nn.Module, original: bool) -> dict[s
     return {"forget_mink_auc": float(roc_auc_score(labels, scores))}
 
 
-register(Metric("forget_mink_auc", "Min-K% membership AUC, targets' facts vs the same with unknown names "
-                "(0.5 = indistinguishable)", better=0.5, section="attacks", compare=True, compute=forget_membership))
+register(
+    Metric(
+        "forget_mink_auc",
+        "Min-K% membership AUC, targets' facts vs the same with unknown names (0.5 = indistinguishable)",
+        better=0.5,
+        section="attacks",
+        compare=True,
+        compute=forget_membership,
+    )
+)

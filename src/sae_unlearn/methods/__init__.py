@@ -10,5 +10,13 @@ from sae_unlearn.methods import grad_diff, gradient_ascent, npo, rmu, sae_clamp,
 from sae_unlearn.methods.base import Unlearner, UnlearnOutcome, UnlearnTask
 from sae_unlearn.methods.registry import REGISTRY, build_method, get_method, method_settings, register_method
 
-__all__ = ["REGISTRY", "build_method", "get_method", "method_settings", "register_method", "Unlearner", "UnlearnTask",
-           "UnlearnOutcome"]
+__all__ = [
+    "REGISTRY",
+    "build_method",
+    "get_method",
+    "method_settings",
+    "register_method",
+    "Unlearner",
+    "UnlearnTask",
+    "UnlearnOutcome",
+]

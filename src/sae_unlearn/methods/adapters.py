@@ -26,12 +26,21 @@ def wrap_with_lora(model: CausalLM, layers: list[int], rank: int, alpha: float, 
     blocks = decoder_layers(model)
     wanted = {id(blocks[i]) for i in layers}
     # full module names (peft matches them exactly); GPT-2's projections are Conv1D, which peft supports
-    targets = [name for name, mod in model.named_modules()
-               if isinstance(mod, (nn.Linear, Conv1D)) and any(id(b) in wanted for b in _ancestors(model, name))]
+    targets = [
+        name
+        for name, mod in model.named_modules()
+        if isinstance(mod, (nn.Linear, Conv1D)) and any(id(b) in wanted for b in _ancestors(model, name))
+    ]
     torch.manual_seed(seed)  # LoRA's A matrices are random: same seed, same run
     # peft annotates lora_alpha as int but scales by alpha / r in float: a float alpha is used as given
-    cfg = LoraConfig(r=rank, lora_alpha=cast(int, alpha), lora_dropout=0.0, target_modules=targets, bias="none",
-                     fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets))
+    cfg = LoraConfig(
+        r=rank,
+        lora_alpha=cast(int, alpha),
+        lora_dropout=0.0,
+        target_modules=targets,
+        bias="none",
+        fan_in_fan_out=any(isinstance(model.get_submodule(t), Conv1D) for t in targets),
+    )
     return get_peft_model(model, cfg)
 
 

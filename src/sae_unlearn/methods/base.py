@@ -151,7 +151,9 @@ class GradientUnlearner(Unlearner):
         rng = random.Random(task.seed)
         self.prepare(task)
         if task.lora is not None:  # task.model becomes the peft wrapper; the pipeline keeps that object
-            task.model = wrap_with_lora(task.model, self.trained_layers(task), task.lora["rank"], task.lora["alpha"], task.seed)
+            task.model = wrap_with_lora(
+                task.model, self.trained_layers(task), task.lora["rank"], task.lora["alpha"], task.seed
+            )
             params = [p for p in task.model.parameters() if p.requires_grad]
         else:
             params = self.trainable_params(task)
@@ -182,16 +184,33 @@ class GradientUnlearner(Unlearner):
             disable_gradient_checkpointing(task.model)
         for p in task.model.parameters():
             p.requires_grad_(False)
-        return UnlearnOutcome(steps_run=len(state.history), stopped_reason=state.stopped_reason,
-                              loss_history=state.history, loss_terms=state.terms, message=state.message)
+        return UnlearnOutcome(
+            steps_run=len(state.history),
+            stopped_reason=state.stopped_reason,
+            loss_history=state.history,
+            loss_terms=state.terms,
+            message=state.message,
+        )
 
-    def _train(self, task: UnlearnTask, params: list[nn.Parameter], snapshot: list[torch.Tensor],
-               opt: torch.optim.Optimizer, rng: random.Random, state: LoopState) -> torch.optim.Optimizer:
+    def _train(
+        self,
+        task: UnlearnTask,
+        params: list[nn.Parameter],
+        snapshot: list[torch.Tensor],
+        opt: torch.optim.Optimizer,
+        rng: random.Random,
+        state: LoopState,
+    ) -> torch.optim.Optimizer:
         """Steps ``state.step`` .. budget; updates ``state`` in place and returns the optimizer in use
         (a new one after a learning-rate cut)."""
         sharded = sharding.fsdp_requested()
-        bar = tqdm(range(state.step, task.steps), desc=f"unlearn [{self.name}]", disable=not task.progress,
-                   initial=state.step, total=task.steps)
+        bar = tqdm(
+            range(state.step, task.steps),
+            desc=f"unlearn [{self.name}]",
+            disable=not task.progress,
+            initial=state.step,
+            total=task.steps,
+        )
         for step in bar:
             terms = self.loss(task, step, rng)
             loss = cast(torch.Tensor, sum(terms.values())) if isinstance(terms, dict) else terms
@@ -202,8 +221,10 @@ class GradientUnlearner(Unlearner):
                         p.copy_(s)
                 if state.lowered:
                     state.stopped_reason = "non_finite_loss"
-                    state.message = (f"loss became non-finite twice (step {step}); stopped and kept the last good "
-                                     "weights. Lower the learning rate.")
+                    state.message = (
+                        f"loss became non-finite twice (step {step}); stopped and kept the last good "
+                        "weights. Lower the learning rate."
+                    )
                     break
                 state.lowered = True
                 opt = torch.optim.Adam(params, lr=opt.param_groups[0]["lr"] / 2)
@@ -226,7 +247,9 @@ class GradientUnlearner(Unlearner):
             opt.step()
             state.history.append(float(total))
             if isinstance(terms, dict):
-                values = self._across_processes([torch.stack([v.detach().float().reshape(()) for v in terms.values()])])[0]
+                values = self._across_processes(
+                    [torch.stack([v.detach().float().reshape(()) for v in terms.values()])]
+                )[0]
                 for name, value in zip(terms, values.tolist()):
                     state.terms.setdefault(name, []).append(value)
             state.step = step + 1

@@ -69,8 +69,14 @@ class Checkpointer:
         return self.every > 0 and step % self.every == 0
 
     # -- writing ---------------------------------------------------------------------------
-    def save(self, params: list[torch.nn.Parameter], snapshot: list[torch.Tensor], opt: torch.optim.Optimizer,
-             rng: random.Random, state: LoopState) -> Path:
+    def save(
+        self,
+        params: list[torch.nn.Parameter],
+        snapshot: list[torch.Tensor],
+        opt: torch.optim.Optimizer,
+        rng: random.Random,
+        state: LoopState,
+    ) -> Path:
         # gathered in every process (FSDP shards need a collective), then one process writes
         tensors: dict[str, torch.Tensor] = {"torch_rng": torch.get_rng_state()}
         for i, (p, s) in enumerate(zip(params, snapshot)):
@@ -82,9 +88,14 @@ class Checkpointer:
                 tensors[f"opt.{i}.{key}"] = _full(torch.as_tensor(value))
         if not parallel.is_main():  # every process holds the same state; one writes it
             return self.directory
-        meta = {"fingerprint": self.fingerprint, "loop": asdict(state), "n_params": len(params),
-                "param_shapes": [list(p.shape) for p in params], "python_rng": _rng_to_json(rng.getstate()),
-                "param_groups": opt_state["param_groups"]}
+        meta = {
+            "fingerprint": self.fingerprint,
+            "loop": asdict(state),
+            "n_params": len(params),
+            "param_shapes": [list(p.shape) for p in params],
+            "python_rng": _rng_to_json(rng.getstate()),
+            "param_groups": opt_state["param_groups"],
+        }
 
         def write(tmp: Path) -> None:
             save_file(tensors, str(tmp / "state.safetensors"))
@@ -101,8 +112,11 @@ class Checkpointer:
     def _complete(self) -> list[Path]:
         if not self.directory.is_dir():
             return []
-        found = [d for d in self.directory.iterdir()
-                 if d.is_dir() and d.name.startswith(_PREFIX) and (d / "state.json").exists()]
+        found = [
+            d
+            for d in self.directory.iterdir()
+            if d.is_dir() and d.name.startswith(_PREFIX) and (d / "state.json").exists()
+        ]
         return sorted(found, key=lambda d: d.name)
 
     def latest(self) -> Path | None:
@@ -115,8 +129,13 @@ class Checkpointer:
         if path is not None:
             self._check_fingerprint(json.loads((path / "state.json").read_text()), path)
 
-    def load(self, params: list[torch.nn.Parameter], snapshot: list[torch.Tensor], opt: torch.optim.Optimizer,
-             rng: random.Random) -> LoopState | None:
+    def load(
+        self,
+        params: list[torch.nn.Parameter],
+        snapshot: list[torch.Tensor],
+        opt: torch.optim.Optimizer,
+        rng: random.Random,
+    ) -> LoopState | None:
         """Restore the latest checkpoint into the given objects; None when there is none."""
         path = self.latest()
         if path is None:
@@ -135,7 +154,9 @@ class Checkpointer:
                 _, index, name = key.split(".", 2)
                 # Adam's moments are shaped (and, under FSDP, sharded) like their parameter; its step count is a scalar
                 like = params[int(index)]
-                slots.setdefault(int(index), {})[name] = _shard_like(value, like) if value.shape == like.shape else value
+                slots.setdefault(int(index), {})[name] = (
+                    _shard_like(value, like) if value.shape == like.shape else value
+                )
         opt.load_state_dict({"state": slots, "param_groups": meta["param_groups"]})
         torch.set_rng_state(tensors["torch_rng"])
         rng.setstate(_rng_from_json(meta["python_rng"]))
@@ -155,7 +176,8 @@ class Checkpointer:
             raise UserInputError(
                 f"Cannot resume from {path}: it was written by a different configuration (differs in: "
                 f"{', '.join(diff[:8]) or 'unknown'}). Rerun with the original settings, or without --resume "
-                "and with --overwrite to start again.")
+                "and with --overwrite to start again."
+            )
 
 
 def _full(t: torch.Tensor) -> torch.Tensor:

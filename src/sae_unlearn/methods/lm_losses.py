@@ -27,14 +27,16 @@ class FactBatch:
         return FactBatch(self.input_ids[idx], self.attention_mask[idx], self.labels[idx])
 
 
-def encode_fact_answers(tokenizer, entities: list[Entity], device: torch.device, heldout: bool | None = False) -> FactBatch:
+def encode_fact_answers(
+    tokenizer, entities: list[Entity], device: torch.device, heldout: bool | None = False
+) -> FactBatch:
     prompts, _, answers = fact_prompts(entities, heldout)
     rows, labels = [], []
     for prompt, answer in zip(prompts, answers):
         p_ids = tokenizer(prompt)["input_ids"]
         full = tokenizer(f"{prompt} {answer}")["input_ids"]
         rows.append(full)
-        labels.append([-100] * len(p_ids) + full[len(p_ids):])
+        labels.append([-100] * len(p_ids) + full[len(p_ids) :])
     width = max(map(len, rows))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -63,4 +65,3 @@ def answer_nll(model, batch: FactBatch) -> torch.Tensor:
     """Mean per-token NLL on the answers (the LM loss of the retain and forget facts)."""
     n_tokens = (batch.labels[:, 1:] != -100).sum().clamp_min(1)
     return -sequence_logprob(model, batch).sum() / n_tokens
-

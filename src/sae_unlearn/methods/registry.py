@@ -36,8 +36,9 @@ def method_settings(name: str, options: dict | None = None) -> MethodOptions:
     cfg_cls = REGISTRY[name][1]
     unknown = sorted(set(options or {}) - set(cfg_cls.model_fields))
     if unknown:
-        raise UserInputError(f"Unknown option(s) {unknown} for method {name!r}; "
-                             f"allowed: {', '.join(sorted(cfg_cls.model_fields))}.")
+        raise UserInputError(
+            f"Unknown option(s) {unknown} for method {name!r}; allowed: {', '.join(sorted(cfg_cls.model_fields))}."
+        )
     try:
         return cfg_cls.model_validate(options or {})
     except ValidationError as exc:

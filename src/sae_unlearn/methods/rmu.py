@@ -54,7 +54,9 @@ class RMUUnlearner(GradientUnlearner):
         gen = torch.Generator().manual_seed(task.seed)
         with torch.no_grad():
             h_f = residual_at_layer(task.model, self.forget.input_ids, self.forget.attention_mask, task.layer)
-            self.retain_ref = residual_at_layer(task.model, self.retain.input_ids, self.retain.attention_mask, task.layer)
+            self.retain_ref = residual_at_layer(
+                task.model, self.retain.input_ids, self.retain.attention_mask, task.layer
+            )
         norm = h_f[self.forget.attention_mask.bool()].norm(dim=-1).mean()
         # the paper samples u uniformly in [0, 1), then normalises; drawn on the CPU so every device draws the same u
         u = torch.rand(h_f.shape[-1], generator=gen).to(device)
@@ -70,4 +72,3 @@ class RMUUnlearner(GradientUnlearner):
         forget = (h_f[fm] - self.control).pow(2).mean()
         retain = (h_r[rm] - self.retain_ref[idx][rm]).pow(2).mean()
         return {"forget": forget, "retain": self.cfg.alpha * retain}
-

@@ -33,7 +33,9 @@ class SAEClampUnlearner(Unlearner):
 
     def unlearn(self, task: UnlearnTask) -> UnlearnOutcome:
         latents = task.known_latents[: self.cfg.n_latents] if self.cfg.n_latents else list(task.known_latents)
-        acts = capture_entity_activations(task.model, encode_facts(task.tokenizer, task.split.forget, heldout=None), task.layer)
+        acts = capture_entity_activations(
+            task.model, encode_facts(task.tokenizer, task.split.forget, heldout=None), task.layer
+        )
         with torch.no_grad():
             z = task.sae.encode(acts)[:, latents]
         mean_active = torch.where(z > 0, z, torch.nan).nanmean(0).nan_to_num(1.0)
@@ -49,7 +51,11 @@ class SAEClampUnlearner(Unlearner):
 
 def context_from_spec(spec: dict, sae):
     """The saved hook (``<name>_inference_hook.json``) as an evaluation context, for a reloaded run."""
-    layer, latents, values = int(spec["layer"]), [int(i) for i in spec["latents"]], [float(v) for v in spec["clamp_values"]]
+    layer, latents, values = (
+        int(spec["layer"]),
+        [int(i) for i in spec["latents"]],
+        [float(v) for v in spec["clamp_values"]],
+    )
     return lambda model: clamp_latents(model, sae, layer, latents, values)
 
 

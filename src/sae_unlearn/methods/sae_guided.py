@@ -96,8 +96,10 @@ def answer_first_tokens(tokenizer, entities: list[Entity]) -> torch.Tensor:
     if not is_answer.any(1).all():
         prompts, _, answers = fact_prompts(entities)
         row = int((~is_answer.any(1)).nonzero()[0])
-        raise UserInputError(f"The answer {answers[row]!r} to {prompts[row]!r} adds no token after the prompt; "
-                             "give the fact a non-empty answer.")
+        raise UserInputError(
+            f"The answer {answers[row]!r} to {prompts[row]!r} adds no token after the prompt; "
+            "give the fact a non-empty answer."
+        )
     return labels.gather(1, is_answer.int().argmax(1, keepdim=True)).squeeze(1)
 
 
@@ -127,8 +129,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     # -- references from the original model -------------------------------------------------
     @torch.no_grad()
-    def _reference_codes(self, task: UnlearnTask, template: str, etype: str, pool: list[Entity],
-                         n_pos: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _reference_codes(
+        self, task: UnlearnTask, template: str, etype: str, pool: list[Entity], n_pos: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean SAE code and reconstruction error, per position after the entity, of ``template``
         filled with pool entities: [n_pos, d_sae + d_model]; with ``w_output``, also their mean
         next-token distribution at the prompt's end (log-probabilities, [vocab])."""
@@ -156,13 +159,16 @@ class SAEGuidedUnlearner(GradientUnlearner):
         for p in task.sae.parameters():
             p.requires_grad_(False)
         if not task.split.unknown or not task.split.retain:
-            raise UserInputError("SAE-guided unlearning needs unknown entities (the target to move toward) and "
-                                 "retained known entities (to keep); the split has none of one of them.")
+            raise UserInputError(
+                "SAE-guided unlearning needs unknown entities (the target to move toward) and "
+                "retained known entities (to keep); the split has none of one of them."
+            )
         forget_entities = self._with_extra_rows(task.split.forget)
         self.forget = encode_facts(task.tokenizer, forget_entities).to(device)
         # row i's after-entity positions are rows forget_offsets[i]:forget_offsets[i+1] of the references
-        self.forget_offsets = torch.cat([torch.zeros(1, dtype=torch.long),
-                                         self.forget.after_entity_mask().sum(1).cumsum(0).cpu()])
+        self.forget_offsets = torch.cat(
+            [torch.zeros(1, dtype=torch.long), self.forget.after_entity_mask().sum(1).cumsum(0).cpu()]
+        )
         rng = random.Random(task.seed)
         unknown_pool = list(task.split.unknown)
         known_pool = list(task.split.retain)
@@ -206,19 +212,28 @@ class SAEGuidedUnlearner(GradientUnlearner):
         retain_entities = self._with_extra_rows(task.split.retain)
         self.retain = encode_facts(task.tokenizer, retain_entities).to(device)
         # rows that are facts (with an answer), in order: the answer hinge reads only these
-        self.retain_is_fact = torch.tensor([not is_context(f) for e in retain_entities for f in e.facts
-                                            if not f.heldout], device=device)
+        self.retain_is_fact = torch.tensor(
+            [not is_context(f) for e in retain_entities for f in e.facts if not f.heldout], device=device
+        )
         fact_rows = self.retain_is_fact.nonzero().squeeze(1).cpu()
-        retain_facts = [dataclasses.replace(e, facts=[f for f in e.facts if not is_context(f)]) for e in retain_entities]
+        retain_facts = [
+            dataclasses.replace(e, facts=[f for f in e.facts if not is_context(f)]) for e in retain_entities
+        ]
         self.paired: list[int] = []
         if self.cfg.retain_paired:
             self.paired = fact_rows[paired_rows(forget_entities, retain_facts)].tolist()
-            log.info("retain_paired: %d of %d retained facts share a forget prompt's wording", len(self.paired),
-                     len(fact_rows))
+            log.info(
+                "retain_paired: %d of %d retained facts share a forget prompt's wording",
+                len(self.paired),
+                len(fact_rows),
+            )
         if sharding.fsdp_requested():
-            sharding.check_rows_per_process({
-                "forget prompts per step": min(self.cfg.forget_batch or len(self.forget), len(self.forget)),
-                "retain_batch": min(self.cfg.retain_batch, len(self.retain))})
+            sharding.check_rows_per_process(
+                {
+                    "forget prompts per step": min(self.cfg.forget_batch or len(self.forget), len(self.forget)),
+                    "retain_batch": min(self.cfg.retain_batch, len(self.retain)),
+                }
+            )
         with torch.no_grad():
             self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
         self.retain_answer = torch.zeros(len(self.retain_is_fact), dtype=torch.long, device=device)
@@ -240,8 +255,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         next-token log-probabilities at the prompt's end (the layers above L run only then)."""
         if not self._wants_next:
             return residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer), None
-        hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
-                                                  enc.prompt_last)
+        hidden, logits = residual_and_last_logits(
+            task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last
+        )
         return hidden, F.log_softmax(logits.float(), dim=-1)
 
     @staticmethod
@@ -253,7 +269,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
     @staticmethod
     def _retain_forward(task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-L residual and next-token log-probabilities at the prompt's end, in one pass."""
-        hidden, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last)
+        hidden, logits = residual_and_last_logits(
+            task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last
+        )
         return hidden, F.log_softmax(logits.float(), dim=-1)
 
     # -- the objective -----------------------------------------------------------------------
@@ -274,8 +292,11 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if self.cfg.w_downstream > 0:
             terms["downstream"] = zero
         # the step's forget rows (all, or a sample of forget_batch: the same draw in every process)
-        chosen = torch.arange(len(self.forget)) if self.cfg.forget_batch is None else \
-            torch.tensor(sorted(sample_rows(len(self.forget), self.cfg.forget_batch, rng)))
+        chosen = (
+            torch.arange(len(self.forget))
+            if self.cfg.forget_batch is None
+            else torch.tensor(sorted(sample_rows(len(self.forget), self.cfg.forget_batch, rng)))
+        )
         n_rows = len(chosen)
         counts = self.forget_offsets[1:] - self.forget_offsets[:-1]  # after-entity positions per row
         n_all = int(counts[chosen].sum())
@@ -283,8 +304,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if len(mine):
             enc = self.forget.take(mine)
             # the rows' reference positions, in after_entity_mask order (row by row)
-            ref = torch.cat([torch.arange(int(self.forget_offsets[i]), int(self.forget_offsets[i + 1]))
-                             for i in mine.tolist()]).to(self.ref_unknown.device)
+            ref = torch.cat(
+                [torch.arange(int(self.forget_offsets[i]), int(self.forget_offsets[i + 1])) for i in mine.tolist()]
+            ).to(self.ref_unknown.device)
             dev_rows = mine.to(self.ref_unknown.device)
             hidden, logp = self._forget_forward(task, enc)
             ref_next = None if self.ref_next is None else self.ref_next[dev_rows]
@@ -292,9 +314,14 @@ class SAEGuidedUnlearner(GradientUnlearner):
                 terms["output"] = self._output_kl(logp, ref_next).sum() / n_rows / self.gap_output
             if self.cfg.w_downstream > 0:
                 assert self.forget_hidden0 is not None
-                _, logits = residual_and_last_logits(task.model, enc.input_ids, enc.attention_mask, task.layer,
-                                                     enc.prompt_last,
-                                                     self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]])
+                _, logits = residual_and_last_logits(
+                    task.model,
+                    enc.input_ids,
+                    enc.attention_mask,
+                    task.layer,
+                    enc.prompt_last,
+                    self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]],
+                )
                 kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), ref_next)
                 terms["downstream"] = kl.sum() / n_rows / self.gap_output
             h = hidden[enc.after_entity_mask()]
@@ -307,7 +334,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
         idx = self.retain_rows(rng)
         # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);
         # "after_entity": only where the entity can be read (looser, forgets faster on small models)
-        full_mask = self.retain.attention_mask.bool() if self.cfg.retain_positions == "all" else self.retain.after_entity_mask()
+        full_mask = (
+            self.retain.attention_mask.bool() if self.cfg.retain_positions == "all" else self.retain.after_entity_mask()
+        )
         n_positions = int(full_mask[idx].sum())
         mine = idx[list(parallel.shard(len(idx)))]
         terms["retain"] = zero
@@ -316,8 +345,12 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if self.cfg.w_answer > 0:
             terms["answer"] = zero
         if len(mine):
-            sub = EncodedPrompts(self.retain.input_ids[mine], self.retain.attention_mask[mine],
-                                 self.retain.entity_last[mine], self.retain.prompt_last[mine])
+            sub = EncodedPrompts(
+                self.retain.input_ids[mine],
+                self.retain.attention_mask[mine],
+                self.retain.entity_last[mine],
+                self.retain.prompt_last[mine],
+            )
             if self.cfg.w_kl > 0 or self.cfg.w_answer > 0:
                 h_new, logp = self._retain_forward(task, sub)
                 if self.cfg.w_kl > 0:
@@ -329,7 +362,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
             else:
                 h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
             mask = full_mask[mine]
-            terms["retain"] = (h_new[mask] - self.retain_hidden[mine][mask]).pow(2).sum(-1).sum() / n_positions / self.gap_h
+            terms["retain"] = (
+                (h_new[mask] - self.retain_hidden[mine][mask]).pow(2).sum(-1).sum() / n_positions / self.gap_h
+            )
         return terms
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
@@ -338,9 +373,16 @@ class SAEGuidedUnlearner(GradientUnlearner):
         if self.initial_toward is None:
             self.initial_toward = toward
         self.last_toward = toward
-        weights = {"toward": self.cfg.w_toward, "away": self.cfg.w_away, "error": self.cfg.w_error,
-                   "retain": self.cfg.w_retain, "kl": self.cfg.w_kl, "output": self.cfg.w_output,
-                   "downstream": self.cfg.w_downstream, "answer": self.cfg.w_answer}
+        weights = {
+            "toward": self.cfg.w_toward,
+            "away": self.cfg.w_away,
+            "error": self.cfg.w_error,
+            "retain": self.cfg.w_retain,
+            "kl": self.cfg.w_kl,
+            "output": self.cfg.w_output,
+            "downstream": self.cfg.w_downstream,
+            "answer": self.cfg.w_answer,
+        }
         return {k: weights[k] * v for k, v in terms.items()}
 
     def method_state(self) -> dict:

@@ -49,8 +49,13 @@ def shard_for_training(model: nn.Module) -> nn.Module:
     trained = [p for p in sharded.parameters() if p.requires_grad]
     local = sum(p.to_local().numel() for p in trained)  # type: ignore[attr-defined]  # FSDP2 made them DTensors
     total = sum(p.numel() for p in trained)
-    log.info("FSDP: process %d holds %d of %d trained weights (%.0f %%)", parallel.rank(), local, total,
-             100 * local / max(1, total))
+    log.info(
+        "FSDP: process %d holds %d of %d trained weights (%.0f %%)",
+        parallel.rank(),
+        local,
+        total,
+        100 * local / max(1, total),
+    )
     return sharded
 
 
@@ -58,8 +63,10 @@ def gather_into(sharded: nn.Module, plain: nn.Module, device: torch.device) -> n
     """Every process gets the trained full weights in ``plain`` (a collective: all processes call it)."""
     from torch.distributed.tensor import DTensor
 
-    full = {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().to("cpu")
-            for name, p in sharded.named_parameters()}
+    full = {
+        name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().to("cpu")
+        for name, p in sharded.named_parameters()
+    }
     missing = [n for n, _ in plain.named_parameters() if n not in full]
     if missing:
         raise RuntimeError(f"FSDP copy lacks parameters {missing[:3]}: cannot gather the trained weights.")
@@ -75,6 +82,8 @@ def check_rows_per_process(rows: dict[str, int]) -> None:
     world = parallel.world_size()
     short = {k: v for k, v in rows.items() if v < world}
     if short:
-        raise UserInputError(f"FSDP over {world} processes needs at least {world} rows per batch; got "
-                             + ", ".join(f"{k}={v}" for k, v in short.items())
-                             + ". Raise them (unlearn.forget_batch / unlearn.retain_batch) or use fewer processes.")
+        raise UserInputError(
+            f"FSDP over {world} processes needs at least {world} rows per batch; got "
+            + ", ".join(f"{k}={v}" for k, v in short.items())
+            + ". Raise them (unlearn.forget_batch / unlearn.retain_batch) or use fewer processes."
+        )

@@ -17,7 +17,9 @@ from sae_unlearn.models.capture import capture_entity_activations
 from sae_unlearn.models.prompts import encode_facts
 
 
-def entity_activations(model: nn.Module, tokenizer, entities: list[Entity], layer: int) -> tuple[torch.Tensor, np.ndarray]:
+def entity_activations(
+    model: nn.Module, tokenizer, entities: list[Entity], layer: int
+) -> tuple[torch.Tensor, np.ndarray]:
     """Residual at the entity's last token for every fact prompt (all phrasings), plus each row's entity index."""
     acts = capture_entity_activations(model, encode_facts(tokenizer, entities, heldout=None), layer)
     owner = np.array([i for i, e in enumerate(entities) for _ in e.facts])
@@ -29,7 +31,9 @@ def sae_codes(sae, acts: torch.Tensor) -> torch.Tensor:
         return sae.encode(acts.to(next(sae.parameters()).device)).float().cpu()
 
 
-def entity_codes(model: nn.Module, tokenizer, sae, entities: list[Entity], layer: int) -> tuple[torch.Tensor, np.ndarray]:
+def entity_codes(
+    model: nn.Module, tokenizer, sae, entities: list[Entity], layer: int
+) -> tuple[torch.Tensor, np.ndarray]:
     """SAE codes at the entity's last token for every fact prompt, plus each row's entity index."""
     acts, owner = entity_activations(model, tokenizer, entities, layer)
     return sae_codes(sae, acts), owner
@@ -42,7 +46,9 @@ class KnownUnknownProbe:
     clf: LogisticRegression | Pipeline
 
     @classmethod
-    def fit(cls, z_known: torch.Tensor, z_unknown: torch.Tensor, seed: int = 0, standardize: bool = False) -> "KnownUnknownProbe":
+    def fit(
+        cls, z_known: torch.Tensor, z_unknown: torch.Tensor, seed: int = 0, standardize: bool = False
+    ) -> "KnownUnknownProbe":
         """``standardize``: scale features first (raw residuals; their scales differ by orders of magnitude)."""
         x = torch.cat([z_known, z_unknown]).float().numpy()
         y = np.r_[np.ones(len(z_known)), np.zeros(len(z_unknown))]

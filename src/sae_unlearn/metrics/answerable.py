@@ -21,8 +21,9 @@ from sae_unlearn.metrics.recall import answer_matches, substituted_prompts
 from sae_unlearn.models.generation import greedy_continuations
 
 
-def mark_answerable(model: nn.Module, tokenizer, entities: list[Entity], substitutes: list[Entity],
-                    per_entity: int, max_new_tokens: int) -> list[Entity]:
+def mark_answerable(
+    model: nn.Module, tokenizer, entities: list[Entity], substitutes: list[Entity], per_entity: int, max_new_tokens: int
+) -> list[Entity]:
     """Copies of ``entities`` whose facts carry ``answerable=True`` where the greedy continuation with
     any of ``per_entity`` made-up names of the entity's type in its place starts with the answer.
 
@@ -30,8 +31,14 @@ def mark_answerable(model: nn.Module, tokenizer, entities: list[Entity], substit
     ask the same thing, and asking them all would triple the cost of probing a real model."""
     rows = substituted_prompts(entities, substitutes, per_entity, heldout=False, include_answerable=True)
     conts = greedy_continuations(model, tokenizer, [r[2] for r in rows], max_new_tokens)
-    hit = {(t, relation_key(entities[t].name, entities[t].facts[i]))
-           for (t, i, _, answer), cont in zip(rows, conts) if answer_matches(cont, answer)}
-    return [dataclasses.replace(e, facts=[dataclasses.replace(f, answerable=(t, relation_key(e.name, f)) in hit)
-                                          for f in e.facts])
-            for t, e in enumerate(entities)]
+    hit = {
+        (t, relation_key(entities[t].name, entities[t].facts[i]))
+        for (t, i, _, answer), cont in zip(rows, conts)
+        if answer_matches(cont, answer)
+    }
+    return [
+        dataclasses.replace(
+            e, facts=[dataclasses.replace(f, answerable=(t, relation_key(e.name, f)) in hit) for f in e.facts]
+        )
+        for t, e in enumerate(entities)
+    ]

@@ -27,22 +27,29 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt")
 def _weights_fingerprint(model_dir: Path) -> list:
     if not model_dir.is_dir():
         return [str(model_dir)]
-    return sorted([p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in model_dir.iterdir()
-                  if p.suffix in _WEIGHT_SUFFIXES)
+    return sorted(
+        [p.name, p.stat().st_size, int(p.stat().st_mtime)] for p in model_dir.iterdir() if p.suffix in _WEIGHT_SUFFIXES
+    )
 
 
 def probing_cache_path(model_dir: Path, settings: dict, entities: list[Entity]) -> Path:
     """``settings``: everything else the results depend on (dtype, device, decoding, substitutes, seed)."""
-    payload = {"format": _FORMAT, "model": str(model_dir), "weights": _weights_fingerprint(Path(model_dir)),
-               "settings": settings, "entities": [e.to_dict() for e in entities]}
+    payload = {
+        "format": _FORMAT,
+        "model": str(model_dir),
+        "weights": _weights_fingerprint(Path(model_dir)),
+        "settings": settings,
+        "entities": [e.to_dict() for e in entities],
+    }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_root() / "probing" / f"{key}.json"
 
 
 def save_probing(path: Path, probing: dict[str, float], entities: list[Entity] | None) -> None:
     """``entities`` carry the ``answerable`` flags (None: the check was not run)."""
-    answerable = None if entities is None else {
-        e.name: [i for i, f in enumerate(e.facts) if f.answerable] for e in entities}
+    answerable = (
+        None if entities is None else {e.name: [i for i, f in enumerate(e.facts) if f.answerable] for e in entities}
+    )
     atomic_write_json(path, {"probing": probing, "answerable": answerable})
 
 
@@ -62,6 +69,10 @@ def load_probing(path: Path, entities: list[Entity]) -> tuple[dict[str, float], 
     flags = data.get("answerable")
     if flags is None:
         return probing, None
-    flagged = [dataclasses.replace(e, facts=[dataclasses.replace(f, answerable=i in set(flags.get(e.name, [])))
-                                              for i, f in enumerate(e.facts)]) for e in entities]
+    flagged = [
+        dataclasses.replace(
+            e, facts=[dataclasses.replace(f, answerable=i in set(flags.get(e.name, []))) for i, f in enumerate(e.facts)]
+        )
+        for e in entities
+    ]
     return probing, flagged

@@ -108,8 +108,12 @@ def computed() -> list[Callable[[Any, Any, bool], dict[str, float]]]:
     return [m.compute for m in REGISTRY.values() if m.compute is not None]
 
 
-def section_rows(records: list[dict], section: str, form_labels: dict[str, str] | None = None,
-                 only: Callable[[Metric], bool] | None = None) -> list[tuple[str, str]]:
+def section_rows(
+    records: list[dict],
+    section: str,
+    form_labels: dict[str, str] | None = None,
+    only: Callable[[Metric], bool] | None = None,
+) -> list[tuple[str, str]]:
     """(written key, label) of a report section in registry order, each metric followed by its floors, for the
     keys present in any of ``records`` (one per method). A metric that is another's floor is shown only there."""
     present = set().union(*records) if records else set()
@@ -123,8 +127,9 @@ def section_rows(records: list[dict], section: str, form_labels: dict[str, str] 
         for form in forms_in({k: None for k in present}, metric):
             label = expand(metric.label, labels.get(form, form) if form else None)
             keys = metric.written_keys()
-            rows += [(expand(k, form), f"{label}, {k.rsplit('_', 1)[1]}" if metric.scope == "state" else label)
-                     for k in keys]
+            rows += [
+                (expand(k, form), f"{label}, {k.rsplit('_', 1)[1]}" if metric.scope == "state" else label) for k in keys
+            ]
             for floor in metric.floors:
                 found = lookup(expand(floor, form))
                 if found is not None:

@@ -20,7 +20,9 @@ def perplexity(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         logits = model(**enc, use_cache=False).logits[:, :-1].float()
         target = labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum")
+        nll = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100, reduction="sum"
+        )
         total_nll += float(nll)
         total_tokens += int((target != -100).sum())
     return math.exp(total_nll / max(1, total_tokens))
@@ -36,6 +38,8 @@ def is_degenerate(text: str) -> bool:
     return len(set(words)) / len(words) < 0.5
 
 
-def degenerate_rate(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 12) -> tuple[float, list[str]]:
+def degenerate_rate(
+    model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 12
+) -> tuple[float, list[str]]:
     conts = greedy_continuations(model, tokenizer, prompts, max_new_tokens)
     return sum(map(is_degenerate, conts)) / max(1, len(conts)), conts

@@ -36,7 +36,9 @@ def _stop_after(model: nn.Module, layer: int) -> Iterator[None]:
         handle.remove()
 
 
-def residual_at_layer(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
+def residual_at_layer(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int
+) -> torch.Tensor:
     """[batch, seq, d_model] residual after block ``layer``; differentiable, upper layers skipped."""
     with _stop_after(model, layer):
         try:
@@ -51,8 +53,10 @@ def _own_batches(model: nn.Module, prompts: EncodedPrompts, batch_size: int) -> 
     gather the results with ``parallel.gather_rows``."""
     device = model_device(model)
     mine = parallel.shard(len(prompts))
-    return [prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
-            for start in range(mine.start, mine.stop, batch_size)]
+    return [
+        prompts.slice(start, min(start + batch_size, mine.stop)).to(device)
+        for start in range(mine.start, mine.stop, batch_size)
+    ]
 
 
 @torch.no_grad()
@@ -88,6 +92,7 @@ def capture_all_positions(model: nn.Module, prompts: EncodedPrompts, layer: int,
 @contextmanager
 def _record_layer(model: nn.Module, layer: int, sink: list, replacement: torch.Tensor | None = None) -> Iterator[None]:
     """Record block ``layer``'s output; with ``replacement``, the blocks above read that instead."""
+
     def hook(_m, _i, out):
         hidden = out[0] if isinstance(out, tuple) else out
         sink.append(hidden)
@@ -124,9 +129,14 @@ def head_reads_only(model: CausalLM, rows: torch.Tensor, cols: torch.Tensor) -> 
         handle.remove()
 
 
-def residual_and_last_logits(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int,
-                             last: torch.Tensor, replace_residual: torch.Tensor | None = None
-                             ) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_and_last_logits(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    layer: int,
+    last: torch.Tensor,
+    replace_residual: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One forward pass giving the residual after block ``layer`` [batch, seq, d] and the logits at
     each row's position ``last`` [batch, vocab]. ``replace_residual`` (same shape) is fed to the
     blocks above ``layer`` in place of their own input: what they make of a given representation."""

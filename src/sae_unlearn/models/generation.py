@@ -15,8 +15,15 @@ from sae_unlearn.models.layers import CausalLM, model_device
 
 
 @torch.no_grad()
-def continuations(model: CausalLM, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 64,
-                  by_length: bool = True, **generate_kwargs) -> list[str]:
+def continuations(
+    model: CausalLM,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int = 64,
+    by_length: bool = True,
+    **generate_kwargs,
+) -> list[str]:
     """Batched decoding with left padding; returns only the new text, in the order of ``prompts``.
     ``generate_kwargs`` pick the decoding. Batches hold prompts of similar length: padding is compute
     spent for nothing, and on CPU the prompt pass dominates short decodes. ``by_length=False`` keeps the
@@ -62,7 +69,9 @@ def reuse_greedy_continuations(model: nn.Module) -> Iterator[None]:
         _reused.pop()
 
 
-def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64) -> list[str]:
+def greedy_continuations(
+    model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int = 4, batch_size: int = 64
+) -> list[str]:
     store = next((s for m, s in _reused if m is model), None)
     if store is None:
         return _greedy(model, tokenizer, prompts, max_new_tokens, batch_size)
@@ -73,5 +82,15 @@ def greedy_continuations(model: nn.Module, tokenizer, prompts: list[str], max_ne
 
 
 def _greedy(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    return continuations(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample=False, num_beams=1,
-                         temperature=None, top_p=None, top_k=None)
+    return continuations(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens,
+        batch_size,
+        do_sample=False,
+        num_beams=1,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )

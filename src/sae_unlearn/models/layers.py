@@ -20,7 +20,13 @@ from sae_unlearn.errors import UserInputError
 CausalLM: TypeAlias = Any
 
 # Attribute paths of the block list across HF architectures (Llama/Gemma/Qwen/Mistral, GPT-2, ...).
-_BLOCK_PATHS = ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers", "model.language_model.layers")
+_BLOCK_PATHS = (
+    "model.layers",
+    "transformer.h",
+    "model.decoder.layers",
+    "gpt_neox.layers",
+    "model.language_model.layers",
+)
 
 
 def decoder_layers(model: CausalLM) -> nn.ModuleList:
@@ -54,7 +60,7 @@ def hook_name(layer: int) -> str:
     return f"blocks.{layer}.hook_resid_post"
 
 
-def hidden_size(model: nn.Module) -> int:
+def hidden_size(model: CausalLM) -> int:
     cfg = model.config
     text_cfg = getattr(cfg, "text_config", None) or cfg
     return int(getattr(text_cfg, "hidden_size", None) or text_cfg.n_embd)

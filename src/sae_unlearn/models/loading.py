@@ -30,8 +30,10 @@ def resolve_model_source(source: str | Path) -> str:
         return str(resolve_builtin(str(source), cache_root()))
     path = Path(source)
     if not path.exists() and (str(source).startswith((".", "/", "~")) or str(source).count("/") > 1):
-        raise UserInputError(f"Model directory {source} does not exist; give an existing directory, a hub id "
-                             f"(e.g. google/gemma-2-2b) or a built-in name ({', '.join(BUILTIN_MODELS)}).")
+        raise UserInputError(
+            f"Model directory {source} does not exist; give an existing directory, a hub id "
+            f"(e.g. google/gemma-2-2b) or a built-in name ({', '.join(BUILTIN_MODELS)})."
+        )
     if path.is_dir() and not (path / "config.json").is_file():
         raise UserInputError(f"{source} is a directory but holds no config.json; it is not a saved Hugging Face model.")
     return str(source)
@@ -55,8 +57,9 @@ def ensure_document_start(tokenizer) -> None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if start is None or backend is None:
         return
-    backend.post_processor = TemplateProcessing(single=f"{start} $A", pair=f"{start} $A $B",
-                                                special_tokens=[(start, vocab[start])])
+    backend.post_processor = TemplateProcessing(
+        single=f"{start} $A", pair=f"{start} $A $B", special_tokens=[(start, vocab[start])]
+    )
 
 
 def load_causal_lm(source: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):

@@ -37,7 +37,9 @@ class EncodedPrompts:
         )
 
     def to(self, device: torch.device) -> "EncodedPrompts":
-        return EncodedPrompts(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.entity_last, self.prompt_last)))
+        return EncodedPrompts(
+            *(t.to(device) for t in (self.input_ids, self.attention_mask, self.entity_last, self.prompt_last))
+        )
 
     def entity_prefixes(self) -> tuple["EncodedPrompts", torch.Tensor]:
         """Each distinct run of tokens up to the entity's last one, cut there, plus the index of every

@@ -56,9 +56,17 @@ def train_world_model(
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(world.all_words)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=48, n_embd=d_model, n_layer=n_layer, n_head=n_head,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        vocab_size=len(tokenizer),
+        n_positions=48,
+        n_embd=d_model,
+        n_layer=n_layer,
+        n_head=n_head,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
     )
     model = GPT2LMHeadModel(config)
     # Sentences end with EOS so that generation stops after the answer, as a chat model's would.
@@ -90,7 +98,9 @@ def train_world_model(
     return model, tokenizer
 
 
-def get_or_train_world_model(world: SyntheticWorld, world_cfg: dict, model_cfg: dict, cache_dir: Path, progress: bool = True) -> Path:
+def get_or_train_world_model(
+    world: SyntheticWorld, world_cfg: dict, model_cfg: dict, cache_dir: Path, progress: bool = True
+) -> Path:
     """Return the cached model directory for this world and model config, training it if absent."""
     target = Path(cache_dir) / "world-models" / world_cache_key(world_cfg, model_cfg)
     if (target / "config.json").exists():

@@ -49,8 +49,9 @@ def knownness_histograms(reference: dict[str, np.ndarray], after: dict[str, np.n
     return _save(fig, path)
 
 
-def projection_plot(known: np.ndarray, unknown: np.ndarray, before: np.ndarray, after: dict[str, np.ndarray],
-                    path: Path) -> Path:
+def projection_plot(
+    known: np.ndarray, unknown: np.ndarray, before: np.ndarray, after: dict[str, np.ndarray], path: Path
+) -> Path:
     """PCA fitted on the original model's known and unknown codes; per method, the targets before
     (blue) and after (green), with an arrow from each target's mean before to its mean after."""
     pca = PCA(n_components=2, random_state=0).fit(np.concatenate([known, unknown]))
@@ -75,8 +76,10 @@ def relearn_curves(methods: dict[str, dict], path: Path) -> Path:
     on the original model (ceiling) and on unknown entities (floor)."""
     fig, ax = plt.subplots(figsize=(6, 3.8))
     first = next(iter(methods.values()))
-    for key, label, style in (("relearn_curve_original", "original model", "k--"),
-                              ("relearn_curve_unknown", "unknown entities (floor)", "r:")):
+    for key, label, style in (
+        ("relearn_curve_original", "original model", "k--"),
+        ("relearn_curve_unknown", "unknown entities (floor)", "r:"),
+    ):
         curve = first.get(key, [])
         ax.plot([p["step"] for p in curve], [p["recall"] for p in curve], style, label=label)
     for name, m in methods.items():

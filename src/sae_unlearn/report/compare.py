@@ -51,10 +51,14 @@ def compare_table(methods: dict[str, dict]) -> str:
     cols = [c for c in COLUMNS if any(c in m for m in methods.values())]
     first = next(iter(methods.values()))
     floor = first.get("unknown_recall_same_prompts", first["unknown_recall"])
-    lines = [f"Before unlearning: forget recall {first['forget_recall_before']:.3f}, retain {first['retain_recall_before']:.3f}, "
-             f"held-out known {first['heldout_known_recall_before']:.3f}, unknown entities {first['unknown_recall']:.3f} "
-             f"(on the targets' prompts with unknown names: {floor:.3f}), perplexity {first['perplexity_before']:.3f}.", "",
-             "| method | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    lines = [
+        f"Before unlearning: forget recall {first['forget_recall_before']:.3f}, retain {first['retain_recall_before']:.3f}, "
+        f"held-out known {first['heldout_known_recall_before']:.3f}, unknown entities {first['unknown_recall']:.3f} "
+        f"(on the targets' prompts with unknown names: {floor:.3f}), perplexity {first['perplexity_before']:.3f}.",
+        "",
+        "| method | " + " | ".join(cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
     rules = {c: _floor_value(c, first) if COLUMNS[c] == "floor" else COLUMNS[c] for c in cols}
     best = {c: _best({n: m.get(c, float("nan")) for n, m in methods.items()}, rules[c]) for c in cols}
     for name, m in methods.items():
@@ -64,8 +68,11 @@ def compare_table(methods: dict[str, dict]) -> str:
             text = f"{v:.3f}" if isinstance(v, float) else str(v)
             cells.append(f"**{text}**" if name in best[c] else text)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"Bold: best in the column (forget recall: closest to the unknown level on the same prompts, "
-                  f"{floor:.3f}; probe AUC: closest to 0.5)."]
+    lines += [
+        "",
+        f"Bold: best in the column (forget recall: closest to the unknown level on the same prompts, "
+        f"{floor:.3f}; probe AUC: closest to 0.5).",
+    ]
     return "\n".join(lines)
 
 
@@ -73,11 +80,19 @@ def tradeoff_plot(methods: dict[str, dict], path: Path, sweeps: dict[str, list[d
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     colors = {}
     for name, m in methods.items():
-        colors[name] = ax.scatter(m["forget_recall_after"], m["retain_recall_after"], s=60, label=name, zorder=3).get_facecolor()[0]
+        colors[name] = ax.scatter(
+            m["forget_recall_after"], m["retain_recall_after"], s=60, label=name, zorder=3
+        ).get_facecolor()[0]
     for name, points in (sweeps or {}).items():
         pts = sorted(points, key=lambda p: p["forget_recall_after"])
-        ax.plot([p["forget_recall_after"] for p in pts], [p["retain_recall_after"] for p in pts], "--o", ms=3,
-                alpha=0.6, color=colors.get(name))
+        ax.plot(
+            [p["forget_recall_after"] for p in pts],
+            [p["retain_recall_after"] for p in pts],
+            "--o",
+            ms=3,
+            alpha=0.6,
+            color=colors.get(name),
+        )
     first = next(iter(methods.values()))
     ax.axvline(first["unknown_recall"], color="red", ls=":", label="unknown entities")
     if "unknown_recall_same_prompts" in first:

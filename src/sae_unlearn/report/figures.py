@@ -13,8 +13,9 @@ from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_
 from sae_unlearn.state import Workspace
 
 
-def run_figures(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]],
-                edited: dict[str, nn.Module]) -> list[tuple[str, str]]:
+def run_figures(
+    out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module]
+) -> list[tuple[str, str]]:
     """(caption, path relative to ``out``) of every figure, in reading order."""
     assert ws.split is not None and ws.scores is not None
     plots_dir = out / "plots"
@@ -23,34 +24,67 @@ def run_figures(out: Path, ws: Workspace, results: dict[str, tuple[dict, Unlearn
     rel = lambda p: str(Path(p).relative_to(out))  # noqa: E731
     figures = [("QA recall before and after", rel(recall_bars(methods, plots_dir / "recall.png")))]
     if any(m.get("relearn_curve") for m in methods.values()):
-        figures.append(("Relearning attack: recall of held-back facts while fine-tuning on the others",
-                        rel(relearn_curves(methods, plots_dir / "relearn.png"))))
+        figures.append(
+            (
+                "Relearning attack: recall of held-back facts while fine-tuning on the others",
+                rel(relearn_curves(methods, plots_dir / "relearn.png")),
+            )
+        )
 
     k = ws.cfg.latents.top_k
     known_latents, unknown_latents = ws.scores.top_known(k), ws.scores.top_unknown(k)
     codes = lambda model, entities: entity_codes(model, ws.tokenizer, ws.sae, entities, ws.layer)[0]  # noqa: E731
     original = ws.original_codes  # from the original model's evaluation, when it ran in this process
-    z_known, z_unk, z_before = (original["known"], original["unknown"], original["forget"]) if original else \
-        (codes(ws.model, ws.split.other_known), codes(ws.model, ws.unknown_eval), codes(ws.model, ws.split.forget))
+    z_known, z_unk, z_before = (
+        (original["known"], original["unknown"], original["forget"])
+        if original
+        else (codes(ws.model, ws.split.other_known), codes(ws.model, ws.unknown_eval), codes(ws.model, ws.split.forget))
+    )
     z_after = {}
     for name, model in edited.items():
         with results[name][1].context(model):  # an inference-time edit is part of the model
             z_after[name] = codes(model, ws.split.forget)
     score = lambda z: (z[:, known_latents].mean(1) - z[:, unknown_latents].mean(1)).numpy()  # noqa: E731
     reference = {"known": score(z_known), "unknown": score(z_unk), "targets before": score(z_before)}
-    figures.append(("Known-entity latent score per prompt: targets before and after, against known and unknown "
-                    "entities", rel(knownness_histograms(reference, {n: score(z) for n, z in z_after.items()},
-                                                         plots_dir / "latent_histograms.png"))))
-    figures.append(("Entity activations in SAE latent space (2-D PCA of the original model's codes)",
-                    rel(projection_plot(z_known.numpy(), z_unk.numpy(), z_before.numpy(),
-                                        {n: z.numpy() for n, z in z_after.items()}, plots_dir / "projection.png"))))
+    figures.append(
+        (
+            "Known-entity latent score per prompt: targets before and after, against known and unknown entities",
+            rel(
+                knownness_histograms(
+                    reference, {n: score(z) for n, z in z_after.items()}, plots_dir / "latent_histograms.png"
+                )
+            ),
+        )
+    )
+    figures.append(
+        (
+            "Entity activations in SAE latent space (2-D PCA of the original model's codes)",
+            rel(
+                projection_plot(
+                    z_known.numpy(),
+                    z_unk.numpy(),
+                    z_before.numpy(),
+                    {n: z.numpy() for n, z in z_after.items()},
+                    plots_dir / "projection.png",
+                )
+            ),
+        )
+    )
 
     latents = known_latents + unknown_latents
     for name, z in z_after.items():
-        acts = {"known": z_known[:, latents].mean(0).numpy(), "unknown": z_unk[:, latents].mean(0).numpy(),
-                "targets before": z_before[:, latents].mean(0).numpy(), "targets after": z[:, latents].mean(0).numpy()}
-        path = latent_activation_plot(latents, acts, plots_dir / f"latents_{name}.png",
-                                      f"{name}: top {k} known-entity latents, then top {k} unknown-entity latents")
+        acts = {
+            "known": z_known[:, latents].mean(0).numpy(),
+            "unknown": z_unk[:, latents].mean(0).numpy(),
+            "targets before": z_before[:, latents].mean(0).numpy(),
+            "targets after": z[:, latents].mean(0).numpy(),
+        }
+        path = latent_activation_plot(
+            latents,
+            acts,
+            plots_dir / f"latents_{name}.png",
+            f"{name}: top {k} known-entity latents, then top {k} unknown-entity latents",
+        )
         figures.append((f"Latent activations ({name})", rel(path)))
         outcome = results[name][1]
         if outcome.loss_history:

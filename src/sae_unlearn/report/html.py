@@ -46,5 +46,7 @@ def _inline_images(body: str, base_dir: Path) -> str:
 def render_html(markdown_text: str, base_dir: Path, title: str) -> str:
     """A complete HTML page; images referenced relative to ``base_dir`` are embedded as data URIs."""
     body = MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body>\n{_inline_images(body, base_dir)}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{_inline_images(body, base_dir)}</body></html>\n"
+    )

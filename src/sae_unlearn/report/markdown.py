@@ -32,8 +32,16 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, str]], latent_rows: list[dict],
-                 samples: list[dict], notes: list[str], preface: str = "") -> str:
+def write_report(
+    out: Path,
+    title: str,
+    metrics: dict,
+    plots: list[tuple[str, str]],
+    latent_rows: list[dict],
+    samples: list[dict],
+    notes: list[str],
+    preface: str = "",
+) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes] + [""]
     if preface:
@@ -45,14 +53,25 @@ def write_report(out: Path, title: str, metrics: dict, plots: list[tuple[str, st
     for caption, file in plots:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
     if latent_rows:
-        lines += ["## Known / unknown latents (separation scores, Ferrando et al.)", "",
-                  "| kind | rank | latent | f_known | f_unknown | score |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['kind']} | {r['rank']} | {r['latent']} | {r['f_known']} | {r['f_unknown']} | {r['score']} |" for r in latent_rows]
+        lines += [
+            "## Known / unknown latents (separation scores, Ferrando et al.)",
+            "",
+            "| kind | rank | latent | f_known | f_unknown | score |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['kind']} | {r['rank']} | {r['latent']} | {r['f_known']} | {r['f_unknown']} | {r['score']} |"
+            for r in latent_rows
+        ]
         lines.append("")
     if samples:
         cols = [c for c in samples[0] if c != "prompt"]
-        lines += ["## Sample answers about forgotten targets", "", "| prompt | " + " | ".join(cols) + " |",
-                  "|---|" + "---|" * len(cols)]
+        lines += [
+            "## Sample answers about forgotten targets",
+            "",
+            "| prompt | " + " | ".join(cols) + " |",
+            "|---|" + "---|" * len(cols),
+        ]
         lines += ["| " + " | ".join(_cell(str(s.get(c, ""))) for c in ["prompt"] + cols) + " |" for s in samples]
         lines.append("")
     lines += _generations(methods)
@@ -65,14 +84,25 @@ def _generations(methods: dict[str, dict]) -> list[str]:
     before = first.get("generation_samples_before")
     if not before:
         return []
-    lines = ["## What the model says about the targets (free generation)", "",
-             "| entity | prompt | before | " + " | ".join(methods) + " |", "|---|---|---|" + "---|" * len(methods)]
+    lines = [
+        "## What the model says about the targets (free generation)",
+        "",
+        "| entity | prompt | before | " + " | ".join(methods) + " |",
+        "|---|---|---|" + "---|" * len(methods),
+    ]
     for i, row in enumerate(before):
         after = [_cell(m.get("generation_samples_after", [{}] * (i + 1))[i].get("text", "")) for m in methods.values()]
-        lines.append(f"| {_cell(row['entity'])} | {_cell(row['prompt'])} | {_cell(row['text'])} | " + " | ".join(after) + " |")
+        lines.append(
+            f"| {_cell(row['entity'])} | {_cell(row['prompt'])} | {_cell(row['text'])} | " + " | ".join(after) + " |"
+        )
     unknown = first.get("generation_samples_unknown", [])
     if unknown:
-        lines += ["", "For comparison, entities the model never saw (original model):", "",
-                  "| entity | prompt | text |", "|---|---|---|"]
+        lines += [
+            "",
+            "For comparison, entities the model never saw (original model):",
+            "",
+            "| entity | prompt | text |",
+            "|---|---|---|",
+        ]
         lines += [f"| {_cell(r['entity'])} | {_cell(r['prompt'])} | {_cell(r['text'])} |" for r in unknown]
     return lines + [""]

@@ -1,5 +1,4 @@
-"""The files of a run: metrics.json, latents.json, config.yaml, plots, report.md/.html and the edited models.
-"""
+"""The files of a run: metrics.json, latents.json, config.yaml, plots, report.md/.html and the edited models."""
 
 from __future__ import annotations
 
@@ -25,8 +24,13 @@ def save_model_dir(model: CausalLM, tokenizer, target: Path) -> Path:
     return atomic_save_dir(target, write)
 
 
-def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module],
-                      preface: str = "") -> dict:
+def write_run_outputs(
+    out: Path,
+    ws: Workspace,
+    results: dict[str, tuple[dict, UnlearnOutcome]],
+    edited: dict[str, nn.Module],
+    preface: str = "",
+) -> dict:
     """metrics.json, latents.json, config.yaml, plots, and the report as report.md and report.html;
     ``preface`` (Markdown, e.g. the comparison table) opens the report."""
     from sae_unlearn.report.figures import run_figures
@@ -35,60 +39,90 @@ def write_run_outputs(out: Path, ws: Workspace, results: dict[str, tuple[dict, U
 
     assert ws.split is not None and ws.scores is not None
     metrics = {
-        "model": str(ws.model_dir), "layer": ws.layer, "sae": str(ws.sae_dir),
-        "forget": [e.name for e in ws.split.forget], "skipped_forget": ws.skipped_forget,
+        "model": str(ws.model_dir),
+        "layer": ws.layer,
+        "sae": str(ws.sae_dir),
+        "forget": [e.name for e in ws.split.forget],
+        "skipped_forget": ws.skipped_forget,
         # per target: [training facts the original model recalled, training facts] (issue 21)
         "forget_known_facts": {n: list(c) for n, c in ws.forget_known_facts.items()},
         # --name-only: per name, the type read off the model and the facts it gave (what the losses saw)
-        "name_only_targets": {d.name: {"type": d.type, "facts": [[f.prompt, f.answer] for f in d.facts]}
-                              for d in ws.described},
+        "name_only_targets": {
+            d.name: {"type": d.type, "facts": [[f.prompt, f.answer] for f in d.facts]} for d in ws.described
+        },
         "n_known": ws.n_known,
         "n_facts_answerable": sum(f.answerable for e in ws.candidates for f in e.facts),
         "known_all_answerable": ws.all_answerable,
         "n_candidates": len(ws.candidates),
-        "n_retain": len(ws.split.retain), "n_heldout_known": len(ws.split.heldout_known),
-        "n_unknown_eval": len(ws.unknown_eval), "max_scored_entities": ws.cfg.eval.max_scored_entities,
-        "timings": ws.timings, "processes": parallel.num_processes(),
+        "n_retain": len(ws.split.retain),
+        "n_heldout_known": len(ws.split.heldout_known),
+        "n_unknown_eval": len(ws.unknown_eval),
+        "max_scored_entities": ws.cfg.eval.max_scored_entities,
+        "timings": ws.timings,
+        "processes": parallel.num_processes(),
         "fsdp": sharding.fsdp_launched(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
     plots = run_figures(out, ws, results, edited)
     prompts = [f.prompt for f in eval_facts(ws, ws.split.forget[:5])][:8]
-    samples = [{"prompt": p, "before": b.strip()} for p, b in zip(prompts, greedy_continuations(ws.model, ws.tokenizer, prompts, 8))]
+    samples = [
+        {"prompt": p, "before": b.strip()}
+        for p, b in zip(prompts, greedy_continuations(ws.model, ws.tokenizer, prompts, 8))
+    ]
     for name, model in edited.items():
         with results[name][1].context(model):
             for row, text in zip(samples, greedy_continuations(model, ws.tokenizer, prompts, 8)):
                 row[name] = text.strip()
-    notes = [f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
-             f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
-             f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
-             f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}"
-             + (f" (recall scored on a seeded sample of at most {k} of each)" if (k := ws.cfg.eval.max_scored_entities) else ""),
-             ("recall is on held-out phrasings (never in training or in any unlearning loss): questions, passing "
-              "mentions in a longer sentence, and the name with an aside (`*_train_phrasing_*`: the cloze statements "
-              "the losses train on; `forget_recall_form_*`: each held-out phrasing alone)" if ws.world is None else
-              "recall is on held-out phrasings (never in training or in the unlearning loss)") if ws.eval_heldout else
-             "recall is on all facts of the entity file (held-out phrasings are off; docs/real_models.md)"]
+    notes = [
+        f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
+        f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
+        f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
+        f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}"
+        + (
+            f" (recall scored on a seeded sample of at most {k} of each)"
+            if (k := ws.cfg.eval.max_scored_entities)
+            else ""
+        ),
+        (
+            "recall is on held-out phrasings (never in training or in any unlearning loss): questions, passing "
+            "mentions in a longer sentence, and the name with an aside (`*_train_phrasing_*`: the cloze statements "
+            "the losses train on; `forget_recall_form_*`: each held-out phrasing alone)"
+            if ws.world is None
+            else "recall is on held-out phrasings (never in training or in the unlearning loss)"
+        )
+        if ws.eval_heldout
+        else "recall is on all facts of the entity file (held-out phrasings are off; docs/real_models.md)",
+    ]
     partial = {n: c for n, c in ws.forget_known_facts.items() if c[0] < c[1]}
     if partial:
-        notes.append("targets known in part (facts recalled of their training facts, original model): "
-                     + ", ".join(f"{n} {k}/{t}" for n, (k, t) in partial.items()))
+        notes.append(
+            "targets known in part (facts recalled of their training facts, original model): "
+            + ", ".join(f"{n} {k}/{t}" for n, (k, t) in partial.items())
+        )
     if ws.answerable_checked:
-        notes.append(f"{metrics['n_facts_answerable']} facts of known entities are completed for made-up names too "
-                     "(they test the prompt, not the entity) and are left out of recall and of known/unknown "
-                     f"({len(ws.all_answerable)} entities had no other fact); `forget_recall_all_facts` keeps them "
-                     "(docs/metrics.md)")
+        notes.append(
+            f"{metrics['n_facts_answerable']} facts of known entities are completed for made-up names too "
+            "(they test the prompt, not the entity) and are left out of recall and of known/unknown "
+            f"({len(ws.all_answerable)} entities had no other fact); `forget_recall_all_facts` keeps them "
+            "(docs/metrics.md)"
+        )
     if ws.skipped_forget:
         notes.append(f"skipped (not known to the model, nothing to forget): {', '.join(ws.skipped_forget)}")
     if ws.described:
-        notes.append("name-only: the losses saw only what the model says about each name ("
-                     + "; ".join(f"{d.name}: a {d.type}, {len(d.facts)} facts" for d in ws.described if d.known)
-                     + "); recall reads the entity file's held-out phrasings of the names it has")
+        notes.append(
+            "name-only: the losses saw only what the model says about each name ("
+            + "; ".join(f"{d.name}: a {d.type}, {len(d.facts)} facts" for d in ws.described if d.known)
+            + "); recall reads the entity file's held-out phrasings of the names it has"
+        )
     if ws.probing:
-        notes.append(f"probing: {metrics['n_known']} of {len(ws.candidates)} entities known "
-                     f"(recall >= {ws.cfg.eval.known_threshold:.0%} of their facts)")
+        notes.append(
+            f"probing: {metrics['n_known']} of {len(ws.candidates)} entities known "
+            f"(recall >= {ws.cfg.eval.known_threshold:.0%} of their facts)"
+        )
     for name, (_, outcome) in results.items():
-        notes.append(f"{name}: {outcome.steps_run} steps, stopped by {outcome.stopped_reason}. {outcome.message}".strip())
+        notes.append(
+            f"{name}: {outcome.steps_run} steps, stopped by {outcome.stopped_reason}. {outcome.message}".strip()
+        )
     latent_rows = ws.scores.table(ws.cfg.latents.top_k)
     atomic_write_json(out / "latents.json", latent_rows)
     atomic_write_json(out / "metrics.json", metrics)

@@ -12,9 +12,11 @@ import numpy as np  # noqa: E402
 
 
 def recall_bars(method_metrics: dict[str, dict], path: Path) -> Path:
-    groups = [("forget", "forget_recall_before", "forget_recall_after"),
-              ("retain", "retain_recall_before", "retain_recall_after"),
-              ("held-out known", "heldout_known_recall_before", "heldout_known_recall_after")]
+    groups = [
+        ("forget", "forget_recall_before", "forget_recall_after"),
+        ("retain", "retain_recall_before", "retain_recall_after"),
+        ("held-out known", "heldout_known_recall_before", "heldout_known_recall_after"),
+    ]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     names = list(method_metrics)
     width = 0.8 / (len(names) + 1)

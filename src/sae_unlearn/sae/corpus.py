@@ -18,11 +18,15 @@ from sae_unlearn.models.generation import continuations
 def sampled_continuations(model: nn.Module, tokenizer, prompts: list[str], max_new_tokens: int, seed: int) -> list[str]:
     """Prompt plus seeded nucleus sample (greedy decoding of a small model loops on one phrase: poor SAE data)."""
     torch.manual_seed(seed)
-    new = continuations(model, tokenizer, prompts, max_new_tokens, by_length=False, do_sample=True, top_p=0.95, temperature=1.0, top_k=0)
+    new = continuations(
+        model, tokenizer, prompts, max_new_tokens, by_length=False, do_sample=True, top_p=0.95, temperature=1.0, top_k=0
+    )
     return [p + n for p, n in zip(prompts, new)]
 
 
-def sae_corpus(model: nn.Module, tokenizer, entities: list[Entity], n_generations: int, n_tokens: int, seed: int) -> list[str]:
+def sae_corpus(
+    model: nn.Module, tokenizer, entities: list[Entity], n_generations: int, n_tokens: int, seed: int
+) -> list[str]:
     """Every training-phrasing fact as a sentence, plus ``n_generations`` sampled continuations of random
     ones (the held-out phrasings stay out: the SAE is the same with or without them)."""
     facts = [f"{f.prompt} {f.answer}." for e in entities for f in e.facts if not f.heldout]

@@ -32,11 +32,16 @@ class LatentScores:
         rows = []
         for kind, idx in (("known", self.top_known(k)), ("unknown", self.top_unknown(k))):
             for rank, j in enumerate(idx):
-                rows.append({
-                    "kind": kind, "rank": rank + 1, "latent": j,
-                    "f_known": round(float(self.f_known[j]), 4), "f_unknown": round(float(self.f_unknown[j]), 4),
-                    "score": round(float(self.known_score[j] if kind == "known" else self.unknown_score[j]), 4),
-                })
+                rows.append(
+                    {
+                        "kind": kind,
+                        "rank": rank + 1,
+                        "latent": j,
+                        "f_known": round(float(self.f_known[j]), 4),
+                        "f_unknown": round(float(self.f_unknown[j]), 4),
+                        "score": round(float(self.known_score[j] if kind == "known" else self.unknown_score[j]), 4),
+                    }
+                )
         return rows
 
 

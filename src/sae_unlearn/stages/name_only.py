@@ -39,8 +39,32 @@ from sae_unlearn.models.prompts import encode_prompts
 from sae_unlearn.state import DescribedName
 
 NEUTRAL_CONTEXTS = CONTEXTS[:4]  # "{e}", "Tell me about {e}.", ...: they name the entity and ask nothing
-_LEAD_WORDS = {"the", "a", "an", "in", "on", "at", "of", "by", "to", "from", "for", "and", "as", "is", "was", "his",
-               "her", "its", "their", "about", "around", "over", "nearly", "some"}
+_LEAD_WORDS = {
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "at",
+    "of",
+    "by",
+    "to",
+    "from",
+    "for",
+    "and",
+    "as",
+    "is",
+    "was",
+    "his",
+    "her",
+    "its",
+    "their",
+    "about",
+    "around",
+    "over",
+    "nearly",
+    "some",
+}
 _WORD = re.compile(r"[^\W_][\w'’.-]*", re.UNICODE)
 
 
@@ -105,8 +129,9 @@ def echoes_prompt(answer: str, prompt: str) -> bool:
 
 
 @torch.no_grad()
-def first_token_confidence(model: nn.Module, tokenizer, prompts: list[str], names: list[str], layer: int,
-                           batch_size: int = 64) -> list[float]:
+def first_token_confidence(
+    model: nn.Module, tokenizer, prompts: list[str], names: list[str], layer: int, batch_size: int = 64
+) -> list[float]:
     """Probability of the most likely next token after each prompt; the prompts' encoding and the
     last-position logits of the losses (``encode_prompts``, ``residual_and_last_logits``)."""
     enc = encode_prompts(tokenizer, prompts, names)
@@ -118,9 +143,16 @@ def first_token_confidence(model: nn.Module, tokenizer, prompts: list[str], name
     return out
 
 
-def describe_names(model: nn.Module, tokenizer, names: list[str], file_entities: list[Entity],
-                   known_references: list[Entity], layer: int, settings: NameOnlySettings = NameOnlySettings(),
-                   seed: int = 0) -> list[DescribedName]:
+def describe_names(
+    model: nn.Module,
+    tokenizer,
+    names: list[str],
+    file_entities: list[Entity],
+    known_references: list[Entity],
+    layer: int,
+    settings: NameOnlySettings = NameOnlySettings(),
+    seed: int = 0,
+) -> list[DescribedName]:
     """What the model knows about each bare name (module docstring); ``known_references`` are file
     entities the model knows (their type centroids), ``file_entities`` give the relations to ask."""
     relations = relations_by_type(file_entities, settings.relations_per_type)
@@ -137,8 +169,10 @@ def describe_names(model: nn.Module, tokenizer, names: list[str], file_entities:
     entities = [Entity(n, t, facts[n]) for n, t in zip(names, types) if facts[n]]
     avoid = {e.name for e in file_entities} | set(names)
     made_up = fictional_entities(entities, settings.made_up_names, seed=seed + 2, avoid=avoid) if entities else []
-    checked = {e.name: e for e in mark_answerable(model, tokenizer, entities, made_up, settings.made_up_names,
-                                                  settings.max_new_tokens)}
+    checked = {
+        e.name: e
+        for e in mark_answerable(model, tokenizer, entities, made_up, settings.made_up_names, settings.max_new_tokens)
+    }
     out = []
     for name, etype in zip(names, types):
         kept = [f for f in checked[name].facts if not f.answerable] if name in checked else []

@@ -25,8 +25,11 @@ def probe_entities(ws: Workspace) -> Workspace:
     also the answerable flags of the known (and the requested, partly known) entities' facts."""
     cfg = ws.cfg
     check_answerable = ws.world is None and cfg.eval.answerable_substitutes > 0
-    cache = probing_cache_path(ws.model_dir, _probing_settings(ws), ws.candidates + ws.never_seen) \
-        if ws.world is None and ws.cacheable and not ws.probing else None
+    cache = (
+        probing_cache_path(ws.model_dir, _probing_settings(ws), ws.candidates + ws.never_seen)
+        if ws.world is None and ws.cacheable and not ws.probing
+        else None
+    )
     cached = load_probing(cache, ws.candidates) if cache is not None and parallel.agree(cache.exists()) else None
     if cached is not None:
         ws.probing, flagged = cached
@@ -36,8 +39,13 @@ def probe_entities(ws: Workspace) -> Workspace:
     if len(ws.probing) != len(ws.candidates):  # probing depends on the original model only: once per workspace
         # real models: on the training phrasing (held-out questions and mentions are harder; they are what
         # evaluation reads, before and after, never what decides who is known)
-        shares = entity_recall_shares(ws.model, ws.tokenizer, ws.candidates, cfg.eval.max_new_tokens,
-                                      heldout=False if ws.world is None and ws.eval_heldout else None)
+        shares = entity_recall_shares(
+            ws.model,
+            ws.tokenizer,
+            ws.candidates,
+            cfg.eval.max_new_tokens,
+            heldout=False if ws.world is None and ws.eval_heldout else None,
+        )
         ws.probing = {e.name: s for e, s in zip(ws.candidates, shares)}
     if check_answerable and not ws.answerable_checked:
         flag_answerable_facts(ws)
@@ -51,9 +59,14 @@ def probe_entities(ws: Workspace) -> Workspace:
 def _probing_settings(ws: Workspace) -> dict:
     """What probing and the answerable check depend on besides the weights and the entities."""
     e = ws.cfg.eval
-    return {"dtype": ws.cfg.model.dtype, "device": str(model_device(ws.model).type), "seed": ws.cfg.seed,
-            "max_new_tokens": e.max_new_tokens, "known_threshold": e.known_threshold,
-            "answerable_substitutes": e.answerable_substitutes}
+    return {
+        "dtype": ws.cfg.model.dtype,
+        "device": str(model_device(ws.model).type),
+        "seed": ws.cfg.seed,
+        "max_new_tokens": e.max_new_tokens,
+        "known_threshold": e.known_threshold,
+        "answerable_substitutes": e.answerable_substitutes,
+    }
 
 
 def flag_answerable_facts(ws: Workspace) -> None:
@@ -70,8 +83,11 @@ def flag_requested_partial(ws: Workspace) -> None:
     """Requested targets known in part are checked like known entities (a few facts: not cached)."""
     cfg = ws.cfg
     requested = set(cfg.unlearn.forget)
-    idx = [i for i, e in enumerate(ws.candidates)
-           if e.name in requested and 0 < ws.probing[e.name] < cfg.eval.known_threshold]
+    idx = [
+        i
+        for i, e in enumerate(ws.candidates)
+        if e.name in requested and 0 < ws.probing[e.name] < cfg.eval.known_threshold
+    ]
     if idx:
         _apply_answerable(ws, _flagged(ws, idx))
 
@@ -81,8 +97,14 @@ def _flagged(ws: Workspace, idx: list[int]) -> list[Entity]:
     cfg = ws.cfg
     taken = {e.name for e in ws.candidates + ws.never_seen}
     names = fictional_entities(ws.candidates, cfg.eval.answerable_substitutes, seed=cfg.seed + 1, avoid=taken)
-    flagged = mark_answerable(ws.model, ws.tokenizer, [ws.candidates[i] for i in idx], names,
-                              cfg.eval.answerable_substitutes, cfg.eval.max_new_tokens)
+    flagged = mark_answerable(
+        ws.model,
+        ws.tokenizer,
+        [ws.candidates[i] for i in idx],
+        names,
+        cfg.eval.answerable_substitutes,
+        cfg.eval.max_new_tokens,
+    )
     candidates = list(ws.candidates)
     for i, entity in zip(idx, flagged):
         candidates[i] = entity
@@ -93,12 +115,19 @@ def _apply_answerable(ws: Workspace, candidates: list[Entity]) -> None:
     """Take ``candidates`` (flags set) as the workspace's entities; note who has no other fact."""
     threshold = ws.cfg.eval.known_threshold
     ws.candidates = candidates
-    ws.all_answerable = [e.name for e in candidates
-                         if ws.probing[e.name] >= threshold and all(f.answerable for f in e.facts)]
-    ws.partly_answerable_only = [e.name for e in candidates
-                                 if 0 < ws.probing[e.name] < threshold and all(f.answerable for f in e.facts)]
+    ws.all_answerable = [
+        e.name for e in candidates if ws.probing[e.name] >= threshold and all(f.answerable for f in e.facts)
+    ]
+    ws.partly_answerable_only = [
+        e.name for e in candidates if 0 < ws.probing[e.name] < threshold and all(f.answerable for f in e.facts)
+    ]
     ws.answerable_checked = True
     flagged = [e for e in candidates if ws.probing[e.name] >= threshold]
     n = sum(f.answerable for e in flagged for f in e.facts)
-    log.info("%d of %d facts of known entities are completed for made-up names too (left out of recall); "
-             "%d entities had no other fact", n, sum(len(e.facts) for e in flagged), len(ws.all_answerable))
+    log.info(
+        "%d of %d facts of known entities are completed for made-up names too (left out of recall); "
+        "%d entities had no other fact",
+        n,
+        sum(len(e.facts) for e in flagged),
+        len(ws.all_answerable),
+    )

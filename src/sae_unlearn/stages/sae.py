@@ -1,5 +1,4 @@
-"""Stage 2, the SAE: loaded (sae-lens) or trained on the model's activations and cached by content hash.
-"""
+"""Stage 2, the SAE: loaded (sae-lens) or trained on the model's activations and cached by content hash."""
 
 from __future__ import annotations
 
@@ -27,8 +26,14 @@ def sae_training_texts(ws: Workspace) -> list[str]:
     all three. Real: every fact of the file and the fictional entities, plus the model's own text."""
     if ws.world is None:
         s = ws.cfg.sae
-        return sae_corpus(ws.model, ws.tokenizer, ws.candidates + ws.never_seen, s.generation_prompts,
-                          s.generation_tokens, ws.cfg.seed)
+        return sae_corpus(
+            ws.model,
+            ws.tokenizer,
+            ws.candidates + ws.never_seen,
+            s.generation_prompts,
+            s.generation_tokens,
+            ws.cfg.seed,
+        )
     w = ws.world
     return w.corpus + fact_prompts(w.known + w.obscure + w.unknown, heldout=None)[0]
 
@@ -56,9 +61,19 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
         ws.sae_dir = Path("trained-in-memory")
     else:
         entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
-        key = hashlib.sha256(json.dumps({"model": str(ws.model_dir), "layer": ws.layer, "sae": scfg.model_dump(mode="json"),
-                                         "entities": entities, "seed": ws.cfg.seed, "dtype": ws.cfg.model.dtype},
-                                        sort_keys=True).encode()).hexdigest()[:16]
+        key = hashlib.sha256(
+            json.dumps(
+                {
+                    "model": str(ws.model_dir),
+                    "layer": ws.layer,
+                    "sae": scfg.model_dump(mode="json"),
+                    "entities": entities,
+                    "seed": ws.cfg.seed,
+                    "dtype": ws.cfg.model.dtype,
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:16]
         ws.sae_dir = cache_root() / "saes" / key
         if not parallel.agree((ws.sae_dir / "cfg.json").exists()):
             # capture is split across processes; training is repeated in each (same seed, same SAE)
@@ -76,5 +91,15 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
 def _train(ws: Workspace, device: str):
     scfg = ws.cfg.sae
     acts = capture_training_activations(ws, sae_training_texts(ws))
-    return train_sae(acts, hook_name(ws.layer), str(ws.model_dir), scfg.expansion, scfg.l1_coefficient,
-                     scfg.total_samples, scfg.batch_size, scfg.lr, seed=ws.cfg.seed, device=device)
+    return train_sae(
+        acts,
+        hook_name(ws.layer),
+        str(ws.model_dir),
+        scfg.expansion,
+        scfg.l1_coefficient,
+        scfg.total_samples,
+        scfg.batch_size,
+        scfg.lr,
+        seed=ws.cfg.seed,
+        device=device,
+    )

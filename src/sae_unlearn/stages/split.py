@@ -24,8 +24,9 @@ def make_split(ws: Workspace) -> Workspace:
     t0 = time.time()
     probe_entities(ws)
     shares = [ws.probing[e.name] for e in ws.candidates]
-    known = [e for e, s in zip(ws.candidates, shares)
-             if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable]
+    known = [
+        e for e, s in zip(ws.candidates, shares) if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable
+    ]
     ws.n_known = len(known)
     rng = random.Random(cfg.seed)
     forget = _forget_targets(ws, known, rng)
@@ -37,7 +38,9 @@ def make_split(ws: Workspace) -> Workspace:
     unknown = list(ws.never_seen)
     rng.shuffle(unknown)
     half = len(unknown) // 2
-    ws.split = EntitySplit(forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half])
+    ws.split = EntitySplit(
+        forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half]
+    )
     ws.unknown_eval = unknown[half:]
     if ws.world is None:  # real file entities the model recalls nothing of are unknown too
         never = [e for e, s in zip(ws.candidates, shares) if s == 0 and e.name not in forget_names]
@@ -57,22 +60,36 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
     by_name = {e.name: e for e in known}
     if not cfg.unlearn.forget:
         if cfg.unlearn.n_forget >= len(known):
-            raise UserInputError(f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
-                                 f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it.")
+            raise UserInputError(
+                f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
+                f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it."
+            )
         return rng.sample(known, cfg.unlearn.n_forget)
-    all_names = {e.name for e in ws.candidates} | ({e.name for e in ws.world.obscure + ws.world.unknown} if ws.world else set())
+    all_names = {e.name for e in ws.candidates} | (
+        {e.name for e in ws.world.obscure + ws.world.unknown} if ws.world else set()
+    )
     missing = [n for n in cfg.unlearn.forget if n not in all_names]
     if missing:
         raise UserInputError(f"Forget entities {missing} are not in the entity set; check the spelling.")
     # a target the model knows in part is a target: forget what it knows (issue 21)
     candidates = {e.name: e for e in ws.candidates}
-    by_name |= {n: candidates[n] for n in cfg.unlearn.forget if n not in by_name and n in candidates
-                and ws.probing.get(n, 0.0) > 0 and n not in ws.all_answerable + ws.partly_answerable_only}
+    by_name |= {
+        n: candidates[n]
+        for n in cfg.unlearn.forget
+        if n not in by_name
+        and n in candidates
+        and ws.probing.get(n, 0.0) > 0
+        and n not in ws.all_answerable + ws.partly_answerable_only
+    }
     not_known = [n for n in cfg.unlearn.forget if n not in by_name]
     if not_known:
         answerable = set(ws.all_answerable + ws.partly_answerable_only)
-        detail = ", ".join(f"{n} (every recalled fact is also completed for made-up names)" if n in answerable
-                           else f"{n} (recall {ws.probing.get(n, 0.0):.0%})" for n in not_known)
+        detail = ", ".join(
+            f"{n} (every recalled fact is also completed for made-up names)"
+            if n in answerable
+            else f"{n} (recall {ws.probing.get(n, 0.0):.0%})"
+            for n in not_known
+        )
         _skip_not_known(ws, not_known, detail)
     return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
 
@@ -82,7 +99,9 @@ def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> None:
     cfg = ws.cfg
     msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
     if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
-        raise UserInputError(msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else ""))
+        raise UserInputError(
+            msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else "")
+        )
     log.warning("%s Skipping them (use --strict to stop instead).", msg)
     ws.skipped_forget = not_known
 
@@ -91,17 +110,36 @@ def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
     """--name-only: the losses get what the model says about each name (stages/name_only.py); evaluation
     reads the file's facts of a name the file has (with their answerable flags), else the described ones."""
     cfg = ws.cfg  # config.load_config has checked that names and a real model are given
-    ws.described = describe_names(ws.model, ws.tokenizer, list(cfg.unlearn.forget), ws.candidates, known, ws.layer,
-                                  NameOnlySettings(max_new_tokens=cfg.eval.max_new_tokens), seed=cfg.seed)
+    ws.described = describe_names(
+        ws.model,
+        ws.tokenizer,
+        list(cfg.unlearn.forget),
+        ws.candidates,
+        known,
+        ws.layer,
+        NameOnlySettings(max_new_tokens=cfg.eval.max_new_tokens),
+        seed=cfg.seed,
+    )
     not_known = [d for d in ws.described if not d.known]
     if not_known:
-        _skip_not_known(ws, [d.name for d in not_known], ", ".join(
-            f"{d.name} (read as a {d.type}; none of {d.asked} questions answered with confidence, or only with "
-            "answers it gives for made-up names too)" for d in not_known))
+        _skip_not_known(
+            ws,
+            [d.name for d in not_known],
+            ", ".join(
+                f"{d.name} (read as a {d.type}; none of {d.asked} questions answered with confidence, or only with "
+                "answers it gives for made-up names too)"
+                for d in not_known
+            ),
+        )
     in_file = {e.name: e for e in ws.candidates}
     for d in ws.described:
-        log.info("name-only: %s read as a %s; %d facts the model gives: %s", d.name, d.type, len(d.facts),
-                 "; ".join(f"{f.prompt} {f.answer}" for f in d.facts[:6]))
+        log.info(
+            "name-only: %s read as a %s; %d facts the model gives: %s",
+            d.name,
+            d.type,
+            len(d.facts),
+            "; ".join(f"{f.prompt} {f.answer}" for f in d.facts[:6]),
+        )
     return [evaluation_entity(d, in_file.get(d.name)) for d in ws.described if d.known]
 
 

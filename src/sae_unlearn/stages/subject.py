@@ -25,8 +25,10 @@ from sae_unlearn.state import Workspace
 def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
     t0 = time.time()
     if cfg.layer is not None and not 0 <= cfg.layer < cfg.world_model.n_layer:
-        raise UserInputError(f"Layer {cfg.layer} is out of range: this model has {cfg.world_model.n_layer} layers, "
-                             f"so use 0..{cfg.world_model.n_layer - 1}.")
+        raise UserInputError(
+            f"Layer {cfg.layer} is out of range: this model has {cfg.world_model.n_layer} layers, "
+            f"so use 0..{cfg.world_model.n_layer - 1}."
+        )
     world_cfg = cfg.world.model_dump()
     world = build_world(**world_cfg)
     with parallel.main_process_first():  # under a launcher: one process trains and caches, the others read
@@ -34,8 +36,16 @@ def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device)
     layer = cfg.layer if cfg.layer is not None else num_layers(model) // 2
     check_layer(model, layer)
-    ws = Workspace(cfg=cfg, model_dir=model_dir, model=model, tokenizer=tokenizer, layer=layer, world=world,
-                   candidates=world.known, never_seen=world.unknown)
+    ws = Workspace(
+        cfg=cfg,
+        model_dir=model_dir,
+        model=model,
+        tokenizer=tokenizer,
+        layer=layer,
+        world=world,
+        candidates=world.known,
+        never_seen=world.unknown,
+    )
     ws.timings["world_model"] = time.time() - t0
     return ws
 
@@ -44,8 +54,9 @@ def build_real(cfg: DemoConfig, progress: bool = True) -> Workspace:
     """A Hugging Face model (hub id, directory or built-in name) and the entities of a JSONL file."""
     assert cfg.model.name is not None
     t0 = time.time()
-    entities, fictional = real_entities(cfg.entities.file, cfg.entities.n_fictional, cfg.seed,
-                                        cfg.entities.heldout_phrasings)
+    entities, fictional = real_entities(
+        cfg.entities.file, cfg.entities.n_fictional, cfg.seed, cfg.entities.heldout_phrasings
+    )
     check_forget_names(cfg, entities, f"the entity file {cfg.entities.file or 'data/real_entities.jsonl'}")
     with parallel.main_process_first():  # a built-in model is converted once, by one process
         model_dir = resolve_model_source(cfg.model.name)
@@ -60,19 +71,36 @@ def check_forget_names(cfg: DemoConfig, entities: list[Entity], where: str) -> N
     names = {e.name for e in entities}
     missing = [n for n in cfg.unlearn.forget if n not in names]
     if missing and not cfg.unlearn.name_only:
-        raise UserInputError(f"Forget entities {missing} are not in {where}; check the spelling, add them, "
-                             "or use --name-only to forget them from what the model itself says about them.")
+        raise UserInputError(
+            f"Forget entities {missing} are not in {where}; check the spelling, add them, "
+            "or use --name-only to forget them from what the model itself says about them."
+        )
 
 
-def subject_from_model(cfg: DemoConfig, model: nn.Module, tokenizer, entities: list[Entity],
-                       never_seen: list[Entity], model_dir: Path, cacheable: bool = True) -> Workspace:
+def subject_from_model(
+    cfg: DemoConfig,
+    model: nn.Module,
+    tokenizer,
+    entities: list[Entity],
+    never_seen: list[Entity],
+    model_dir: Path,
+    cacheable: bool = True,
+) -> Workspace:
     """The workspace of a model already in memory; ``cacheable=False`` when its weights may differ from
     ``model_dir`` (the Python API's models), so nothing is cached under that name."""
     layer = check_layer(model, cfg.layer if cfg.layer is not None else num_layers(model) // 2)
     has_heldout = any(f.heldout for e in entities for f in e.facts)
-    return Workspace(cfg=cfg, model_dir=model_dir, model=model, tokenizer=tokenizer, layer=layer,
-                     candidates=entities, never_seen=never_seen, eval_heldout=True if has_heldout else None,
-                     cacheable=cacheable)
+    return Workspace(
+        cfg=cfg,
+        model_dir=model_dir,
+        model=model,
+        tokenizer=tokenizer,
+        layer=layer,
+        candidates=entities,
+        never_seen=never_seen,
+        eval_heldout=True if has_heldout else None,
+        cacheable=cacheable,
+    )
 
 
 def build_workspace(cfg: DemoConfig, progress: bool = True) -> Workspace:

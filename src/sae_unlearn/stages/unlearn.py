@@ -38,13 +38,21 @@ def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> 
     every = cfg.unlearn.checkpoint_every
     if every == 0:
         return None
-    fingerprint = {"config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
-                   "method": name, "options": method_options(cfg, name)}
+    fingerprint = {
+        "config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
+        "method": name,
+        "options": method_options(cfg, name),
+    }
     return Checkpointer(Path(out) / CHECKPOINTS / name, every, fingerprint, resume)
 
 
-def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: dict | None = None,
-               checkpointer: Checkpointer | None = None) -> tuple[nn.Module, UnlearnOutcome, float]:
+def run_method(
+    ws: Workspace,
+    name: str,
+    progress: bool = True,
+    extra_options: dict | None = None,
+    checkpointer: Checkpointer | None = None,
+) -> tuple[nn.Module, UnlearnOutcome, float]:
     assert ws.split is not None and ws.probe is not None and ws.scores is not None
     model = copy.deepcopy(ws.model)
     probe, split = ws.probe, ws.training_split()
@@ -58,19 +66,30 @@ def run_method(ws: Workspace, name: str, progress: bool = True, extra_options: d
 
     def forget_gap_to_floor(m: nn.Module) -> float:
         if ws.forget_floor is None:  # measured once, on first use: methods without the stop rule never pay for it
-            ws.forget_floor = substituted_recall(ws.model, ws.tokenizer, split.forget, ws.unknown_eval,
-                                                 heldout=train_phrasing, max_new_tokens=n_tok)
+            ws.forget_floor = substituted_recall(
+                ws.model, ws.tokenizer, split.forget, ws.unknown_eval, heldout=train_phrasing, max_new_tokens=n_tok
+            )
         return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) - ws.forget_floor
 
     k = ws.cfg.latents.top_k
     mcfg = ws.cfg.model
-    task = UnlearnTask(model=model, tokenizer=ws.tokenizer, split=split, layer=ws.layer, sae=ws.sae,
-                       known_latents=ws.scores.top_known(k), unknown_latents=ws.scores.top_unknown(k),
-                       steps=ws.cfg.unlearn.steps, targets_classified_unknown=targets_classified_unknown,
-                       forget_gap_to_floor=forget_gap_to_floor,
-                       seed=ws.cfg.seed, progress=progress,
-                       lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora_for(name) else None,
-                       gradient_checkpointing=mcfg.gradient_checkpointing, checkpointer=checkpointer)
+    task = UnlearnTask(
+        model=model,
+        tokenizer=ws.tokenizer,
+        split=split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=ws.scores.top_known(k),
+        unknown_latents=ws.scores.top_unknown(k),
+        steps=ws.cfg.unlearn.steps,
+        targets_classified_unknown=targets_classified_unknown,
+        forget_gap_to_floor=forget_gap_to_floor,
+        seed=ws.cfg.seed,
+        progress=progress,
+        lora={"rank": mcfg.lora_rank, "alpha": mcfg.lora_alpha} if mcfg.lora_for(name) else None,
+        gradient_checkpointing=mcfg.gradient_checkpointing,
+        checkpointer=checkpointer,
+    )
     t0 = time.time()
     outcome = build_method(name, method_options(ws.cfg, name) | (extra_options or {})).unlearn(task)
     if outcome.message:
