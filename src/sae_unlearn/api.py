@@ -18,20 +18,16 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from sae_unlearn.attacks.suite import relearn_floors
 from sae_unlearn.config import DemoConfig, load_config
 from sae_unlearn.entities.real import bundled_entities_path, entity_sets, load_entity_file
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.evaluation.evaluate import evaluate as evaluate_against_original
-from sae_unlearn.evaluation.evaluate import evaluate_state, method_metrics
+from sae_unlearn.evaluation.evaluate import method_metrics
 from sae_unlearn.io_utils import prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
-from sae_unlearn.models.generation import reuse_greedy_continuations
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
+from sae_unlearn.runs import prepare_stages
 from sae_unlearn.sae.loading import check_sae_matches
-from sae_unlearn.stages.latents import select_latents
-from sae_unlearn.stages.sae import get_sae
-from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import check_forget_names, subject_from_model
 from sae_unlearn.stages.unlearn import run_method
 from sae_unlearn.state import Workspace
@@ -88,14 +84,7 @@ def unlearn(
     if sae is not None:
         check_sae_matches(sae, model, ws.layer)
         ws.sae, ws.sae_dir = sae.eval(), Path("given-in-memory")
-    else:
-        get_sae(ws, progress)
-    with reuse_greedy_continuations(ws.model):
-        make_split(ws)
-        select_latents(ws)
-        before = evaluate_state(ws, ws.model) if evaluate else None
-    if evaluate:
-        ws.relearn_floors = relearn_floors(ws)
+    ws, before = prepare_stages(ws, progress, evaluate)
     edited, outcome, seconds = run_method(ws, method, progress)
     metrics = (
         method_metrics(ws, edited, outcome, seconds, before)

@@ -49,18 +49,29 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
 
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
-    """Stages 1-4 on the synthetic world, plus the "before" metrics every method shares."""
-    ws = build_workspace(cfg, progress)
-    get_sae(ws, progress)
+    """Stages 1-4, plus the "before" metrics every method shares."""
+    ws, baseline = prepare_stages(build_workspace(cfg, progress), progress)
+    assert baseline is not None
+    return ws, baseline
+
+
+def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) -> tuple[Workspace, dict | None]:
+    """Stages 2-4 on a subject (its SAE unless one is set already), then, with ``evaluate``, the original
+    model's metrics and the relearning attack's floors, which every method's evaluation shares."""
+    if ws.sae is None:
+        get_sae(ws, progress)
+    baseline = None
     with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
         make_split(ws)
         select_latents(ws)
+        if evaluate:
+            t0 = time.time()
+            baseline = evaluate_state(ws, ws.model)
+            ws.timings["evaluate_original"] = time.time() - t0
+    if evaluate:
         t0 = time.time()
-        baseline = evaluate_state(ws, ws.model)
-        ws.timings["evaluate_original"] = time.time() - t0
-    t0 = time.time()
-    ws.relearn_floors = relearn_floors(ws)
-    ws.timings["relearn_floors"] = time.time() - t0
+        ws.relearn_floors = relearn_floors(ws)
+        ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
 
 
@@ -107,20 +118,7 @@ def run_demo(
 ) -> dict:
     """The whole chain; writes metrics.json, report.md, plots, config, model. ``resume`` continues a
     killed run in ``out`` from its last checkpoint (same config: same result)."""
-    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
-    for name in methods:
-        get_method(name)  # fail on a bad name before any compute
-    out = check_resumable(cfg, out, methods, overwrite, resume)
-    ws, baseline = prepare_workspace(cfg, progress)
-    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
-
-    def write() -> dict:
-        metrics = write_run_outputs(out, ws, results, edited)
-        save_edited(out, ws, results, edited)
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # every output is in place: nothing left to resume
-        return metrics
-
-    return parallel.main_only(write)
+    return _run(cfg, out, methods, overwrite, progress, resume, save_models=True)
 
 
 def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
@@ -161,32 +159,55 @@ def run_compare(
     resume: bool = False,
 ) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
-    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
-    from sae_unlearn.report.compare import compare_table, tradeoff_plot
+    return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
 
+
+def _run(
+    cfg: DemoConfig,
+    out: Path,
+    methods: tuple[str, ...],
+    overwrite: bool,
+    progress: bool,
+    resume: bool,
+    save_models: bool,
+    compare: bool = False,
+    sweep: bool = False,
+) -> dict:
+    """The one driver: stages 1-4 once, each method from the original weights (checkpointed under ``out``), then
+    the outputs, written by one process under a launcher; ``compare`` adds compare.json/.md and the trade-off plot."""
+    progress = progress and parallel.is_main()  # one set of progress bars under a launcher
     for name in methods:
-        get_method(name)
+        get_method(name)  # fail on a bad name before any compute
     out = check_resumable(cfg, out, methods, overwrite, resume)
     ws, baseline = prepare_workspace(cfg, progress)
     results, edited = run_methods(ws, baseline, methods, progress, out, resume)
     sweeps = run_sweeps(ws, methods, progress) if sweep else None
 
     def write() -> dict:
-        methods_metrics = {name: m for name, (m, _) in results.items()}
-        (out / "plots").mkdir(exist_ok=True)
-        tradeoff_plot(methods_metrics, out / "plots" / "tradeoff.png", sweeps)
-        table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
-        metrics = write_run_outputs(out, ws, results, edited, preface=table)
-        if sweeps:
-            metrics["sweeps"] = sweeps
-        atomic_write_json(out / "compare.json", metrics)
-        atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
+        preface = _write_comparison(out, results, sweeps) if compare else ""
+        metrics = write_run_outputs(out, ws, results, edited, preface=preface)
+        if compare:
+            if sweeps:
+                metrics["sweeps"] = sweeps
+            atomic_write_json(out / "compare.json", metrics)
         if save_models:
             save_edited(out, ws, results, edited)
-        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(out / CHECKPOINTS, ignore_errors=True)  # every output is in place: nothing left to resume
         return metrics
 
     return parallel.main_only(write)
+
+
+def _write_comparison(out: Path, results: dict, sweeps: dict[str, list[dict]] | None) -> str:
+    """compare.md and the trade-off plot; returns the table, which also opens the report."""
+    from sae_unlearn.report.compare import compare_table, tradeoff_plot
+
+    methods_metrics = {name: m for name, (m, _) in results.items()}
+    (out / "plots").mkdir(exist_ok=True)
+    tradeoff_plot(methods_metrics, out / "plots" / "tradeoff.png", sweeps)
+    table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
+    atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
+    return table
 
 
 def attack_run(
