@@ -10,6 +10,9 @@ entities substituted* and read what the original model does there; the loss then
 The loss is applied at every position from the entity's last token to the end of the prompt: the
 residual stream at later positions re-reads the entity, and only these positions can carry it.
 Choices the paper leaves open are recorded in docs/method.md.
+
+One module over ~300 lines on purpose: the references built once (``prepare``) and the loss terms that read
+them share their row bookkeeping, and split apart each would need the other's internals.
 """
 
 from __future__ import annotations
