@@ -167,7 +167,7 @@ def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_wor
     counts = (method.forget_offsets[1:] - method.forget_offsets[:-1]).tolist()
     with torch.no_grad():
         single = [method.loss_terms(task, random.Random(0)) for _ in range(n_rows)]
-        method.cfg.forget_batch = None
+        method.cfg = method.cfg.model_copy(update={"forget_batch": None})  # settings are frozen: a new copy
         full = method.loss_terms(task, random.Random(0))
     assert fed == [1] * n_rows + [n_rows]
     for key in ("toward", "error", "away"):
@@ -182,7 +182,7 @@ def test_sampled_forget_batch_still_unlearns(micro_workspace):
     method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, w_retain=30.0, forget_batch=3))
     task = _task(ws, model, steps=40)
     method.unlearn(task)
-    method.cfg.forget_batch = None
+    method.cfg = method.cfg.model_copy(update={"forget_batch": None})  # settings are frozen: a new copy
     with torch.no_grad():
         toward_after = float(method.loss_terms(task, random.Random(0))["toward"])
     assert toward_after < 0.3, f"toward loss (1 = as far from unknown as at the start) ended at {toward_after:.3f}"
