@@ -86,6 +86,9 @@ def main() -> None:
             "steps": ws.cfg.unlearn.steps,
             "steps_run": outcome.steps_run,
             "unlearn_seconds": round(seconds, 1),
+            # the largest value each weighted loss term reached: a term that spikes (and then oscillates down)
+            # shows a learning rate or a weight that is too high for it
+            "loss_term_peaks": {k: round(max(v), 3) for k, v in outcome.loss_terms.items()},
         }
         for key, entities in (
             ("forget", ws.split.forget),
