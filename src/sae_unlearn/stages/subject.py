@@ -12,7 +12,7 @@ from torch import nn
 from sae_unlearn import parallel
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.entities.real import real_entities
-from sae_unlearn.entities.synthetic import build_world
+from sae_unlearn.entities.synthetic import SyntheticWorld, build_world
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import cache_root
@@ -34,18 +34,7 @@ def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
     with parallel.main_process_first():  # under a launcher: one process trains and caches, the others read
         model_dir = get_or_train_world_model(world, world_cfg, cfg.world_model.model_dump(), cache_root(), progress)
     model, tokenizer = load_causal_lm(model_dir, device=cfg.device)
-    layer = cfg.layer if cfg.layer is not None else num_layers(model) // 2
-    check_layer(model, layer)
-    ws = Workspace(
-        cfg=cfg,
-        model_dir=model_dir,
-        model=model,
-        tokenizer=tokenizer,
-        layer=layer,
-        world=world,
-        candidates=world.known,
-        never_seen=world.unknown,
-    )
+    ws = subject_from_model(cfg, model, tokenizer, world.known, world.unknown, model_dir, world=world)
     ws.timings["world_model"] = time.time() - t0
     return ws
 
@@ -85,17 +74,20 @@ def subject_from_model(
     never_seen: list[Entity],
     model_dir: Path,
     cacheable: bool = True,
+    world: SyntheticWorld | None = None,
 ) -> Workspace:
-    """The workspace of a model already in memory; ``cacheable=False`` when its weights may differ from
-    ``model_dir`` (the Python API's models), so nothing is cached under that name."""
+    """The workspace of a loaded model; ``cacheable=False`` when its weights may differ from ``model_dir`` (the
+    Python API's models), so nothing is cached under that name. The synthetic ``world`` always scores recall on
+    its held-out templates; an entity file does when it has held-out facts."""
     layer = check_layer(model, cfg.layer if cfg.layer is not None else num_layers(model) // 2)
-    has_heldout = any(f.heldout for e in entities for f in e.facts)
+    has_heldout = world is not None or any(f.heldout for e in entities for f in e.facts)
     return Workspace(
         cfg=cfg,
         model_dir=model_dir,
         model=model,
         tokenizer=tokenizer,
         layer=layer,
+        world=world,
         candidates=entities,
         never_seen=never_seen,
         eval_heldout=True if has_heldout else None,
