@@ -90,3 +90,15 @@ def test_bad_input_fails_before_any_compute(api_setup):
             config=config,
             progress=False,
         )
+
+
+def test_an_unevaluated_result_is_not_saved_as_a_report(tmp_path):
+    from sae_unlearn import UnlearnResult
+    from sae_unlearn.methods import UnlearnOutcome
+
+    bare = UnlearnResult(
+        model=None, metrics={"steps": 3}, outcome=UnlearnOutcome(3, "budget"), workspace=None, method="sae_guided"
+    )
+    with pytest.raises(UserInputError, match="evaluate=False"):
+        bare.save(tmp_path / "out")
+    assert not (tmp_path / "out").exists(), "nothing is written when the save is refused"

@@ -21,6 +21,7 @@ from torch import nn
 from sae_unlearn.config import DemoConfig, load_config
 from sae_unlearn.entities.real import bundled_entities_path, entity_sets, load_entity_file
 from sae_unlearn.entities.types import Entity
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.evaluation.evaluate import evaluate as evaluate_against_original
 from sae_unlearn.evaluation.evaluate import method_metrics
 from sae_unlearn.io_utils import prepare_output_dir
@@ -46,6 +47,11 @@ class UnlearnResult:
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """The CLI's outputs for this run in ``out`` (refused if it holds files, unless ``overwrite``)."""
+        if "forget_recall_after" not in self.metrics:
+            raise UserInputError(
+                "This result was made with evaluate=False: its report would have no numbers. "
+                "Run unlearn(..., evaluate=True) to save it, or save result.model yourself."
+            )
         out = prepare_output_dir(Path(out), overwrite)
         results = {self.method: (self.metrics, self.outcome)}
         write_run_outputs(out, self.workspace, results, {self.method: self.model})
