@@ -64,15 +64,17 @@ def test_capture_matches_hidden_states_and_skips_upper_layers(tiny_model_dir):
 
 def test_prompts_sharing_the_words_up_to_the_entity_run_once_with_the_same_activations(tiny_model_dir):
     """Capture runs each distinct prefix up to the entity's last token once: rows that share it get
-    the activation a full pass over their own prompt gives, in their own order."""
+    the activation a full pass over their own prompt gives, in their own order; prefixes run shortest
+    first (less padding), and the rows still get their own."""
     model, tok = load_causal_lm(tiny_model_dir)
-    prompts = ["Alden Voss works as a", "the occupation of Brisa Kestrel is", "Alden Voss is a painter"]
-    enc = encode_prompts(tok, prompts, ["Alden Voss", "Brisa Kestrel", "Alden Voss"])
-    rows_run: list[int] = []
-    handle = decoder_layers(model)[0].register_forward_pre_hook(lambda _m, args: rows_run.append(args[0].shape[0]))
-    acts = capture_entity_activations(model, enc, layer=1)
+    prompts = ["the occupation of Brisa Kestrel is", "Alden Voss works as a", "Alden Voss is a painter"]
+    enc = encode_prompts(tok, prompts, ["Brisa Kestrel", "Alden Voss", "Alden Voss"])
+    shapes: list[tuple[int, int]] = []
+    handle = decoder_layers(model)[0].register_forward_pre_hook(lambda _m, args: shapes.append(args[0].shape[:2]))
+    acts = capture_entity_activations(model, enc, layer=1, batch_size=1)
     handle.remove()
-    assert sum(rows_run) == 2, "the two prompts that open with 'Alden Voss' share one prefix"
+    assert len(shapes) == 2, "the two prompts that open with 'Alden Voss' share one prefix"
+    assert shapes[0][1] < shapes[1][1], "the shorter prefix runs first"
     with torch.no_grad():
         ref = model(
             input_ids=enc.input_ids, attention_mask=enc.attention_mask, output_hidden_states=True
@@ -157,3 +159,33 @@ def test_a_model_state_decodes_each_prompt_once_and_a_new_state_decodes_again(mi
     decoded.clear()
     assert greedy_continuations(model, ws.tokenizer, prompts, 3) != plain
     assert sum(decoded) == len(prompts)
+
+
+def test_a_lora_adapter_folded_for_inference_gives_the_same_logits_and_unfolds_after(tiny_model_dir):
+    """Evaluation folds a trained LoRA adapter into the weights (faster) and unfolds it after: the
+    logits are the adapter's own, not the base model's, and the model handed back is unfolded again."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from sae_unlearn.methods.adapters import merged_adapter, wrap_with_lora
+
+    model, tok = load_causal_lm(tiny_model_dir)
+    ids = tok(["Alden Voss works as a"], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+    wrapped = wrap_with_lora(model, [0, 1], rank=2, alpha=4.0)
+    with torch.no_grad():
+        for name, p in wrapped.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # a trained adapter: B is no longer zero
+        unfolded = wrapped(input_ids=ids).logits
+        with merged_adapter(wrapped):
+            assert all(m.merged for m in wrapped.modules() if isinstance(m, BaseTunerLayer))
+            folded = wrapped(input_ids=ids).logits
+        again = wrapped(input_ids=ids).logits
+    assert not torch.allclose(unfolded, base, atol=1e-3), "the adapter must change the outputs for this check"
+    torch.testing.assert_close(folded, unfolded, rtol=1e-4, atol=1e-4)
+    assert not any(m.merged for m in wrapped.modules() if isinstance(m, BaseTunerLayer))
+    torch.testing.assert_close(again, unfolded, rtol=1e-4, atol=1e-4)
+    plain, _ = load_causal_lm(tiny_model_dir)
+    with torch.no_grad(), merged_adapter(plain):  # a model without an adapter runs as it is
+        torch.testing.assert_close(plain(input_ids=ids).logits, base)

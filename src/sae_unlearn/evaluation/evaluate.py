@@ -12,6 +12,7 @@ from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_metrics, state_attacks
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.evaluation.floors import recall_by_phrasing, recall_floors
 from sae_unlearn.methods import UnlearnOutcome
+from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.metrics.alignment import centroid_distances, entity_activations, sae_codes
 from sae_unlearn.metrics.entangled import split_entangled
 from sae_unlearn.metrics.recall import recall
@@ -98,6 +99,7 @@ register(
     Metric("seconds", "seconds", scope="method", better="min", compare=True, summary=True),
     Metric("stopped_reason", "why the method stopped", scope="method", section="hidden"),
     Metric("relearn_seconds", "seconds of the relearning attack", scope="method", section="hidden"),
+    Metric("evaluate_seconds", "seconds of the evaluation after unlearning", scope="method", section="hidden"),
     Metric("source", "the saved model attacked (`attack`)", scope="method", section="hidden"),
 )
 
@@ -122,7 +124,7 @@ def evaluate(
 ) -> dict:
     """Metrics of ``model`` (after) against ``ws.model`` (before); ``baseline`` caches the "before" half."""
     before = baseline if baseline is not None else evaluate_state(ws, ws.model)
-    with outcome.context(model) if outcome else nullcontext():
+    with merged_adapter(model), outcome.context(model) if outcome else nullcontext():
         after = evaluate_state(ws, model)
     out = {f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS} | {
         f"{k}_after": v for k, v in after.items()
@@ -196,9 +198,12 @@ def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
 
 
 def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
-    m = evaluate(ws, model, outcome, baseline)
-    t0 = time.time()
-    relearned = relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
+    with merged_adapter(model):
+        t0 = time.time()
+        m = evaluate(ws, model, outcome, baseline)
+        m["evaluate_seconds"] = time.time() - t0
+        t0 = time.time()
+        relearned = relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
     if relearned:
         m |= relearned | {"relearn_seconds": time.time() - t0}
     m["seconds"] = seconds
