@@ -46,7 +46,7 @@ def wrap_with_lora(model: CausalLM, layers: list[int], rank: int, alpha: float, 
 
 
 @contextmanager
-def merged_adapter(model: nn.Module) -> Iterator[None]:
+def merged_adapter(model: CausalLM) -> Iterator[None]:
     """Inside this block a LoRA-wrapped model runs with its adapter folded into the base weights (peft's
     ``merge_adapter``), and unfolded after, so the object a user gets back is unchanged. Why: unfolded,
     every adapted layer runs two more matmuls per token; one recall on the SmolLM2 demo took 28.4 s
