@@ -7,7 +7,7 @@
 The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
 fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
 are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Option names are
-`unlearn.*` / SAEGuidedConfig fields; "steps" sets the budget; "lora" / "lora_rank" set `model.*` (a peft
+`unlearn.methods.sae_guided` (SAEGuidedConfig) fields; "steps" sets the budget; "lora" / "lora_rank" set `model.*` (a peft
 adapter on the trained blocks instead of full weights).
 """
 
@@ -23,6 +23,7 @@ from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
 from sae_unlearn.evaluation.evaluate import perplexity_texts
 from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing
+from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
 from sae_unlearn.stages.latents import select_latents
@@ -90,22 +91,8 @@ def main() -> None:
             # shows a learning rate or a weight that is too high for it
             "loss_term_peaks": {k: round(max(v), 3) for k, v in outcome.loss_terms.items()},
         }
-        for key, entities in (
-            ("forget", ws.split.forget),
-            ("retain", ws.split.retain),
-            ("heldout_known", ws.split.heldout_known),
-        ):
-            row[key] = recall(model, tok, entities, held, n_tok)
-        if held:  # the phrasings the loss trained on, and each held-out phrasing alone (real models)
-            row["forget_train_phrasing"] = recall(model, tok, ws.split.forget, False, n_tok)
-            row |= {
-                k.removeprefix("forget_recall_"): v
-                for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()
-            }
-        with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
-            row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
-        if floors:
-            row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
+        with merged_adapter(model):  # as the pipeline's evaluation runs it (faster, same outputs)
+            row |= _scores(ws, model, outcome, floors, ppl_texts, ppl_before)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(
@@ -132,6 +119,31 @@ def main() -> None:
             indent=1,
         )
     )
+
+
+def _scores(ws, model, outcome, floors: dict, ppl_texts: list[str], ppl_before: float) -> dict:
+    """Recall of each set on held-out phrasings (and per phrasing), perplexity change and, with floors, the
+    relearning attack: what each variant is judged on."""
+    tok, held, n_tok = ws.tokenizer, ws.eval_heldout, ws.cfg.eval.max_new_tokens
+    row = {
+        key: recall(model, tok, entities, held, n_tok)
+        for key, entities in (
+            ("forget", ws.split.forget),
+            ("retain", ws.split.retain),
+            ("heldout_known", ws.split.heldout_known),
+        )
+    }
+    if held:  # the phrasings the loss trained on, and each held-out phrasing alone (real models)
+        row["forget_train_phrasing"] = recall(model, tok, ws.split.forget, False, n_tok)
+        row |= {
+            k.removeprefix("forget_recall_"): v
+            for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()
+        }
+    with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
+        row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
+    if floors:
+        row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
+    return row
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ prints a table and writes JSON. Forget recall before/after shows whether that bu
     python benchmarks/unlearn_scaling.py [--model smollm2-135m] [--sizes 1,10,100] [--steps 20] [--out F.json]
         [--forget-batches all,24] [--until-forgotten]
 
-``--forget-batches`` runs every size once per setting of ``unlearn.forget_batch`` ("all": every forget
+``--forget-batches`` runs every size once per setting of ``unlearn.methods.sae_guided.forget_batch`` ("all": every forget
 prompt in every step; N: N sampled prompts per step, so a step's cost stops growing with the targets).
 
 Without --model it uses the synthetic world (whose default config knows ~175 entities).
@@ -60,7 +60,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
-        "--forget-batches", default="all", help='comma list of unlearn.forget_batch values; "all" = every prompt'
+        "--forget-batches",
+        default="all",
+        help='comma list of unlearn.methods.sae_guided.forget_batch values; "all" = every prompt',
     )
     ap.add_argument(
         "--until-forgotten",
@@ -71,7 +73,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     # default: no early stop, equal work per size; --until-forgotten: the method's own stop rule, --steps a cap
-    overrides = {"unlearn.steps": args.steps} | ({} if args.until_forgotten else {"unlearn.eval_every": 10**6})
+    overrides = {"unlearn.steps": args.steps} | (
+        {} if args.until_forgotten else {"unlearn.methods.sae_guided.eval_every": 10**6}
+    )
     cfg = load_config(
         DEMO_CONFIG if args.model else None, overrides | ({"model.name": args.model} if args.model else {})
     )
@@ -81,7 +85,7 @@ def main() -> None:
     print(f"stage seconds: {stages}", flush=True)
     rows = []
     for batch in args.forget_batches.split(","):
-        ws.cfg.unlearn.forget_batch = None if batch == "all" else int(batch)
+        forget_batch = None if batch == "all" else int(batch)
         for n in (int(s) for s in args.sizes.split(",")):
             ws.cfg.unlearn.n_forget = n
             select_latents(make_split(ws))
@@ -89,16 +93,12 @@ def main() -> None:
             n_prompts = sum(len(e.facts) for e in ws.split.forget)
             same = next((r for r in rows if r["targets"] == n and r["forget_batch"] == "all"), None)
             n_trained = sum(not f.heldout for e in ws.split.forget for f in e.facts)  # the loss's rows
-            if (
-                same is not None
-                and ws.cfg.unlearn.forget_batch is not None
-                and ws.cfg.unlearn.forget_batch >= n_trained
-            ):
+            if same is not None and forget_batch is not None and forget_batch >= n_trained:
                 rows.append(same | {"forget_batch": batch})  # the batch holds every prompt: the very same run
                 continue
             before = recall(ws.model, ws.tokenizer, ws.split.forget, ws.eval_heldout, n_tok)
             with PeakRSS() as mem:
-                model, outcome, seconds = run_method(ws, "sae_guided", progress=False)
+                model, outcome, seconds = run_method(ws, "sae_guided", False, {"forget_batch": forget_batch})
             after = recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, n_tok)
             del model
             rows.append(

@@ -20,7 +20,11 @@ MICRO = {
     "world_model": {"n_layer": 3, "d_model": 96, "n_head": 4, "epochs": 40, "batch_size": 32, "lr": 3e-3},
     "sae": {"total_samples": 40000, "batch_size": 256},
     # stronger than the defaults: the micro world's 3-layer model needs it to move within the budget
-    "unlearn": {"n_forget": 4, "steps": 150, "lr": 5e-3, "w_retain": 3.0, "stop_toward": 0.005, "retain_batch": 64},
+    "unlearn": {
+        "n_forget": 4,
+        "steps": 150,
+        "methods": {"sae_guided": {"lr": 5e-3, "w_retain": 3.0, "stop_toward": 0.005, "retain_batch": 64}},
+    },
     "eval": {"known_threshold": 0.8},
 }
 

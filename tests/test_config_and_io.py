@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from sae_unlearn.config import load_config
+from sae_unlearn import config as config_module
+from sae_unlearn.config import dump_config, load_config
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_write_text, prepare_output_dir
 
@@ -66,6 +67,7 @@ def test_method_blocks_are_checked_when_the_config_loads(tmp_path, caplog):
     with pytest.raises(UserInputError, match=r"unknown method 'npp'"):
         load_config(None, {"unlearn.method": "npp"})
     path.write_text("unlearn:\n  method_options:\n    npo: {beta: 0.3, lr: 0.01}\n  methods:\n    npo: {lr: 0.001}\n")
+    config_module._warned.clear()  # said once per process: another test may have said it already
     with caplog.at_level("WARNING", logger="sae_unlearn"):
         cfg = load_config(path)
     assert cfg.unlearn.options_for("npo") == {"beta": 0.3, "lr": 0.001}
@@ -87,12 +89,51 @@ def test_deep_preset_is_the_demo_plus_its_three_settings():
     demo = flat(load_config(DEMO_REAL_CONFIG).model_dump(mode="json"))
     deep = flat(load_config(DEMO_REAL_CONFIG.with_name("smollm2_deep.yaml")).model_dump(mode="json"))
     changed = {k: (demo[k], deep[k]) for k in demo if demo[k] != deep[k]}
+    deep_only = {k: deep[k] for k in deep.keys() - demo.keys()}
+    block = "unlearn.methods.sae_guided."
     assert changed == {
-        "unlearn.w_downstream": (0.0, 0.3),
-        "unlearn.w_kl": (1.0, 5.0),
-        "unlearn.retain_paired": (False, True),
-        "unlearn.w_answer": (0.5, 0.0),
+        block + "w_downstream": (0.0, 0.3),
+        block + "w_kl": (1.0, 5.0),
+        block + "w_answer": (0.5, 0.0),
+        block + "retain_positions": ("after_entity", "all"),  # the deep preset was measured with "all"
     }
+    assert deep_only == {block + "retain_paired": True}
+
+
+def test_the_old_flat_sae_guided_keys_are_read_into_their_block_with_a_notice(tmp_path, caplog):
+    """``unlearn.w_retain`` and the other SAE-guided keys that sat under ``unlearn`` until 2026-12 are public
+    keys: they still work (into ``unlearn.methods.sae_guided``) with a notice naming the new place; one
+    setting given in both places is refused; a bad value is caught as in the block."""
+    path = tmp_path / "c.yaml"
+    path.write_text("unlearn:\n  w_retain: 7\n  lr: 0.01\n  methods:\n    sae_guided: {w_kl: 2}\n")
+    config_module._warned.clear()
+    with caplog.at_level("WARNING", logger="sae_unlearn"):
+        cfg = load_config(path, {"unlearn.forget_batch": 8})
+    assert cfg.unlearn.options_for("sae_guided") == {"w_retain": 7, "lr": 0.01, "forget_batch": 8, "w_kl": 2}
+    assert "now live under unlearn.methods.sae_guided" in caplog.text and "w_retain" in caplog.text
+    path.write_text("unlearn:\n  w_retain: 7\n  methods:\n    sae_guided: {w_retain: 9}\n")
+    with pytest.raises(UserInputError, match=r"w_retain set both as unlearn.w_retain and as unlearn.methods"):
+        load_config(path)
+    with pytest.raises(UserInputError, match=r"Invalid option\(s\) for method 'sae_guided': retain_positions"):
+        load_config(None, {"unlearn.retain_positions": "everywhere"})
+
+
+def test_a_runs_config_file_writes_out_every_methods_settings_and_reads_back_the_same(tmp_path):
+    """config.yaml holds each method's defaults too, so a later release's new defaults cannot change a re-run;
+    reading it back gives the very settings the run used."""
+    from sae_unlearn.methods import REGISTRY, method_settings
+
+    cfg = load_config(None, {"unlearn.methods.npo.beta": 0.3, "unlearn.w_retain": 5.0})
+    path = tmp_path / "config.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert set(again.unlearn.methods) == set(REGISTRY)
+    for name in REGISTRY:
+        assert method_settings(name, again.unlearn.options_for(name)) == method_settings(
+            name, cfg.unlearn.options_for(name)
+        )
+    assert again.unlearn.methods["npo"]["beta"] == 0.3 and again.unlearn.methods["sae_guided"]["w_retain"] == 5.0
+    assert again.unlearn.methods["sae_guided"]["w_toward"] == 1.0  # a default, written out
 
 
 def test_existing_output_dir_is_refused_and_kept(tmp_path):

@@ -40,13 +40,44 @@ def test_report_and_compare_show_what_the_registry_declares(micro_compare_dir):
     assert "forget_mink_auc_after" in shown
 
 
-def test_min_k_membership_tells_known_facts_from_unknown_names(micro_compare_dir):
-    """Min-K% (the membership metric added as one module): on the original model the targets' facts score above
-    the same sentences with never-seen names, so the AUC starts well above chance; every method gets it."""
+def test_membership_scores_tell_known_facts_from_unknown_names(micro_compare_dir):
+    """LOSS, Zlib, Min-K% and Min-K%++ (added as one module): on the original model the targets' facts score above
+    the same sentences with never-seen names, so each AUC starts well above chance; every method gets them."""
     methods = json.loads((micro_compare_dir / "compare.json").read_text())["methods"]
-    for name, record in methods.items():
-        assert 0.0 <= record["forget_mink_auc_after"] <= 1.0, name
-    assert methods["sae_guided"]["forget_mink_auc_before"] >= 0.7
+    for score in ("loss", "zlib", "mink", "minkpp"):
+        for name, record in methods.items():
+            assert 0.0 <= record[f"forget_{score}_auc_after"] <= 1.0, (name, score)
+        assert methods["sae_guided"][f"forget_{score}_auc_before"] >= 0.7, score
+
+
+def test_min_k_plus_plus_is_the_standardised_token_log_probability(micro_workspace):
+    """Min-K%++ by its definition, computed the slow way for one sentence: each token after the name, its
+    log-probability minus the mean log-probability under the model's next-token distribution, over that
+    distribution's standard deviation; the mean of the lowest 20 % (here: the single lowest of <= 5 tokens)."""
+    import torch
+
+    from sae_unlearn.evaluation.membership import membership_scores
+
+    ws = micro_workspace
+    entity = ws.split.forget[0]
+    fact = next(f for f in entity.facts if not f.heldout)
+    text = f"{fact.prompt} {fact.answer}"
+    got = membership_scores(ws.model, ws.tokenizer, [text], [entity.name])
+    ids = ws.tokenizer(text, return_tensors="pt")["input_ids"]
+    name_ids = ws.tokenizer(text[: text.rfind(entity.name) + len(entity.name)])["input_ids"]
+    with torch.no_grad():
+        logits = ws.model(input_ids=ids).logits[0].float()
+    per_token, log_probs = [], []
+    for pos in range(len(name_ids), ids.shape[1]):  # token ``pos`` given everything before it
+        dist = torch.log_softmax(logits[pos - 1], -1)
+        mu = float((dist.exp() * dist).sum())
+        sigma = float((dist.exp() * (dist - mu) ** 2).sum().sqrt())
+        per_token.append((float(dist[ids[0, pos]]) - mu) / sigma)
+        log_probs.append(float(dist[ids[0, pos]]))
+    assert 1 <= len(per_token) <= 5
+    assert got["forget_minkpp_auc"][0] == pytest.approx(min(per_token), abs=1e-4)
+    assert got["forget_mink_auc"][0] == pytest.approx(min(log_probs), abs=1e-4)
+    assert got["forget_loss_auc"][0] == pytest.approx(sum(log_probs) / len(log_probs), abs=1e-4)
 
 
 def test_a_metric_lives_in_one_file():

@@ -130,7 +130,7 @@ def smol_name_only(tmp_path_factory):
         },
         "eval": {"known_threshold": 0.5},
         "attack": {"enabled": False},
-        "unlearn": {"steps": 2, "retain_batch": 8, "retain_fraction": 0.5},
+        "unlearn": {"steps": 2, "retain_fraction": 0.5, "methods": {"sae_guided": {"retain_batch": 8}}},
     }
     (base / "run.yaml").write_text(yaml.safe_dump(cfg))
     return base

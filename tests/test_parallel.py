@@ -38,7 +38,8 @@ def one_process_run(
     cfg = json.loads(json.dumps(MICRO))
     # a sampled forget batch: every process draws the same rows and splits them (issue 7's many-target path)
     # checkpoints every 5 steps and no early stop: the FSDP run can be killed at step 8 and resumed
-    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5, "stop_toward": 0.0, "forget_batch": 5}
+    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5}
+    cfg["unlearn"]["methods"]["sae_guided"] |= {"stop_toward": 0.0, "forget_batch": 5}
     config = tmp / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
     one = tmp / "one"

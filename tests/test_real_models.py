@@ -94,14 +94,14 @@ def _tiny_model(arch: str, path):
     return path
 
 
-def _run_config(tmp_path, **unlearn) -> str:
+def _run_config(tmp_path, **sae_guided) -> str:
     # a random model knows nothing, so every entity counts as known (threshold 0) to exercise the path
     cfg = {
         "layer": 1,
         "device": TEST_DEVICE,
         "eval": {"known_threshold": 0.0, "max_new_tokens": 2},
         "entities": {"n_fictional": 4},
-        "unlearn": {"steps": 3, "retain_fraction": 0.5, **unlearn},
+        "unlearn": {"steps": 3, "retain_fraction": 0.5, "methods": {"sae_guided": sae_guided}},
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -319,7 +319,7 @@ def smol_setup(tmp_path_factory):
             "generation_tokens": 8,
         },
         "eval": {"known_threshold": 1.0},
-        "unlearn": {"steps": 2, "retain_batch": 8},
+        "unlearn": {"steps": 2, "methods": {"sae_guided": {"retain_batch": 8}}},
     }
     (base / "run.yaml").write_text(yaml.safe_dump(cfg))
     return base

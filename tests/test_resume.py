@@ -38,7 +38,8 @@ app(sys.argv[1:])
 @pytest.fixture(scope="module")
 def resume_config(tmp_path_factory, micro_workspace) -> Path:  # micro_workspace: world model and SAE cached
     cfg = json.loads(json.dumps(MICRO))
-    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5, "stop_toward": 0.0}  # no early stop: all 20 steps run
+    cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5}
+    cfg["unlearn"]["methods"]["sae_guided"]["stop_toward"] = 0.0  # no early stop: all 20 steps run
     path = tmp_path_factory.mktemp("resume") / "resume.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

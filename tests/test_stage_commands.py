@@ -93,8 +93,9 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     """NPO crashes at step 8 after SAE-guided finished; --resume trains no SAE-guided step again, continues NPO
     from its step-5 checkpoint, and gives the numbers of a run that never stopped."""
     cfg = yaml.safe_load(micro_config_file.read_text())
-    cfg["unlearn"] |= {"steps": 12, "checkpoint_every": 5, "stop_toward": 0.0}
-    cfg["unlearn"]["methods"] = {"npo": {"stop_at_floor": False}}
+    cfg["unlearn"] |= {"steps": 12, "checkpoint_every": 5}
+    cfg["unlearn"]["methods"]["sae_guided"]["stop_toward"] = 0.0
+    cfg["unlearn"]["methods"]["npo"] = {"stop_at_floor": False}
     cfg["attack"] = {"enabled": False}
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))

@@ -15,6 +15,39 @@ from sae_unlearn.errors import UserInputError
 log = logging.getLogger("sae_unlearn")
 
 
+# The SAE-guided method's settings that sat directly under ``unlearn`` until 2026-12 (public keys: read as
+# aliases of ``unlearn.methods.sae_guided.<key>`` for one release; docs/config.md)
+FLAT_SAE_GUIDED_KEYS = (
+    "lr",
+    "w_toward",
+    "w_away",
+    "w_retain",
+    "w_kl",
+    "w_answer",
+    "w_error",
+    "w_output",
+    "w_downstream",
+    "retain_batch",
+    "retain_paired",
+    "forget_batch",
+    "retain_positions",
+    "contexts",
+    "lead_ins",
+    "eval_every",
+    "stop_share",
+    "stop_toward",
+    "train_layers",
+)
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A deprecation is said once per process, however many times a config is validated."""
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -113,42 +146,35 @@ class UnlearnConfig(_Strict):
     # the entity file's facts about it; a name need not be in the file
     name_only: bool = False
     retain_fraction: float = Field(0.5, gt=0, lt=1)  # of the other known entities, used in the retain loss
-    steps: int = Field(400, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    w_toward: float = Field(1.0, ge=0)
-    w_away: float = Field(1.0, ge=0)
-    # 10 before w_downstream (2026-11-26); 60 / 5 since perplexity reads the trained phrasings (2026-12-03):
-    # 30 / 1 lost 1.1 retain points and 3.8 % perplexity on the synthetic world (docs/results.md)
-    w_retain: float = Field(60.0, ge=0)
-    w_kl: float = Field(5.0, ge=0)
-    # hinge on each retained fact's answer margin, kept at least at the original model's (docs/method.md)
-    w_answer: float = Field(0.0, ge=0)
-    w_error: float = Field(1.0, ge=0)
-    w_output: float = Field(
-        0.0, ge=0
-    )  # next-token distribution of forget prompts -> unknown entities' (docs/method.md)
-    # blocks above L fed the original target residual answer like for unknowns (docs/method.md)
-    w_downstream: float = Field(1.0, ge=0)
-    retain_batch: int = Field(128, ge=1)
-    # + every retained fact asked with a forget prompt's wording, each step (docs/method.md)
-    retain_paired: bool = False
-    # forget prompts per step, sampled (null: all of them): a step's cost stays flat as targets grow
-    forget_batch: int | None = Field(None, ge=1)
-    retain_positions: Literal["after_entity", "all"] = "after_entity"
-    # generic contexts naming each target (and, as minimal pairs, each retained entity) added to the
-    # SAE-guided losses (entities/contexts.py; docs/method.md); 0: the fact prompts only
-    contexts: int = Field(0, ge=0, le=12)
-    # every training fact also after N sentence openings (entities/contexts.py LEAD_INS), targets and retained
-    lead_ins: int = Field(0, ge=0, le=6)
-    eval_every: int = Field(10, ge=1)
+    steps: int = Field(400, ge=1)  # every method's step budget
     checkpoint_every: int = Field(25, ge=0)  # steps between crash-safe checkpoints in OUT/checkpoints; 0: none
-    stop_share: float = Field(1.0, ge=0, le=1)
-    stop_toward: float = Field(0.02, ge=0, le=1)
-    train_layers: list[int] | None = None  # decoder blocks to train; default: 0..layer
     # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}: names and keys checked against the method registry
     # and each method's typed settings (methods/options.py) when the config loads, before any compute
     methods: dict[str, dict] = Field(default_factory=dict)
     method_options: dict[str, dict] = Field(default_factory=dict)  # the old name of ``methods`` (deprecated)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_sae_guided_keys(cls, data):
+        """The SAE-guided settings written directly under ``unlearn`` (the keys before 2026-12) are read into
+        ``unlearn.methods.sae_guided``, with a warning; the same setting in both places is refused."""
+        if not isinstance(data, dict) or not (flat := {k: data[k] for k in FLAT_SAE_GUIDED_KEYS if k in data}):
+            return data
+        data = {k: v for k, v in data.items() if k not in flat}
+        methods = dict(data.get("methods") or {})
+        block = dict(methods.get("sae_guided") or {})
+        if both := sorted(set(flat) & set(block)):
+            raise ValueError(
+                f"{', '.join(both)} set both as unlearn.{both[0]} and as unlearn.methods.sae_guided.{both[0]}; "
+                "keep the second (the first is the old name)"
+            )
+        methods["sae_guided"] = flat | block
+        data["methods"] = methods
+        warn_once(
+            f"unlearn.{{{', '.join(sorted(flat))}}}: SAE-guided settings now live under unlearn.methods.sae_guided "
+            "(same names); the old place is read until the next release"
+        )
+        return data
 
     @model_validator(mode="after")
     def _methods_exist(self) -> "UnlearnConfig":
@@ -157,7 +183,7 @@ class UnlearnConfig(_Strict):
         if self.method not in REGISTRY:
             raise ValueError(f"unknown method {self.method!r}; known methods: {', '.join(sorted(REGISTRY))}")
         if self.method_options:
-            log.warning("unlearn.method_options is deprecated; write the same blocks under unlearn.methods")
+            warn_once("unlearn.method_options is deprecated; write the same blocks under unlearn.methods")
         for block in (self.method_options, self.methods):
             for name, options in block.items():
                 try:
@@ -272,4 +298,14 @@ def _explain(exc: ValidationError, path: Path | None) -> str:
 
 
 def dump_config(cfg: DemoConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    """A run's config.yaml: every setting, every method's included (its defaults written out), so that a
+    later release's defaults cannot change what re-running this file does."""
+    from sae_unlearn.methods import REGISTRY, method_settings
+
+    data = cfg.model_dump(mode="json")
+    order = [cfg.unlearn.method] + sorted(set(REGISTRY) - {cfg.unlearn.method})
+    data["unlearn"]["methods"] = {
+        name: method_settings(name, cfg.unlearn.options_for(name)).model_dump(mode="json") for name in order
+    }
+    data["unlearn"]["method_options"] = {}  # read into ``methods`` above
+    return yaml.safe_dump(data, sort_keys=False)

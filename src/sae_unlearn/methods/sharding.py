@@ -85,5 +85,5 @@ def check_rows_per_process(rows: dict[str, int]) -> None:
         raise UserInputError(
             f"FSDP over {world} processes needs at least {world} rows per batch; got "
             + ", ".join(f"{k}={v}" for k, v in short.items())
-            + ". Raise them (unlearn.forget_batch / unlearn.retain_batch) or use fewer processes."
+            + ". Raise them (unlearn.methods.sae_guided.forget_batch / retain_batch) or use fewer processes."
         )

@@ -104,8 +104,9 @@ def expand(template: str, form: str | None) -> str:
 
 
 def computed() -> list[Callable[[Any, Any, bool], dict[str, float]]]:
-    """The compute functions of the metrics that bring their own (registration order)."""
-    return [m.compute for m in REGISTRY.values() if m.compute is not None]
+    """The compute functions of the metrics that bring their own (registration order; a function that
+    computes several metrics at once, declared on each, runs once)."""
+    return list(dict.fromkeys(m.compute for m in REGISTRY.values() if m.compute is not None))
 
 
 def section_rows(

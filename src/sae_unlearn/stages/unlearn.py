@@ -15,7 +15,6 @@ from sae_unlearn.config import DemoConfig
 from sae_unlearn.io_utils import CHECKPOINTS
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
-from sae_unlearn.methods.sae_guided import SAEGuidedConfig
 from sae_unlearn.metrics.alignment import entity_codes
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.state import Workspace
@@ -24,13 +23,8 @@ log = logging.getLogger("sae_unlearn")
 
 
 def method_options(cfg: DemoConfig, name: str) -> dict:
-    """The SAE-guided method reads the ``unlearn.*`` settings; every method also takes
-    ``unlearn.methods.<name>`` (checked against its typed settings when the config loads)."""
-    opts: dict = {}
-    if name == "sae_guided":
-        known = set(SAEGuidedConfig.model_fields)
-        opts = {k: v for k, v in cfg.unlearn.model_dump().items() if k in known}
-    return opts | cfg.unlearn.options_for(name)
+    """``unlearn.methods.<name>`` (checked against the method's typed settings when the config loads)."""
+    return cfg.unlearn.options_for(name)
 
 
 def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> Checkpointer | None:
