@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from sae_unlearn.attacks.paraphrase import heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
+from sae_unlearn.attacks.quantization import quantized_copy, round_to_nearest
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack, split_for_relearning
 from sae_unlearn.cli import app
 from sae_unlearn.entities.types import Entity, Fact
@@ -30,6 +31,8 @@ ATTACK_KEYS = (
     "paraphrase_recall_heldout_after",
     "paraphrase_recall_context_after",
     "generation_leak_rate_after",
+    "forget_recall_quant8_after",
+    "forget_recall_quant4_after",
 )
 
 
@@ -223,4 +226,49 @@ def test_attacks_can_be_switched_off(micro_workspace):
     )
     m = evaluate_state(replace(micro_workspace, cfg=cfg), micro_workspace.model)
     assert "forget_recall" in m
-    assert not [k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe"))]
+    assert not [
+        k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe", "forget_recall_quant"))
+    ]
+
+
+def test_rounding_keeps_each_weight_within_half_a_step_of_its_group():
+    """Round-to-nearest per group: at most 2^bits levels per group, each weight within half a step (the
+    group's range over 2^bits - 1) of where it was; 8 bits lands far closer than 4."""
+    torch.manual_seed(0)
+    w = torch.randn(6, 256)
+    for bits in (8, 4):
+        q = round_to_nearest(w, bits, group_size=128)
+        groups, qg = w.reshape(6, 2, 128), q.reshape(6, 2, 128)
+        step = (groups.amax(-1).clamp_min(0) - groups.amin(-1).clamp_max(0)) / (2**bits - 1)
+        assert ((groups - qg).abs() <= step[..., None] / 2 + 1e-6).all()
+        assert max(len(torch.unique(g)) for g in qg.reshape(-1, 128)) <= 2**bits
+    assert (w - round_to_nearest(w, 8)).abs().mean() < (w - round_to_nearest(w, 4)).abs().mean() / 8
+    with pytest.raises(ValueError, match="bits must be"):
+        round_to_nearest(w, 1)
+
+
+def test_quantisation_erases_an_edit_smaller_than_its_step():
+    """Why the attack exists: weights moved by much less than a 4-bit step (the group's range kept) round back onto
+    the original weights' values, so an edit made of small weight changes is undone; 8 bits keeps more of it."""
+    torch.manual_seed(0)
+    w = torch.randn(8, 256)
+    groups = w.reshape(8, 2, 128)
+    extremes = (groups == groups.amax(-1, keepdim=True)) | (groups == groups.amin(-1, keepdim=True))
+    edit = (1e-3 * torch.sign(torch.randn_like(groups))).masked_fill(extremes, 0).reshape(8, 256)
+    edited = w + edit
+    assert (edited != w).float().mean() > 0.95
+    same4 = (round_to_nearest(edited, 4) == round_to_nearest(w, 4)).float().mean()
+    same8 = (round_to_nearest(edited, 8) == round_to_nearest(w, 8)).float().mean()
+    assert same4 > 0.95, "most edited weights round back to the original's values at 4 bits"
+    assert same8 < same4
+
+
+def test_quantized_copy_rounds_the_blocks_of_a_copy_and_nothing_else(micro_workspace):
+    model = micro_workspace.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rounded = quantized_copy(model, 4).state_dict()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items()), "the model itself was rounded"
+    block = "transformer.h.0.mlp.c_fc.weight"  # GPT-2 (the world model): a Conv1D, [in, out]
+    assert not torch.equal(rounded[block], before[block])
+    assert max(len(torch.unique(rounded[block][:, j])) for j in range(8)) <= 16, "4 bits: <= 16 levels per group"
+    assert torch.equal(rounded["transformer.wte.weight"], before["transformer.wte.weight"]), "embeddings stay"

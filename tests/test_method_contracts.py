@@ -31,6 +31,7 @@ KNOWN_BREACHES = {
     ("grad_diff", "retain"): "retain 1.000 -> 0.829 by its stop at step 30 (issue 23)",
     ("rmu", "forget"): "stops at step 90 on the training phrasings with held-out forget recall 0.417 (issue 23)",
     ("sae_clamp", "forget"): "clamping at multiplier 20 leaves forget recall at 0.556 (issue 23)",
+    ("simnpo", "forget"): "stops at step 40 on the training phrasings with held-out forget recall 0.583 (issue 23)",
     ("sae_clamp", "retain"): "the clamped latents fire for other entities too: retain 1.000 -> 0.564 (issue 23)",
 }
 

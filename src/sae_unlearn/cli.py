@@ -275,7 +275,7 @@ def compare(
     seed: Optional[int] = typer.Option(None, "--seed"),
     layer: Optional[int] = typer.Option(None, "--layer"),
     steps: Optional[int] = typer.Option(None, "--steps", help="Step budget, the same for every method."),
-    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: all six)."),
+    methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: every method)."),
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
     sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
     overwrite: bool = OverwriteOpt,

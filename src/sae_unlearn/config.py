@@ -217,6 +217,14 @@ class AttackConfig(_Strict):
     relearn_lr: float = Field(1e-4, gt=0)
     relearn_eval_every: int = Field(5, ge=1)  # recall of the held-back facts every N attack steps (the curve)
     generation_tokens: int = Field(24, ge=4)  # free generation about each target
+    # the targets' recall after the decoder weights are rounded to each of these bit widths ([]: none)
+    quantize_bits: list[int] = Field(default_factory=lambda: [8, 4])
+
+    @model_validator(mode="after")
+    def _bits_in_range(self) -> "AttackConfig":
+        if bad := [b for b in self.quantize_bits if b not in (8, 4)]:
+            raise ValueError(f"quantize_bits {bad}: the attack rounds to 8 or 4 bits (attacks/quantization.py)")
+        return self
 
 
 class DemoConfig(_Strict):

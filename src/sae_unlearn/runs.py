@@ -34,7 +34,7 @@ from sae_unlearn.state import Workspace
 log = logging.getLogger("sae_unlearn")
 
 
-ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "rmu", "sae_clamp")
+ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "simnpo", "rmu", "sae_clamp")
 
 
 # The main hyperparameter of each method and the values ``compare --sweep`` tries (defaults in the middle).
@@ -43,6 +43,7 @@ SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
     "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
     "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
     "npo": ("beta", (0.05, 0.1, 0.5)),
+    "simnpo": ("beta", (2.5, 4.5, 8.0)),
     "rmu": ("alpha", (10.0, 100.0, 1200.0)),
     "sae_clamp": ("multiplier", (5.0, 20.0, 80.0)),
 }

@@ -1,0 +1,43 @@
+"""The quantisation attack's metric (attacks/quantization.py): the targets' recall, on held-out phrasings, after
+the decoder weights are rounded to 8 and 4 bits; on the original model it is the ceiling the rounding leaves.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from sae_unlearn.attacks.quantization import quantized_copy
+from sae_unlearn.metrics.recall import recall
+from sae_unlearn.metrics.registry import Metric, register
+from sae_unlearn.state import Workspace
+
+
+def quantized_recall(ws: Workspace, model: nn.Module, original: bool) -> dict[str, float]:
+    """``forget_recall_quant<bits>`` for each of ``attack.quantize_bits``."""
+    assert ws.split is not None
+    if not ws.cfg.attack.enabled:
+        return {}
+    out = {}
+    for bits in ws.cfg.attack.quantize_bits:
+        rounded = quantized_copy(model, bits)
+        out[f"forget_recall_quant{bits}"] = recall(
+            rounded, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens
+        )
+        del rounded
+    return out
+
+
+register(
+    *(
+        Metric(
+            f"forget_recall_quant{bits}",
+            f"forget recall after {bits}-bit rounding of the weights (held-out phrasings)",
+            better="floor",
+            floors=("unknown_recall_same_prompts",),
+            section="attacks",
+            compare=bits == 4,
+            compute=quantized_recall,
+        )
+        for bits in (8, 4)  # the widths ``attack.quantize_bits`` accepts
+    )
+)

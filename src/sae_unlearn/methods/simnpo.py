@@ -1,0 +1,42 @@
+"""SimNPO (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM
+Unlearning", arXiv 2410.07163): NPO without the reference model, on the answer's length-normalised likelihood,
+with a margin ``delta``:  L = gamma * (-(2/beta) E_f[ log sigma(beta * (NLL(y|x) / |y| - delta)) ])
++ alpha * E_r[NLL]. Why a method of its own: NPO's reference ratio lets short answers (most entity facts are
+one or two tokens) dominate the forget term; SimNPO weighs every answer by its length.
+
+Defaults are open-unlearning's (configs/trainer/SimNPO.yaml): beta 4.5, delta 0, gamma 0.125, alpha 1, NLL retain.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from sae_unlearn.methods.base import UnlearnTask
+from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
+from sae_unlearn.methods.lm_losses import answer_nll, sequence_logprob
+from sae_unlearn.methods.registry import register_method
+
+
+class SimNPOConfig(GradientAscentConfig):
+    beta: float = Field(4.5, gt=0)
+    delta: float = 0.0  # margin on the length-normalised NLL ("gamma" in the SimNPO paper)
+    forget_weight: float = Field(0.125, ge=0)  # open-unlearning's gamma
+    retain_weight: float = Field(1.0, ge=0)  # open-unlearning's alpha
+
+
+@register_method
+class SimNPOUnlearner(GradientAscentUnlearner):
+    name = "simnpo"
+    config_cls = SimNPOConfig
+
+    def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
+        batch = self.forget.rows(self._rows(len(self.forget), rng))
+        lengths = (batch.labels[:, 1:] != -100).sum(1).clamp_min(1)
+        nll = -sequence_logprob(task.model, batch) / lengths
+        simnpo = -(2.0 / self.cfg.beta) * F.logsigmoid(self.cfg.beta * (nll - self.cfg.delta)).mean()
+        retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
+        return {"simnpo": self.cfg.forget_weight * simnpo, "retain": self.cfg.retain_weight * retain}
