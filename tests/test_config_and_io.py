@@ -116,6 +116,9 @@ def test_the_old_flat_sae_guided_keys_are_read_into_their_block_with_a_notice(tm
         load_config(path)
     with pytest.raises(UserInputError, match=r"Invalid option\(s\) for method 'sae_guided': retain_positions"):
         load_config(None, {"unlearn.retain_positions": "everywhere"})
+    for key, value in (("lead_ins", 9), ("w_retain", -1.0), ("forget_batch", 0)):  # the old keys' bounds hold
+        with pytest.raises(UserInputError, match=rf"for method 'sae_guided': {key} = {value}"):
+            load_config(None, {f"unlearn.methods.sae_guided.{key}": value})
 
 
 def test_a_runs_config_file_writes_out_every_methods_settings_and_reads_back_the_same(tmp_path):
