@@ -208,6 +208,9 @@ class EvalConfig(_Strict):
     answerable_substitutes: int = Field(4, ge=0)
 
 
+QUANTIZE_WIDTHS = (8, 4)  # the bit widths the quantisation attack rounds to (each has its registered metric)
+
+
 class AttackConfig(_Strict):
     """Attacks that try to bring forgotten knowledge back (attacks/; docs/attacks.md), run on every method."""
 
@@ -222,7 +225,7 @@ class AttackConfig(_Strict):
 
     @model_validator(mode="after")
     def _bits_in_range(self) -> "AttackConfig":
-        if bad := [b for b in self.quantize_bits if b not in (8, 4)]:
+        if bad := [b for b in self.quantize_bits if b not in QUANTIZE_WIDTHS]:
             raise ValueError(f"quantize_bits {bad}: the attack rounds to 8 or 4 bits (attacks/quantization.py)")
         return self
 

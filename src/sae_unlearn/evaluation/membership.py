@@ -61,8 +61,9 @@ def membership_scores(
             model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float(), -1
         )
         token_logp = log_probs.gather(-1, ids[:, 1:, None]).squeeze(-1)  # [j]: token j+1 given tokens 0..j
-        mean = (log_probs.exp() * log_probs).sum(-1)  # E_z[log p(z)] under the model's next-token distribution
-        spread = ((log_probs.exp() * log_probs.pow(2)).sum(-1) - mean.pow(2)).clamp_min(1e-12).sqrt()
+        probs = log_probs.exp()
+        mean = (probs * log_probs).sum(-1)  # E_z[log p(z)] under the model's next-token distribution
+        spread = ((probs * log_probs.pow(2)).sum(-1) - mean.pow(2)).clamp_min(1e-12).sqrt()
         for row, (first, last) in enumerate(zip(enc.entity_last.tolist(), enc.prompt_last.tolist())):
             logp = token_logp[row, first:last]  # the tokens after the name, each given everything before it
             text = texts[start + row]

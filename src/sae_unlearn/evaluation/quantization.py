@@ -7,6 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from sae_unlearn.attacks.quantization import quantized_copy
+from sae_unlearn.config import QUANTIZE_WIDTHS
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.metrics.registry import Metric, register
 from sae_unlearn.state import Workspace
@@ -38,6 +39,6 @@ register(
             compare=bits == 4,
             compute=quantized_recall,
         )
-        for bits in (8, 4)  # the widths ``attack.quantize_bits`` accepts
+        for bits in QUANTIZE_WIDTHS
     )
 )

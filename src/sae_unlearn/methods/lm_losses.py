@@ -26,6 +26,10 @@ class FactBatch:
     def rows(self, idx: torch.Tensor) -> "FactBatch":
         return FactBatch(self.input_ids[idx], self.attention_mask[idx], self.labels[idx])
 
+    def answer_lengths(self) -> torch.Tensor:
+        """Answer tokens per row (the positions ``sequence_logprob`` sums over)."""
+        return (self.labels[:, 1:] != -100).sum(1)
+
 
 def encode_fact_answers(
     tokenizer, entities: list[Entity], device: torch.device, heldout: bool | None = False
@@ -63,5 +67,5 @@ def sequence_logprob(model, batch: FactBatch) -> torch.Tensor:
 
 def answer_nll(model, batch: FactBatch) -> torch.Tensor:
     """Mean per-token NLL on the answers (the LM loss of the retain and forget facts)."""
-    n_tokens = (batch.labels[:, 1:] != -100).sum().clamp_min(1)
+    n_tokens = batch.answer_lengths().sum().clamp_min(1)
     return -sequence_logprob(model, batch).sum() / n_tokens

@@ -35,8 +35,7 @@ class SimNPOUnlearner(GradientAscentUnlearner):
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         batch = self.forget.rows(self._rows(len(self.forget), rng))
-        lengths = (batch.labels[:, 1:] != -100).sum(1).clamp_min(1)
-        nll = -sequence_logprob(task.model, batch) / lengths
+        nll = -sequence_logprob(task.model, batch) / batch.answer_lengths().clamp_min(1)
         simnpo = -(2.0 / self.cfg.beta) * F.logsigmoid(self.cfg.beta * (nll - self.cfg.delta)).mean()
         retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
         return {"simnpo": self.cfg.forget_weight * simnpo, "retain": self.cfg.retain_weight * retain}
