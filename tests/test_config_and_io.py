@@ -76,7 +76,7 @@ def test_method_blocks_are_checked_when_the_config_loads(tmp_path, caplog):
 
 def test_deep_preset_is_the_demo_plus_its_three_settings():
     """smollm2_deep.yaml is documented as the demo config plus three settings (and without the demo's
-    ``w_answer``, not measured with them): any other drift between the
+    ``w_answer`` and lead-ins, not measured with them): any other drift between the
     two files (a setting changed in one and not the other) would silently change what the preset measures."""
     from sae_unlearn.cli import DEMO_REAL_CONFIG
 
@@ -88,16 +88,19 @@ def test_deep_preset_is_the_demo_plus_its_three_settings():
 
     demo = flat(load_config(DEMO_REAL_CONFIG).model_dump(mode="json"))
     deep = flat(load_config(DEMO_REAL_CONFIG.with_name("smollm2_deep.yaml")).model_dump(mode="json"))
-    changed = {k: (demo[k], deep[k]) for k in demo if demo[k] != deep[k]}
+    changed = {k: (demo[k], deep[k]) for k in demo.keys() & deep.keys() if demo[k] != deep[k]}
     deep_only = {k: deep[k] for k in deep.keys() - demo.keys()}
+    demo_only = {k: demo[k] for k in demo.keys() - deep.keys()}
     block = "unlearn.methods.sae_guided."
     assert changed == {
         block + "w_downstream": (0.0, 0.3),
         block + "w_kl": (1.0, 5.0),
         block + "w_answer": (0.5, 0.0),
         block + "retain_positions": ("after_entity", "all"),  # the deep preset was measured with "all"
+        block + "forget_batch": (24, 48),  # without lead-ins: every forget prompt in each step (48 >= the 24)
     }
     assert deep_only == {block + "retain_paired": True}
+    assert demo_only == {block + "lead_ins": 2}  # the deep preset was measured without lead-ins
 
 
 def test_the_old_flat_sae_guided_keys_are_read_into_their_block_with_a_notice(tmp_path, caplog):

@@ -4,6 +4,7 @@ entities kept, after lead-ins that ask no fact."""
 from __future__ import annotations
 
 import copy
+import random
 
 import torch
 
@@ -12,6 +13,7 @@ from sae_unlearn.entities.contexts import CONTEXTS, LEAD_INS, with_contexts, wit
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
+from sae_unlearn.models.prompts import EncodedPrompts
 
 
 def _task(ws, model, steps):
@@ -109,3 +111,50 @@ def test_contexts_join_both_losses_and_move_the_targets_there(micro_workspace):
     method.unlearn(task)
     after = _context_distance(method, task, context_rows)
     assert after < 0.5 * before, f"codes in the contexts: distance to unknown {before:.2f} -> {after:.2f}"
+
+
+def test_a_mixed_batch_is_cut_in_two_by_length_only_where_that_saves_padding():
+    def prompts(lengths: list[int]) -> EncodedPrompts:
+        n, width = len(lengths), max(lengths)
+        return EncodedPrompts(
+            torch.zeros(n, width, dtype=torch.long),
+            torch.ones(n, width, dtype=torch.long),
+            torch.zeros(n, dtype=torch.long),
+            torch.tensor(lengths) - 1,
+        )
+
+    mixed = prompts([20, 5, 21, 6, 5, 20])
+    assert [g.tolist() for g in mixed.length_groups(torch.arange(6))] == [[1, 4, 3], [0, 5, 2]]
+    assert [g.tolist() for g in mixed.length_groups(torch.tensor([0, 2]))] == [[0, 2]]
+    near = prompts([20, 19, 20, 18])  # cutting would save under a sixth
+    assert [g.tolist() for g in near.length_groups(torch.arange(4))] == [[0, 1, 2, 3]]
+    assert [b.tolist() for b in mixed.length_batches(4)] == [[1, 4, 3, 0], [5, 2]]
+
+
+def test_lead_in_rows_run_in_length_groups_with_the_one_batch_loss_and_references(micro_workspace, monkeypatch):
+    """The speed-ups for lead-ins (prepare's length batches, a step's length groups) change no number."""
+    ws = micro_workspace
+    cfg = SAEGuidedConfig(w_output=1.0, w_kl=1.0, w_answer=1.0, w_downstream=1.0, lead_ins=2, forget_batch=None)
+    method = SAEGuidedUnlearner(cfg)
+    task = _task(ws, copy.deepcopy(ws.model), steps=0)
+    method.prepare(task)
+    rows = torch.arange(len(method.forget))
+    assert len(method.forget.length_groups(rows)) == 2, "bare facts and lead-in rows differ in length"
+    batched, batched_logp = method._forward_by_length(task, method.forget, with_next=True, batch_size=3)
+    with torch.no_grad():
+        whole, whole_logp = method._forget_forward(task, method.forget)
+    real = method.forget.attention_mask.bool()
+    torch.testing.assert_close(batched[real], whole[real], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(batched_logp, whole_logp, rtol=1e-4, atol=1e-4)
+    one_template_at_a_time = SAEGuidedUnlearner(cfg)
+    whole = SAEGuidedUnlearner._reference_codes
+    monkeypatch.setattr(SAEGuidedUnlearner, "_reference_codes", lambda self, *a: whole(self, *a, keys_at_once=1))
+    one_template_at_a_time.prepare(task)
+    for name in ("ref_unknown", "ref_error", "ref_known", "ref_next"):
+        torch.testing.assert_close(getattr(one_template_at_a_time, name), getattr(method, name), rtol=1e-4, atol=1e-5)
+    grouped = method.loss_terms(task, random.Random(0))
+    monkeypatch.setattr(EncodedPrompts, "length_groups", lambda self, rows: [rows])
+    single = method.loss_terms(task, random.Random(0))
+    assert grouped.keys() == single.keys()
+    for key in grouped:
+        torch.testing.assert_close(grouped[key], single[key], rtol=1e-4, atol=1e-6, msg=key)

@@ -69,10 +69,9 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
             t0 = time.time()
             baseline = evaluate_state(ws, ws.model)
             ws.timings["evaluate_original"] = time.time() - t0
-    if evaluate:
-        t0 = time.time()
-        ws.relearn_floors = relearn_floors(ws)
-        ws.timings["relearn_floors"] = time.time() - t0
+            t0 = time.time()
+            ws.relearn_floors = relearn_floors(ws)
+            ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
 
 

@@ -92,19 +92,21 @@ def relearn_attack(
     torch.manual_seed(seed)
     batch = encode_fact_answers(tokenizer, taught, model_device(attacked), heldout=teach_heldout)
     opt = torch.optim.Adam(params, lr=lr)
-    curve: list[dict] = []
-    with (context or (lambda _m: nullcontext()))(attacked):
-        for step in range(steps + 1):
-            if step % eval_every == 0 or step == steps:
-                attacked.train(False)
-                curve.append({"step": step, "recall": recall(attacked, tokenizer, asked, heldout, max_new_tokens)})
-            if step == steps:
-                break
+    edit = context or (lambda _m: nullcontext())
+    # step 0 asks ``model`` itself (the copy still equals it): a caller inside
+    # ``reuse_greedy_continuations(model)`` has decoded those prompts already
+    with edit(model):
+        curve = [{"step": 0, "recall": recall(model, tokenizer, asked, heldout, max_new_tokens)}]
+    with edit(attacked):
+        for step in range(1, steps + 1):
             deterministic_train_mode(attacked)
             loss = answer_nll(attacked, batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if step % eval_every == 0 or step == steps:
+                attacked.train(False)
+                curve.append({"step": step, "recall": recall(attacked, tokenizer, asked, heldout, max_new_tokens)})
     del attacked, opt
     return RelearnResult(curve, len(parts))
 

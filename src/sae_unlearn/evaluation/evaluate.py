@@ -198,7 +198,8 @@ def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
 
 
 def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
-    with merged_adapter(model):
+    # one store of greedy answers for the evaluation and the relearning attack's first recall (the same state)
+    with merged_adapter(model), reuse_greedy_continuations(model):
         t0 = time.time()
         m = evaluate(ws, model, outcome, baseline)
         m["evaluate_seconds"] = time.time() - t0

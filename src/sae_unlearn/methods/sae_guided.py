@@ -135,27 +135,75 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     # -- references from the original model -------------------------------------------------
     @torch.no_grad()
-    def _reference_codes(
-        self, task: UnlearnTask, template: str, etype: str, pool: list[Entity], n_pos: int
+    def _forward_by_length(
+        self, task: UnlearnTask, enc: EncodedPrompts, with_next: bool, batch_size: int = 64
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Mean SAE code and reconstruction error, per position after the entity, of ``template``
-        filled with pool entities: [n_pos, d_sae + d_model]; with ``w_output``, also their mean
-        next-token distribution at the prompt's end (log-probabilities, [vocab])."""
-        same_type = [e for e in pool if e.type == etype] or pool
-        chosen = same_type[: self.cfg.n_reference]
-        prompts = [template.replace(_SLOT, e.name) for e in chosen]
-        enc = encode_prompts(task.tokenizer, prompts, [e.name for e in chosen]).to(model_device(task.model))
-        hidden, logp = self._forget_forward(task, enc)
-        # log of the mean probability over the substitutes
-        next_token = None if logp is None else torch.logsumexp(logp, dim=0) - math.log(len(chosen))
-        codes = []
-        for row in range(len(chosen)):
-            start = int(enc.entity_last[row])
-            span = hidden[row, start : start + n_pos]
-            if span.shape[0] == n_pos:  # suffix after the entity is the template's, so lengths agree
-                z = task.sae.encode(span)
-                codes.append(torch.cat([z, span - task.sae.decode(z)], dim=-1))
-        return torch.stack(codes).mean(0), next_token
+        """``_forget_forward`` over many prompts, in batches of similar length (the lead-in rows are twice
+        as long as the bare facts; one batch would pad every row to the longest): the layer-L residual
+        [rows, width, d] (zero past a row's end) and, ``with_next``, the log-probabilities at each row's end."""
+        device = model_device(task.model)
+        width = enc.input_ids.shape[1]
+        hidden, logps, order = [], [], []
+        for rows in enc.length_batches(batch_size):
+            sub = enc.take(rows).to(device)
+            if with_next:
+                h, logits = residual_and_last_logits(
+                    task.model, sub.input_ids, sub.attention_mask, task.layer, sub.prompt_last
+                )
+                logps.append(F.log_softmax(logits.float(), dim=-1))
+            else:
+                h = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+            hidden.append(F.pad(h, (0, 0, 0, width - h.shape[1])))
+            order.append(rows)
+        inverse = torch.argsort(torch.cat(order)).to(device)
+        return torch.cat(hidden)[inverse], (torch.cat(logps)[inverse] if with_next else None)
+
+    @torch.no_grad()
+    def _reference_codes(
+        self,
+        task: UnlearnTask,
+        keys: list[tuple[str, str, int]],
+        pool: list[Entity],
+        with_next: bool,
+        keys_at_once: int = 32,
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per (template, entity type, positions after the entity): the mean SAE code and reconstruction
+        error, per position after the entity, of the template filled with pool entities of that type
+        [n_pos, d_sae + d_model] and, ``with_next``, their mean next-token distribution at the prompt's end
+        (log-probabilities, [vocab]). Templates run together, batched by length, ``keys_at_once`` at a time
+        (each prompt's next-token distribution is held until its template's mean is taken)."""
+        if len(keys) > keys_at_once:
+            return [
+                ref
+                for start in range(0, len(keys), keys_at_once)
+                for ref in self._reference_codes(task, keys[start : start + keys_at_once], pool, with_next)
+            ]
+        prompts, names, owner = [], [], []
+        for k, (template, etype, _) in enumerate(keys):
+            chosen = ([e for e in pool if e.type == etype] or pool)[: self.cfg.n_reference]
+            prompts += [template.replace(_SLOT, e.name) for e in chosen]
+            names += [e.name for e in chosen]
+            owner += [k] * len(chosen)
+        enc = encode_prompts(task.tokenizer, prompts, names)
+        hidden, logp = self._forward_by_length(task, enc, with_next)
+        owner_t = torch.tensor(owner)
+        out = []
+        for k, (_, _, n_pos) in enumerate(keys):
+            rows = (owner_t == k).nonzero().squeeze(1).tolist()
+            # log of the mean probability over the substitutes
+            next_token = None if logp is None else torch.logsumexp(logp[rows], dim=0) - math.log(len(rows))
+            # the template's suffix follows each name, so the lengths agree (unless a name merges with it)
+            same_length = [r for r in rows if int(enc.prompt_last[r] - enc.entity_last[r]) + 1 == n_pos] or [
+                r for r in rows if int(enc.entity_last[r]) + n_pos <= hidden.shape[1]
+            ]
+            spans = torch.stack(
+                [hidden[r, int(enc.entity_last[r]) : int(enc.entity_last[r]) + n_pos] for r in same_length]
+            )
+            flat = spans.flatten(0, 1)
+            z = task.sae.encode(flat)
+            codes = torch.cat([z, flat - task.sae.decode(z)], dim=-1).view(len(same_length), n_pos, -1)
+            out.append((codes.mean(0), next_token))
+        return out
 
     def prepare(self, task: UnlearnTask) -> None:
         if self.cfg.retain_positions not in ("after_entity", "all"):
@@ -180,34 +228,32 @@ class SAEGuidedUnlearner(GradientUnlearner):
         known_pool = list(task.split.retain)
         rng.shuffle(unknown_pool)
         rng.shuffle(known_pool)
-        toward, away_ref, next_token = [], [], []
-        cache: dict[tuple[str, str, int], tuple] = {}
-        row = 0
+        row_keys: list[tuple[str, str, int]] = []
         for ent in forget_entities:
             for template in _templates(ent):
+                row = len(row_keys)
                 n_pos = int(self.forget.prompt_last[row] - self.forget.entity_last[row]) + 1
-                key = (template, ent.type, n_pos)
-                if key not in cache:
-                    cache[key] = (
-                        self._reference_codes(task, template, ent.type, unknown_pool, n_pos),
-                        self._reference_codes(task, template, ent.type, known_pool, n_pos),
-                    )
-                (unknown_codes, unknown_next), (known_codes, _) = cache[key]
-                toward.append(unknown_codes)
-                away_ref.append(known_codes)
-                next_token.append(unknown_next)
-                row += 1
+                row_keys.append((template, ent.type, n_pos))
+        keys = list(dict.fromkeys(row_keys))
+        # the known substitutes serve only the "away" latents: their pass stops at layer L
+        unknown_refs = dict(zip(keys, self._reference_codes(task, keys, unknown_pool, self._wants_next)))
+        known_refs = dict(zip(keys, self._reference_codes(task, keys, known_pool, False)))
+        toward = [unknown_refs[k][0] for k in row_keys]
+        away_ref = [known_refs[k][0] for k in row_keys]
+        next_token = [unknown_refs[k][1] for k in row_keys]  # None without w_output/w_downstream
         d_sae = task.sae.cfg.d_sae
         both_unknown, both_known = torch.cat(toward), torch.cat(away_ref)  # row order = after_entity_mask order
         self.ref_unknown, self.ref_error = both_unknown[:, :d_sae], both_unknown[:, d_sae:]
         self.ref_known = both_known[:, :d_sae]
         self.margin = (self.ref_unknown - self.ref_known).norm(dim=-1)
-        self.ref_next = torch.stack(next_token) if self._wants_next else None  # [forget rows, vocab]
+        self.ref_next = (
+            torch.stack([t for t in next_token if t is not None]) if self._wants_next else None
+        )  # [forget rows, vocab]
         # Scales are the *gaps* to close, measured on the original model: a loss of 1 means "as far
         # from unknown as at the start", 0.02 means 2 % of the way left. Norm-based scales hid the
         # identity (a small part of the norm) and let training stop with the entity still readable.
         with torch.no_grad():
-            hidden0, logp0 = self._forget_forward(task, self.forget)
+            hidden0, logp0 = self._forward_by_length(task, self.forget, self._wants_next)
             h0 = hidden0[self.forget.after_entity_mask()]
             z0 = task.sae.encode(h0)
             if self.ref_next is not None:  # the patched pass of w_downstream starts from the same output
@@ -240,8 +286,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
                     "retain_batch": min(self.cfg.retain_batch, len(self.retain)),
                 }
             )
-        with torch.no_grad():
-            self.retain_hidden, self.retain_logp = self._retain_forward(task, self.retain)
+        self.retain_hidden, retain_logp = self._forward_by_length(task, self.retain, with_next=True)
+        assert retain_logp is not None
+        self.retain_logp = retain_logp
         self.retain_answer = torch.zeros(len(self.retain_is_fact), dtype=torch.long, device=device)
         self.retain_answer[self.retain_is_fact] = answer_first_tokens(task.tokenizer, retain_facts).to(device)
         self.retain_margin = answer_margin(self.retain_logp, self.retain_answer)
@@ -290,52 +337,28 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def loss_terms(self, task: UnlearnTask, rng: random.Random) -> dict[str, torch.Tensor]:
         """Each term is this process's share of the whole batch's mean (sums over the rows of
         ``parallel.shard``, divided by the whole batch's count), so summing over processes gives
-        exactly the one-process loss; in one process it is the plain mean."""
+        exactly the one-process loss; in one process it is the plain mean. The same holds for the
+        length groups each process runs its rows in (``EncodedPrompts.length_groups``)."""
         zero = torch.zeros((), device=self.ref_unknown.device)
-        terms = {"toward": zero, "away": zero, "error": zero}
-        if self.cfg.w_output > 0:
-            terms["output"] = zero
-        if self.cfg.w_downstream > 0:
-            terms["downstream"] = zero
+        optional = {"output": self.cfg.w_output, "downstream": self.cfg.w_downstream, "retain": 1.0}
+        optional |= {"kl": self.cfg.w_kl, "answer": self.cfg.w_answer}
+        terms = dict.fromkeys(["toward", "away", "error"] + [k for k, w in optional.items() if w > 0], zero)
+
+        def add(partial: dict[str, torch.Tensor]) -> None:
+            for k, v in partial.items():
+                terms[k] = terms[k] + v
+
         # the step's forget rows (all, or a sample of forget_batch: the same draw in every process)
         chosen = (
             torch.arange(len(self.forget))
             if self.cfg.forget_batch is None
             else torch.tensor(sorted(sample_rows(len(self.forget), self.cfg.forget_batch, rng)))
         )
-        n_rows = len(chosen)
         counts = self.forget_offsets[1:] - self.forget_offsets[:-1]  # after-entity positions per row
         n_all = int(counts[chosen].sum())
-        mine = chosen[list(parallel.shard(n_rows))]
-        if len(mine):
-            enc = self.forget.take(mine)
-            # the rows' reference positions, in after_entity_mask order (row by row)
-            ref = torch.cat(
-                [torch.arange(int(self.forget_offsets[i]), int(self.forget_offsets[i + 1])) for i in mine.tolist()]
-            ).to(self.ref_unknown.device)
-            dev_rows = mine.to(self.ref_unknown.device)
-            hidden, logp = self._forget_forward(task, enc)
-            ref_next = None if self.ref_next is None else self.ref_next[dev_rows]
-            if self.cfg.w_output > 0:
-                terms["output"] = self._output_kl(logp, ref_next).sum() / n_rows / self.gap_output
-            if self.cfg.w_downstream > 0:
-                assert self.forget_hidden0 is not None
-                _, logits = residual_and_last_logits(
-                    task.model,
-                    enc.input_ids,
-                    enc.attention_mask,
-                    task.layer,
-                    enc.prompt_last,
-                    self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]],
-                )
-                kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), ref_next)
-                terms["downstream"] = kl.sum() / n_rows / self.gap_output
-            h = hidden[enc.after_entity_mask()]
-            z = task.sae.encode(h)
-            terms["toward"] = (z - self.ref_unknown[ref]).pow(2).sum(-1).sum() / n_all / self.scale
-            terms["error"] = (h - task.sae.decode(z) - self.ref_error[ref]).pow(2).sum(-1).sum() / n_all / self.gap_h
-            dist_known = (z - self.ref_known[ref]).norm(dim=-1)
-            terms["away"] = F.relu(self.margin[ref] - dist_known).pow(2).sum() / n_all / self.scale
+        mine = chosen[list(parallel.shard(len(chosen)))]
+        for rows in self.forget.length_groups(mine) if len(mine) else []:
+            add(self._forget_terms(task, rows, len(chosen), n_all))
 
         idx = self.retain_rows(rng)
         # "all": every real position (with only blocks <= L trained, keeping them keeps the outputs);
@@ -344,33 +367,68 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.retain.attention_mask.bool() if self.cfg.retain_positions == "all" else self.retain.after_entity_mask()
         )
         n_positions = int(full_mask[idx].sum())
+        n_facts = int(self.retain_is_fact[idx.to(self.retain_is_fact.device)].sum().clamp_min(1))
         mine = idx[list(parallel.shard(len(idx)))]
-        terms["retain"] = zero
-        if self.cfg.w_kl > 0:
-            terms["kl"] = zero
-        if self.cfg.w_answer > 0:
-            terms["answer"] = zero
-        if len(mine):
-            sub = EncodedPrompts(
-                self.retain.input_ids[mine],
-                self.retain.attention_mask[mine],
-                self.retain.entity_last[mine],
-                self.retain.prompt_last[mine],
+        for rows in self.retain.length_groups(mine) if len(mine) else []:
+            add(
+                self._retain_terms(
+                    task, rows, full_mask, {"rows": len(idx), "positions": n_positions, "facts": n_facts}
+                )
             )
-            if self.cfg.w_kl > 0 or self.cfg.w_answer > 0:
-                h_new, logp = self._retain_forward(task, sub)
-                if self.cfg.w_kl > 0:
-                    terms["kl"] = F.kl_div(logp, self.retain_logp[mine], log_target=True, reduction="sum") / len(idx)
-                if self.cfg.w_answer > 0:
-                    lost = self.retain_margin[mine] - answer_margin(logp, self.retain_answer[mine])
-                    n_facts = int(self.retain_is_fact[idx.to(self.retain_is_fact.device)].sum().clamp_min(1))
-                    terms["answer"] = (F.relu(lost) * self.retain_is_fact[mine]).sum() / n_facts
-            else:
-                h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
-            mask = full_mask[mine]
-            terms["retain"] = (
-                (h_new[mask] - self.retain_hidden[mine][mask]).pow(2).sum(-1).sum() / n_positions / self.gap_h
+        return terms
+
+    def _forget_terms(self, task: UnlearnTask, rows: torch.Tensor, n_rows: int, n_all: int) -> dict[str, torch.Tensor]:
+        """The forget terms' sums over ``rows``, divided by the step's row and position counts."""
+        terms = {}
+        enc = self.forget.take(rows)
+        # the rows' reference positions, in after_entity_mask order (row by row)
+        ref = torch.cat(
+            [torch.arange(int(self.forget_offsets[i]), int(self.forget_offsets[i + 1])) for i in rows.tolist()]
+        ).to(self.ref_unknown.device)
+        dev_rows = rows.to(self.ref_unknown.device)
+        hidden, logp = self._forget_forward(task, enc)
+        ref_next = None if self.ref_next is None else self.ref_next[dev_rows]
+        if self.cfg.w_output > 0:
+            terms["output"] = self._output_kl(logp, ref_next).sum() / n_rows / self.gap_output
+        if self.cfg.w_downstream > 0:
+            assert self.forget_hidden0 is not None
+            _, logits = residual_and_last_logits(
+                task.model,
+                enc.input_ids,
+                enc.attention_mask,
+                task.layer,
+                enc.prompt_last,
+                self.forget_hidden0[dev_rows][:, : enc.input_ids.shape[1]],
             )
+            kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), ref_next)
+            terms["downstream"] = kl.sum() / n_rows / self.gap_output
+        h = hidden[enc.after_entity_mask()]
+        z = task.sae.encode(h)
+        terms["toward"] = (z - self.ref_unknown[ref]).pow(2).sum(-1).sum() / n_all / self.scale
+        terms["error"] = (h - task.sae.decode(z) - self.ref_error[ref]).pow(2).sum(-1).sum() / n_all / self.gap_h
+        dist_known = (z - self.ref_known[ref]).norm(dim=-1)
+        terms["away"] = F.relu(self.margin[ref] - dist_known).pow(2).sum() / n_all / self.scale
+        return terms
+
+    def _retain_terms(
+        self, task: UnlearnTask, rows: torch.Tensor, full_mask: torch.Tensor, counts: dict[str, int]
+    ) -> dict[str, torch.Tensor]:
+        """The retain terms' sums over ``rows``, divided by the step's row, position and fact counts."""
+        terms = {}
+        sub = self.retain.take(rows)  # trimmed to these rows' longest prompt, not the whole retain set's
+        width = sub.input_ids.shape[1]
+        if self.cfg.w_kl > 0 or self.cfg.w_answer > 0:
+            h_new, logp = self._retain_forward(task, sub)
+            if self.cfg.w_kl > 0:
+                terms["kl"] = F.kl_div(logp, self.retain_logp[rows], log_target=True, reduction="sum") / counts["rows"]
+            if self.cfg.w_answer > 0:
+                lost = self.retain_margin[rows] - answer_margin(logp, self.retain_answer[rows])
+                terms["answer"] = (F.relu(lost) * self.retain_is_fact[rows]).sum() / counts["facts"]
+        else:
+            h_new = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+        mask = full_mask[rows][:, :width]
+        kept = self.retain_hidden[rows][:, :width]
+        terms["retain"] = (h_new[mask] - kept[mask]).pow(2).sum(-1).sum() / counts["positions"] / self.gap_h
         return terms
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:

@@ -36,6 +36,29 @@ class EncodedPrompts:
             self.prompt_last[rows],
         )
 
+    def length_batches(self, batch_size: int) -> list[torch.Tensor]:
+        """Every row index, shortest prompts first, in batches of ``batch_size``: each batch pads little."""
+        order = torch.argsort(self.prompt_last.cpu(), stable=True)
+        return list(order.split(batch_size))
+
+    def length_groups(self, rows: torch.Tensor) -> list[torch.Tensor]:
+        """``rows`` as one group, or as two (shorter, longer) where that pads at least a sixth fewer tokens.
+        Why: a step whose rows mix bare fact prompts with the same facts after a lead-in (twice as long)
+        pays for the longest row in every row; compute on a CPU grows with the padded token count."""
+        lengths = self.prompt_last[rows.to(self.prompt_last.device)].cpu() + 1
+        order = torch.argsort(lengths, stable=True)
+        sorted_lengths = lengths[order]
+        n, longest = len(rows), int(sorted_lengths[-1]) if len(rows) else 0
+        best_cut, best_cost = 0, n * longest
+        for cut in range(1, n):
+            cost = cut * int(sorted_lengths[cut - 1]) + (n - cut) * longest
+            if cost < best_cost:
+                best_cut, best_cost = cut, cost
+        if best_cut == 0 or best_cost > n * longest * 5 / 6:
+            return [rows]
+        ordered = rows[order.to(rows.device)]
+        return [ordered[:best_cut], ordered[best_cut:]]
+
     def to(self, device: torch.device) -> "EncodedPrompts":
         return EncodedPrompts(
             *(t.to(device) for t in (self.input_ids, self.attention_mask, self.entity_last, self.prompt_last))
