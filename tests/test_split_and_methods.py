@@ -278,7 +278,8 @@ def test_answer_margin_term_keeps_retained_answers_ahead(micro_workspace):
         method.prepare(task)
         if w_answer:
             assert all(m > 0 for m, r in zip(method.retain_margin.tolist(), recalled) if r)
-            assert float(method.loss_terms(task, random.Random(0))["answer"]) == 0.0
+            # zero up to float noise: prepare and a step batch the rows differently
+            assert float(method.loss_terms(task, random.Random(0))["answer"]) < 1e-5
         method.unlearn(task)
         with torch.no_grad():
             _, logp = method._retain_forward(task, method.retain)

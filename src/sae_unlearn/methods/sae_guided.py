@@ -357,7 +357,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         counts = self.forget_offsets[1:] - self.forget_offsets[:-1]  # after-entity positions per row
         n_all = int(counts[chosen].sum())
         mine = chosen[list(parallel.shard(len(chosen)))]
-        for rows in self.forget.length_groups(mine) if len(mine) else []:
+        for rows in self._groups(self.forget, mine):
             add(self._forget_terms(task, rows, len(chosen), n_all))
 
         idx = self.retain_rows(rng)
@@ -369,13 +369,21 @@ class SAEGuidedUnlearner(GradientUnlearner):
         n_positions = int(full_mask[idx].sum())
         n_facts = int(self.retain_is_fact[idx.to(self.retain_is_fact.device)].sum().clamp_min(1))
         mine = idx[list(parallel.shard(len(idx)))]
-        for rows in self.retain.length_groups(mine) if len(mine) else []:
+        for rows in self._groups(self.retain, mine):
             add(
                 self._retain_terms(
                     task, rows, full_mask, {"rows": len(idx), "positions": n_positions, "facts": n_facts}
                 )
             )
         return terms
+
+    @staticmethod
+    def _groups(prompts: EncodedPrompts, rows: torch.Tensor) -> list[torch.Tensor]:
+        """This process's rows in length groups; one group under FSDP, whose wrapped model expects one
+        forward pass per backward pass (a second one before it broke the sharded run)."""
+        if not len(rows):
+            return []
+        return [rows] if sharding.fsdp_requested() else prompts.length_groups(rows)
 
     def _forget_terms(self, task: UnlearnTask, rows: torch.Tensor, n_rows: int, n_all: int) -> dict[str, torch.Tensor]:
         """The forget terms' sums over ``rows``, divided by the step's row and position counts."""
