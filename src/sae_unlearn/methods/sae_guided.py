@@ -138,21 +138,16 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def _forward_by_length(
         self, task: UnlearnTask, enc: EncodedPrompts, with_next: bool, batch_size: int = 64
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``_forget_forward`` over many prompts, in batches of similar length (the lead-in rows are twice
+        """``_layer_and_next`` over many prompts, in batches of similar length (the lead-in rows are twice
         as long as the bare facts; one batch would pad every row to the longest): the layer-L residual
         [rows, width, d] (zero past a row's end) and, ``with_next``, the log-probabilities at each row's end."""
         device = model_device(task.model)
         width = enc.input_ids.shape[1]
         hidden, logps, order = [], [], []
         for rows in enc.length_batches(batch_size):
-            sub = enc.take(rows).to(device)
-            if with_next:
-                h, logits = residual_and_last_logits(
-                    task.model, sub.input_ids, sub.attention_mask, task.layer, sub.prompt_last
-                )
-                logps.append(F.log_softmax(logits.float(), dim=-1))
-            else:
-                h = residual_at_layer(task.model, sub.input_ids, sub.attention_mask, task.layer)
+            h, logp = self._layer_and_next(task, enc.take(rows).to(device), with_next)
+            if logp is not None:
+                logps.append(logp)
             hidden.append(F.pad(h, (0, 0, 0, width - h.shape[1])))
             order.append(rows)
         inverse = torch.argsort(torch.cat(order)).to(device)
@@ -306,7 +301,15 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def _forget_forward(self, task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Layer-L residual of the forget prompts and, with ``w_output``/``w_downstream``, their
         next-token log-probabilities at the prompt's end (the layers above L run only then)."""
-        if not self._wants_next:
+        return self._layer_and_next(task, enc, self._wants_next)
+
+    @staticmethod
+    def _layer_and_next(
+        task: UnlearnTask, enc: EncodedPrompts, with_next: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Layer-L residual [rows, len, d] and, ``with_next``, the log-probabilities at each prompt's end
+        from the same pass; without it the pass stops at layer L."""
+        if not with_next:
             return residual_at_layer(task.model, enc.input_ids, enc.attention_mask, task.layer), None
         hidden, logits = residual_and_last_logits(
             task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last
@@ -319,13 +322,12 @@ class SAEGuidedUnlearner(GradientUnlearner):
         assert logp is not None and ref_logp is not None  # both are computed whenever w_output or w_downstream is on
         return (ref_logp.exp() * (ref_logp - logp)).sum(-1)
 
-    @staticmethod
-    def _retain_forward(task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
+    @classmethod
+    def _retain_forward(cls, task: UnlearnTask, enc: EncodedPrompts) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-L residual and next-token log-probabilities at the prompt's end, in one pass."""
-        hidden, logits = residual_and_last_logits(
-            task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last
-        )
-        return hidden, F.log_softmax(logits.float(), dim=-1)
+        hidden, logp = cls._layer_and_next(task, enc, with_next=True)
+        assert logp is not None
+        return hidden, logp
 
     # -- the objective -----------------------------------------------------------------------
     def retain_rows(self, rng: random.Random) -> torch.Tensor:
