@@ -3,6 +3,8 @@
 import copy
 
 import pytest
+import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import build_method
@@ -43,3 +45,54 @@ def test_baseline_stops_once_targets_are_recalled_like_unknown_entities(micro_wo
         assert (outcome.stopped_reason, outcome.steps_run, checks) == ("budget", 25, [task.model] * 2)
     else:
         assert (outcome.stopped_reason, outcome.steps_run, checks) == ("budget", 25, [])
+
+
+def test_training_recipe_warms_up_decays_and_clips(micro_workspace):
+    """The baselines' recipe (open-unlearning's, under the HF Trainer): the rate ramps up from 0 over the warmup,
+    decays linearly to 0 at the budget, and every update's gradient norm is clipped."""
+    ws = micro_workspace
+    seen: list[tuple[float, float]] = []
+
+    def record(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        seen.append(
+            (opt.param_groups[0]["lr"], float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        )
+
+    task = UnlearnTask(
+        model=copy.deepcopy(ws.model),
+        tokenizer=ws.tokenizer,
+        split=ws.split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=[],
+        unknown_latents=[],
+        steps=20,
+        progress=False,
+    )
+    options = {"stop_at_floor": False, "lr": 1e-4, "warmup": 0.2, "max_grad_norm": 0.01}
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        outcome = build_method("gradient_ascent", options).unlearn(task)
+    finally:
+        handle.remove()
+    assert outcome.steps_run == 20 and len(seen) == 20
+    lrs, norms = zip(*seen)
+    assert lrs[0] == 0.0 and lrs[4] == pytest.approx(1e-4)  # 4 warmup steps (20 %), as the HF Trainer counts them
+    assert lrs[1:5] == tuple(sorted(lrs[1:5])) and lrs[4:] == tuple(sorted(lrs[4:], reverse=True))
+    assert lrs[19] == pytest.approx(1e-4 / 16)  # linear: 1/16 of the way left after the 16 decay steps
+    # gradient ascent's raw gradients are far above 0.01: every update is cut to that norm, none above it
+    assert max(norms) <= 0.01 * (1 + 1e-4) and min(norms) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_sae_guided_trains_with_a_constant_rate_and_no_clipping_by_default():
+    """SAE-guided's defaults are what its results were measured with; the baselines get their references' recipe."""
+    sae_guided, npo, rmu = build_method("sae_guided").cfg, build_method("npo").cfg, build_method("rmu").cfg
+    assert (sae_guided.lr_schedule, sae_guided.warmup, sae_guided.max_grad_norm, sae_guided.weight_decay) == (
+        "constant",
+        0.0,
+        None,
+        0.0,
+    )
+    assert (npo.lr_schedule, npo.warmup, npo.max_grad_norm, npo.weight_decay) == ("linear", 0.1, 1.0, 0.01)
+    assert (rmu.lr_schedule, rmu.warmup, rmu.max_grad_norm) == ("constant", 0.0, 1.0)

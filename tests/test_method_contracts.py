@@ -25,13 +25,15 @@ FORGET_MARGIN = 0.15  # forget recall may sit this far above the same prompts wi
 RETAIN_DROP = 0.10  # retained entities may lose at most this share of their facts
 MAX_GIBBERISH = 0.10  # share of the targets' prompts answered with degenerate text
 
-# (method, contract) -> what was measured at the defaults, 2026-12-04 (floor 0.229, retain before 1.000)
+# (method, contract) -> what was measured at the defaults, 2026-12-05 (floor 0.229, retain before 1.000), with the
+# baselines' reference recipe (warmup, linear decay, clipping; docs/baselines.md): the stop rule on the training
+# phrasings fires before the held-out phrasings follow
 KNOWN_BREACHES = {
-    ("gradient_ascent", "retain"): "no retain term: retain 1.000 -> 0.368 by its stop at step 20 (issue 23)",
-    ("grad_diff", "retain"): "retain 1.000 -> 0.829 by its stop at step 30 (issue 23)",
+    ("gradient_ascent", "retain"): "no retain term: retain 1.000 -> 0.299 by its stop at step 30 (issue 23)",
+    ("grad_diff", "forget"): "stops at step 30 on the training phrasings with held-out forget recall 0.444 (issue 23)",
     ("rmu", "forget"): "stops at step 90 on the training phrasings with held-out forget recall 0.417 (issue 23)",
     ("sae_clamp", "forget"): "clamping at multiplier 20 leaves forget recall at 0.556 (issue 23)",
-    ("simnpo", "forget"): "stops at step 40 on the training phrasings with held-out forget recall 0.583 (issue 23)",
+    ("simnpo", "forget"): "stops at step 60 on the training phrasings with held-out forget recall 0.667 (issue 23)",
     ("sae_clamp", "retain"): "the clamped latents fire for other entities too: retain 1.000 -> 0.564 (issue 23)",
 }
 
@@ -82,6 +84,14 @@ def test_forget_recall_falls_to_the_level_of_unknown_names(unlearned, name):
     assert m["forget_recall_before"] >= 0.8  # the targets were known
     bar = m["unknown_recall_same_prompts"] + FORGET_MARGIN
     assert m["forget_recall_after"] <= bar, f"{name}: forget recall {m['forget_recall_after']:.3f} > {bar:.3f}"
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_method_lowers_held_out_forget_recall(unlearned, name):
+    """Weaker than the floor contract above, and held by every method today, the ones that breach it included:
+    a method that leaves the targets' held-out recall where it was has not been wired in."""
+    m = unlearned(name)
+    assert m["forget_recall_after"] < m["forget_recall_before"], (name, m["forget_recall_after"])
 
 
 @pytest.mark.parametrize("name", _methods("retain"))

@@ -39,7 +39,14 @@ def one_process_run(
     # a sampled forget batch: every process draws the same rows and splits them (issue 7's many-target path)
     # checkpoints every 5 steps and no early stop: the FSDP run can be killed at step 8 and resumed
     cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5}
-    cfg["unlearn"]["methods"]["sae_guided"] |= {"stop_toward": 0.0, "forget_batch": 5}
+    # the baselines' recipe too: under FSDP the clipped norm is the whole model's, summed over the shards
+    cfg["unlearn"]["methods"]["sae_guided"] |= {
+        "stop_toward": 0.0,
+        "forget_batch": 5,
+        "lr_schedule": "linear",
+        "warmup": 0.2,
+        "max_grad_norm": 1e-3,
+    }
     config = tmp / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
     one = tmp / "one"

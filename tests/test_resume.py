@@ -39,7 +39,14 @@ app(sys.argv[1:])
 def resume_config(tmp_path_factory, micro_workspace) -> Path:  # micro_workspace: world model and SAE cached
     cfg = json.loads(json.dumps(MICRO))
     cfg["unlearn"] |= {"steps": 20, "checkpoint_every": 5}
-    cfg["unlearn"]["methods"]["sae_guided"]["stop_toward"] = 0.0  # no early stop: all 20 steps run
+    # no early stop: all 20 steps run; the baselines' recipe (warmup, linear decay, clipping): the resumed run
+    # must pick the schedule up at the step it stopped
+    cfg["unlearn"]["methods"]["sae_guided"] |= {
+        "stop_toward": 0.0,
+        "lr_schedule": "linear",
+        "warmup": 0.2,
+        "max_grad_norm": 1e-3,
+    }
     path = tmp_path_factory.mktemp("resume") / "resume.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

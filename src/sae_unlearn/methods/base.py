@@ -27,6 +27,7 @@ from sae_unlearn.methods.adapters import (
     wrap_with_lora,
 )
 from sae_unlearn.methods.checkpoint import Checkpointer, LoopState
+from sae_unlearn.methods.schedule import lr_multiplier, make_optimizer, set_lr
 from sae_unlearn.models.layers import decoder_layers
 
 
@@ -92,7 +93,8 @@ def trainable_block_params(model: nn.Module, layers: list[int]) -> list[nn.Param
 
 
 class GradientUnlearner(Unlearner):
-    """Shared loop: Adam on chosen blocks, a step budget, early stopping, and NaN safety.
+    """Shared loop: AdamW on chosen blocks under a learning-rate schedule (methods/schedule.py), optional gradient
+    clipping, a step budget, early stopping, and NaN safety.
 
     A non-finite loss rolls the trained parameters back to the last good snapshot and halves the
     learning rate once; a second one stops the run, keeping the last good weights.
@@ -165,7 +167,7 @@ class GradientUnlearner(Unlearner):
             device = next(task.model.parameters()).device
             plain, task.model = task.model, sharding.shard_for_training(task.model)
             params = [p for p in task.model.parameters() if p.requires_grad]
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=self.lr)
+        opt = make_optimizer(params, self.lr, self.cfg.weight_decay)
         snapshot = [p.detach().clone() for p in params]
         state = LoopState()
         if ckpt is not None and ckpt.resume:
@@ -204,6 +206,7 @@ class GradientUnlearner(Unlearner):
         """Steps ``state.step`` .. budget; updates ``state`` in place and returns the optimizer in use
         (a new one after a learning-rate cut)."""
         sharded = sharding.fsdp_requested()
+        multiplier = lr_multiplier(self.cfg.lr_schedule, round(self.cfg.warmup * task.steps), task.steps)
         bar = tqdm(
             range(state.step, task.steps),
             desc=f"unlearn [{self.name}]",
@@ -227,7 +230,7 @@ class GradientUnlearner(Unlearner):
                     )
                     break
                 state.lowered = True
-                opt = torch.optim.Adam(params, lr=opt.param_groups[0]["lr"] / 2)
+                opt = make_optimizer(params, self.lr / 2, self.cfg.weight_decay)
                 state.message = f"loss became non-finite at step {step}; rolled back and halved the learning rate."
                 state.step = step + 1
                 continue
@@ -244,6 +247,9 @@ class GradientUnlearner(Unlearner):
                     if p.grad is None:
                         p.grad = torch.zeros_like(p)
                 self._across_processes([p.grad for p in params if p.grad is not None])  # all set above
+            if self.cfg.max_grad_norm is not None:  # the whole update's norm, as the HF Trainer clips
+                torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], self.cfg.max_grad_norm)
+            set_lr(opt, (self.lr / 2 if state.lowered else self.lr) * multiplier(step))
             opt.step()
             state.history.append(float(total))
             if isinstance(terms, dict):

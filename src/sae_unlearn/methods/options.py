@@ -3,6 +3,8 @@ compute, both in a YAML config (``unlearn.methods.<name>``) and in Python."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -13,10 +15,16 @@ class MethodOptions(BaseModel):
 
 
 class GradientOptions(MethodOptions):
-    """What every gradient method's loop reads (methods/base.GradientUnlearner)."""
+    """What every gradient method's loop reads (methods/base.GradientUnlearner, methods/schedule.py). The neutral
+    defaults here (constant rate, no clipping, no decay) are what SAE-guided was measured with; the baselines
+    override them with their references' training recipe (``FloorStopOptions``, docs/baselines.md)."""
 
     lr: float = Field(1e-4, gt=0)
     eval_every: int = Field(10, ge=1)  # steps between stop checks
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # after warmup; decays reach 0 at the budget
+    warmup: float = Field(0.0, ge=0, lt=1)  # share of the step budget over which the rate ramps up from 0
+    max_grad_norm: float | None = Field(None, gt=0)  # clip the gradients' global norm to this (None: no clipping)
+    weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay
 
 
 class FloorStopOptions(GradientOptions):
@@ -26,3 +34,9 @@ class FloorStopOptions(GradientOptions):
     batch_size: int = Field(32, ge=1)
     stop_at_floor: bool = True
     stop_margin: float = Field(0.05, ge=0, le=1)
+    # open-unlearning's recipe (configs/experiment/unlearn/tofu/default.yaml under the HF Trainer's defaults):
+    # linear decay after one epoch in ten of warmup, gradients clipped at norm 1, weight decay 0.01
+    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    warmup: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    weight_decay: float = Field(0.01, ge=0)

@@ -10,6 +10,7 @@ relative to the mean activation norm at l (``steering_scale``); documented in do
 from __future__ import annotations
 
 import random
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -26,6 +27,11 @@ class RMUConfig(FloorStopOptions):
     lr: float = Field(1e-3, gt=0)
     steering_scale: float = 2.0  # c = steering_scale * mean ||h|| at the layer
     alpha: float = 100.0  # paper: 1200 at Zephyr's scale; tuned on our step budget (docs/baselines.md)
+    # open-unlearning's WMDP recipe (configs/experiment/unlearn/wmdp/default.yaml): a constant rate, no warmup,
+    # no weight decay; the HF Trainer's clipping at norm 1
+    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    warmup: float = Field(0.0, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
 
 
 @register_method
