@@ -6,6 +6,7 @@ the commands hold no logic of their own.
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -476,12 +477,22 @@ def evaluate_cmd(
     config: Optional[Path] = ConfigOpt,
     seed: Optional[int] = SeedOpt,
     layer: Optional[int] = LayerOpt,
+    qa: Optional[Path] = typer.Option(
+        None,
+        "--qa",
+        help="Also score free-form answers to a QA file (JSON Lines: question, answer, optional entity and "
+        "paraphrased_question) by ROUGE-L recall and containment, as RWKU and TOFU do (docs/attacks.md).",
+    ),
+    qa_template: str = typer.Option(
+        "Q: {question} A:", "--qa-template", help="How a question is put to the model; '{question}' for cloze files."
+    ),
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Evaluate a saved unlearned model against the original one (the config must be the run's config.yaml)."""
     from sae_unlearn.attacks.saved import check_saved_model, load_edited
     from sae_unlearn.evaluation.evaluate import evaluate
-    from sae_unlearn.io_utils import atomic_write_json
+    from sae_unlearn.evaluation.qa import check_template, evaluate_qa, load_qa_file
+    from sae_unlearn.io_utils import atomic_write_json, atomic_write_text
     from sae_unlearn.stages.latents import select_latents
     from sae_unlearn.stages.sae import get_sae
     from sae_unlearn.stages.split import make_split
@@ -489,10 +500,19 @@ def evaluate_cmd(
 
     with _user_errors():
         check_saved_model(model)  # before the workspace is built: a typo should not cost minutes
+        qa_items = load_qa_file(qa) if qa is not None else None
+        check_template(qa_template)
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = select_latents(make_split(get_sae(build_workspace(cfg))))
         edited, outcome = load_edited(ws, model)
     metrics = evaluate(ws, edited, outcome)
+    if qa_items is not None:
+        qa_metrics, answers = evaluate_qa(ws, edited, outcome, qa_items, qa_template)
+        metrics |= qa_metrics
+        atomic_write_text(
+            out / "qa_answers.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in answers)
+        )
+        console.print(f"wrote {out}/qa_answers.jsonl ({len(answers)} items, both models' answers)")
     atomic_write_json(out / "metrics.json", {"model": str(model), "methods": {"evaluated": metrics}})
     _summary({"methods": {"evaluated": metrics}})
 
