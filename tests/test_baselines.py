@@ -11,6 +11,22 @@ from sae_unlearn.methods import build_method
 from sae_unlearn.methods.base import UnlearnTask
 
 
+def _task(ws, steps: int, **extra) -> UnlearnTask:
+    """The micro world's split on a fresh copy of its model: what a baseline is handed."""
+    return UnlearnTask(
+        model=copy.deepcopy(ws.model),
+        tokenizer=ws.tokenizer,
+        split=ws.split,
+        layer=ws.layer,
+        sae=ws.sae,
+        known_latents=[],
+        unknown_latents=[],
+        steps=steps,
+        progress=False,
+        **extra,
+    )
+
+
 def test_method_options_are_checked():
     with pytest.raises(UserInputError, match=r"Unknown option\(s\) \['betta'\] for method 'npo'; allowed: .*beta"):
         build_method("npo", {"betta": 0.2})
@@ -25,18 +41,7 @@ def test_baseline_stops_once_targets_are_recalled_like_unknown_entities(micro_wo
         checks.append(model)
         return gap
 
-    task = UnlearnTask(
-        model=copy.deepcopy(ws.model),
-        tokenizer=ws.tokenizer,
-        split=ws.split,
-        layer=ws.layer,
-        sae=ws.sae,
-        known_latents=[],
-        unknown_latents=[],
-        steps=25,
-        progress=False,
-        forget_gap_to_floor=gap_to_floor,
-    )
+    task = _task(ws, steps=25, forget_gap_to_floor=gap_to_floor)
     outcome = build_method("gradient_ascent", {"stop_at_floor": stop_at_floor}).unlearn(task)
     if stop_at_floor and gap <= 0.05:  # checked every eval_every (10) steps, on the model being trained
         assert (outcome.stopped_reason, outcome.steps_run) == ("early_stop", 10)
@@ -59,17 +64,7 @@ def test_training_recipe_warms_up_decays_and_clips(micro_workspace):
             (opt.param_groups[0]["lr"], float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
         )
 
-    task = UnlearnTask(
-        model=copy.deepcopy(ws.model),
-        tokenizer=ws.tokenizer,
-        split=ws.split,
-        layer=ws.layer,
-        sae=ws.sae,
-        known_latents=[],
-        unknown_latents=[],
-        steps=20,
-        progress=False,
-    )
+    task = _task(ws, steps=20)
     options = {"stop_at_floor": False, "lr": 1e-4, "warmup": 0.2, "max_grad_norm": 0.01}
     handle = register_optimizer_step_pre_hook(record)
     try:

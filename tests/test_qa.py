@@ -27,9 +27,9 @@ def test_rouge_l_recall_and_containment_of_reference_answers():
 @pytest.mark.parametrize(
     "lines,message",
     [
-        (['{"question": "Q?", "answer": "A"}', "not json"], r":2: not JSON"),
-        (['{"question": "Q?"}'], r":1: \['answer'\] missing"),
-        (['{"question": "Q?", "answer": "A", "entity": 3}'], r":1: \['entity'\] must be strings"),
+        (['{"question": "Q?", "answer": "A"}', "not json"], r"line 2: not valid JSON"),
+        (['{"question": "Q?"}'], r"line 1: \['answer'\] missing"),
+        (['{"question": "Q?", "answer": "A", "entity": 3}'], r"line 1: \['entity'\] must be strings"),
         (["", "  "], r"has no items"),
     ],
 )

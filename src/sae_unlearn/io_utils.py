@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -89,3 +90,23 @@ def cache_root() -> Path:
     if env:
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sae-unlearn"
+
+
+def read_json_lines(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
+    """(line number, "PATH, line N", parsed object) for each non-blank line of a JSON Lines file; a missing file, bad encoding or a line
+    that is not JSON stops with ``what`` (e.g. "Entity file"), the path and the line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{what} {path} does not exist (or is not a file).")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{what} {path} cannot be read as UTF-8 text: {exc}") from exc
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {lineno}"
+        try:
+            yield lineno, where, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc

@@ -7,7 +7,6 @@ recall is measured on the held-out facts only); see docs/metrics.md.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.entities.phrasings import with_heldout_phrasings
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import read_json_lines
 
 BUNDLED_ENTITIES = "real_entities.jsonl"
 
@@ -69,23 +69,9 @@ def _entity_from_line(obj: object, where: str) -> Entity:
 
 def load_entity_file(path: Path) -> list[Entity]:
     """All entities of a JSONL file; the first bad line stops with its line number and what is wrong."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"Entity file {path} does not exist (or is not a file).")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"Entity file {path} cannot be read as UTF-8 text: {exc}") from exc
     entities: list[Entity] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc
+    for lineno, where, obj in read_json_lines(path, "Entity file"):
         entity = _entity_from_line(obj, where)
         if entity.name in seen:
             raise UserInputError(

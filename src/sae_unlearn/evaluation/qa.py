@@ -11,7 +11,6 @@ containment (the reference, case-folded, inside the answer). Mapping from the be
 from __future__ import annotations
 
 import dataclasses
-import json
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 from torch import nn
 
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import read_json_lines
 from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.methods.base import UnlearnOutcome
 from sae_unlearn.metrics.registry import Better, Metric, register
@@ -50,17 +50,8 @@ def check_template(template: str) -> str:
 
 def load_qa_file(path: Path) -> list[QAItem]:
     """The file's items; a bad line is refused with its number and the expected form."""
-    if not path.is_file():
-        raise UserInputError(f"QA file {path} not found; pass a JSON Lines file, one object a line, like {_EXAMPLE}")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserInputError(f"{where}: not JSON ({e.msg}); each line looks like {_EXAMPLE}") from None
+    for _, where, obj in read_json_lines(path, "QA file"):
         if not isinstance(obj, dict):
             raise UserInputError(f"{where}: expected a JSON object like {_EXAMPLE}")
         missing = [k for k in ("question", "answer") if not isinstance(obj.get(k), str) or not obj[k].strip()]
