@@ -129,3 +129,30 @@ def test_best_forget_recall_is_the_one_closest_to_the_unknown_level():
         {"muted": base | {"forget_recall_after": 0.0}, "like_unknown": base | {"forget_recall_after": 0.25}}
     )
     assert "| like_unknown | **0.250** |" in table and "| muted | 0.000 |" in table
+
+
+def test_compare_over_seeds_gives_each_metric_its_mean_and_interval(micro_config_file, micro_workspace, tmp_path):
+    """`compare --seeds 2`: two draws (targets, split and the synthetic world itself), each a full comparison in
+    seed-<S>/, and compare_seeds.json/.md with every metric's mean, sd and bootstrap interval of those draws."""
+    import yaml
+
+    out = tmp_path / "seeds"
+    args = ["compare", "--synthetic", "--config", str(micro_config_file), "--methods", "sae_guided,gradient_ascent"]
+    args += ["--steps", "10", "--quiet"]
+    refused = CliRunner().invoke(app, [*args, "--seeds", "1", "--out", str(out)])
+    assert refused.exit_code == 2 and "at least 2 draws" in refused.output and not out.exists()
+    result = CliRunner().invoke(app, [*args, "--seeds", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    configs = [yaml.safe_load((out / f"seed-{s}" / "config.yaml").read_text()) for s in (3, 4)]
+    assert [(c["seed"], c["world"]["seed"]) for c in configs] == [(3, 3), (4, 4)]  # the micro config's seed, then +1
+    draws = [json.loads((out / f"seed-{s}" / "compare.json").read_text())["methods"] for s in (3, 4)]
+    summary = json.loads((out / "compare_seeds.json").read_text())
+    assert summary["seeds"] == [3, 4] and set(summary["methods"]) == {"sae_guided", "gradient_ascent"}
+    for name in ("sae_guided", "gradient_ascent"):
+        for key in ("forget_recall_after", "retain_recall_after", "unknown_recall_same_prompts"):
+            stats, values = summary["methods"][name][key], [d[name][key] for d in draws]
+            assert stats["values"] == values and math.isclose(stats["mean"], sum(values) / 2)
+            low, high = stats["ci95"]
+            assert min(values) - 1e-9 <= low <= stats["mean"] <= high <= max(values) + 1e-9, (name, key, stats)
+    table = (out / "compare_seeds.md").read_text()
+    assert "| sae_guided |" in table and " ± " in table and "forget_recall_after" in table

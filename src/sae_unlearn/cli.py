@@ -279,13 +279,19 @@ def compare(
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: every method)."),
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
     sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
+    seeds: Optional[int] = typer.Option(
+        None,
+        "--seeds",
+        help="Repeat over N draws (seeds SEED..SEED+N-1: targets, split and, on the synthetic world, the world): "
+        "compare_seeds.md/.json give each metric's mean, sd and 95 % bootstrap interval.",
+    ),
     overwrite: bool = OverwriteOpt,
     resume: bool = ResumeOpt,
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """Every method from the same original weights, same data, budget and evaluation:
     compare.json, compare.md and a trade-off plot."""
-    from sae_unlearn.runs import ALL_METHODS, run_compare
+    from sae_unlearn.runs import ALL_METHODS, run_compare, run_compare_seeds
 
     with _user_errors():
         if synthetic:
@@ -318,16 +324,20 @@ def compare(
             )
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(
-            cfg,
-            out,
-            overwrite=overwrite,
-            progress=not quiet,
-            methods=chosen,
-            save_models=save_models,
-            sweep=sweep,
-            resume=resume,
+        if seeds is not None:
+            summary = run_compare_seeds(
+                cfg, out, seeds, overwrite, not quiet, chosen, save_models=save_models, sweep=sweep, resume=resume
+            )
+        else:
+            metrics = run_compare(
+                cfg, out, overwrite, not quiet, chosen, save_models=save_models, sweep=sweep, resume=resume
+            )
+    if seeds is not None:
+        console.print((out / "compare_seeds.md").read_text())
+        console.print(
+            f"[green]wrote[/] {out}/compare_seeds.json, {out}/compare_seeds.md and seed-<S>/ for each of {summary['seeds']}"
         )
+        return
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
 

@@ -162,6 +162,55 @@ def run_compare(
     return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
 
 
+def run_compare_seeds(
+    cfg: DemoConfig,
+    out: Path,
+    n_seeds: int,
+    overwrite: bool = False,
+    progress: bool = True,
+    methods: tuple[str, ...] = ALL_METHODS,
+    save_models: bool = False,
+    sweep: bool = False,
+    resume: bool = False,
+) -> dict:
+    """``compare`` over ``n_seeds`` draws: seeds ``cfg.seed`` .. + N-1 for the targets and the split (and the
+    synthetic world's own seed moved alike), each in ``out/seed-<S>/``; then compare_seeds.json/.md with each
+    metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished draws and resumes the next."""
+    from sae_unlearn.report.intervals import intervals_table, seed_summary
+
+    if n_seeds < 2:
+        raise UserInputError(
+            f"--seeds {n_seeds}: an interval needs at least 2 draws; leave --seeds out for one comparison."
+        )
+    for name in methods:
+        get_method(name)  # fail on a bad name before any compute
+    out = Path(out)
+    if not (resume and out.is_dir()):
+        out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))
+    seeds, records = [], []
+    for k in range(n_seeds):
+        drawn = cfg.model_copy(
+            update={"seed": cfg.seed + k, "world": cfg.world.model_copy(update={"seed": cfg.world.seed + k})}
+        )
+        sub = out / f"seed-{drawn.seed}"
+        if resume and (sub / "compare.json").is_file():  # this draw finished before the interruption
+            metrics = json.loads((sub / "compare.json").read_text())
+        else:
+            metrics = run_compare(drawn, sub, False, progress, methods, save_models, sweep, resume and sub.is_dir())
+        seeds.append(drawn.seed)
+        records.append(metrics["methods"])
+    summary = seed_summary(records)
+
+    def write() -> dict:
+        atomic_write_json(out / "compare_seeds.json", {"seeds": seeds, "methods": summary})
+        atomic_write_text(
+            out / "compare_seeds.md", "# sae-unlearn comparison over draws\n\n" + intervals_table(summary, seeds)
+        )
+        return {"seeds": seeds, "methods": summary}
+
+    return parallel.main_only(write)
+
+
 def _run(
     cfg: DemoConfig,
     out: Path,
