@@ -174,7 +174,7 @@ def run_compare_seeds(
     resume: bool = False,
 ) -> dict:
     """``compare`` over ``n_seeds`` draws: seeds ``cfg.seed`` .. + N-1 for the targets and the split (and the
-    synthetic world's own seed moved alike), each in ``out/seed-<S>/``; then compare_seeds.json/.md with each
+    synthetic world's own seed moved alike, unless targets are named), each in ``out/seed-<S>/``; then compare_seeds.json/.md with each
     metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished draws and resumes the next."""
     from sae_unlearn.report.intervals import intervals_table, seed_summary
 
@@ -189,8 +189,10 @@ def run_compare_seeds(
         out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))
     seeds, records = [], []
     for k in range(n_seeds):
+        # named targets stay the targets: only the split moves (another world would not hold those names)
+        world_seed = cfg.world.seed + (0 if cfg.unlearn.forget else k)
         drawn = cfg.model_copy(
-            update={"seed": cfg.seed + k, "world": cfg.world.model_copy(update={"seed": cfg.world.seed + k})}
+            update={"seed": cfg.seed + k, "world": cfg.world.model_copy(update={"seed": world_seed})}
         )
         sub = out / f"seed-{drawn.seed}"
         if resume and (sub / "compare.json").is_file():  # this draw finished before the interruption

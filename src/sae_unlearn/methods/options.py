@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# the learning rate after warmup (methods/schedule.py): held, or decayed to 0 at the step budget
+LRSchedule = Literal["constant", "linear", "cosine"]
+
 
 class MethodOptions(BaseModel):
     """Every method's settings derive from this; frozen, since a run must not change them under its checkpoint."""
@@ -21,7 +24,7 @@ class GradientOptions(MethodOptions):
 
     lr: float = Field(1e-4, gt=0)
     eval_every: int = Field(10, ge=1)  # steps between stop checks
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"  # after warmup; decays reach 0 at the budget
+    lr_schedule: LRSchedule = "constant"
     warmup: float = Field(0.0, ge=0, lt=1)  # share of the step budget over which the rate ramps up from 0
     max_grad_norm: float | None = Field(None, gt=0)  # clip the gradients' global norm to this (None: no clipping)
     weight_decay: float = Field(0.0, ge=0)  # AdamW's decoupled weight decay
@@ -36,7 +39,7 @@ class FloorStopOptions(GradientOptions):
     stop_margin: float = Field(0.05, ge=0, le=1)
     # open-unlearning's recipe (configs/experiment/unlearn/tofu/default.yaml under the HF Trainer's defaults):
     # linear decay after one epoch in ten of warmup, gradients clipped at norm 1, weight decay 0.01
-    lr_schedule: Literal["constant", "linear", "cosine"] = "linear"
+    lr_schedule: LRSchedule = "linear"
     warmup: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     weight_decay: float = Field(0.01, ge=0)

@@ -10,14 +10,13 @@ relative to the mean activation norm at l (``steering_scale``); documented in do
 from __future__ import annotations
 
 import random
-from typing import Literal
 
 import torch
 from pydantic import Field
 
 from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows, trainable_block_params
 from sae_unlearn.methods.lm_losses import encode_fact_answers
-from sae_unlearn.methods.options import FloorStopOptions
+from sae_unlearn.methods.options import FloorStopOptions, LRSchedule
 from sae_unlearn.methods.registry import register_method
 from sae_unlearn.models.capture import residual_at_layer
 from sae_unlearn.models.layers import decoder_layers, model_device
@@ -29,7 +28,7 @@ class RMUConfig(FloorStopOptions):
     alpha: float = 100.0  # paper: 1200 at Zephyr's scale; tuned on our step budget (docs/baselines.md)
     # open-unlearning's WMDP recipe (configs/experiment/unlearn/wmdp/default.yaml): a constant rate, no warmup,
     # no weight decay; the HF Trainer's clipping at norm 1
-    lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    lr_schedule: LRSchedule = "constant"
     warmup: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
 

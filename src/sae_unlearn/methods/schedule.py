@@ -8,12 +8,15 @@ rollback after a non-finite loss (which halves the base rate) need no scheduler 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 import torch
 from torch import nn
 from transformers import get_scheduler
 
-SCHEDULES = ("constant", "linear", "cosine")
+from sae_unlearn.methods.options import LRSchedule
+
+SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
 
 
 def lr_multiplier(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
