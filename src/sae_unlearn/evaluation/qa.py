@@ -11,6 +11,7 @@ containment (the reference, case-folded, inside the answer). Mapping from the be
 from __future__ import annotations
 
 import dataclasses
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,8 @@ from sae_unlearn.methods.base import UnlearnOutcome
 from sae_unlearn.metrics.registry import Better, Metric, register
 from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.state import Workspace
+
+log = logging.getLogger(__name__)
 
 QA_TEMPLATE = "Q: {question} A:"  # the question form of our held-out phrasings (entities/phrasings.py)
 QA_MAX_NEW_TOKENS = 32  # free-form answers run longer than the few tokens recall needs
@@ -118,6 +121,13 @@ def evaluate_qa(
     in, a method's inference hook on) and, per item, both models' answers and scores."""
     assert ws.split is not None
     forget = {e.name for e in ws.split.forget}
+    named = {it.entity for it in items if it.entity is not None}
+    if named and not named & forget:
+        log.warning(
+            "no QA item names one of this run's targets (%s): every named item counts under qa_other_*; the "
+            "entity field must spell a target as the run does",
+            ", ".join(sorted(forget)),
+        )
     before, rows_before = qa_scores(ws.model, ws.tokenizer, items, forget, template)
     with merged_adapter(model), outcome.context(model) if outcome else nullcontext():
         after, rows_after = qa_scores(model, ws.tokenizer, items, forget, template)
