@@ -291,7 +291,7 @@ def compare(
 ) -> None:
     """Every method from the same original weights, same data, budget and evaluation:
     compare.json, compare.md and a trade-off plot."""
-    from sae_unlearn.runs import ALL_METHODS, run_compare, run_compare_seeds
+    from sae_unlearn.runs import ALL_METHODS, run_compare
 
     with _user_errors():
         if synthetic:
@@ -324,18 +324,11 @@ def compare(
             )
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        if seeds is not None:
-            summary = run_compare_seeds(
-                cfg, out, seeds, overwrite, not quiet, chosen, save_models=save_models, sweep=sweep, resume=resume
-            )
-        else:
-            metrics = run_compare(
-                cfg, out, overwrite, not quiet, chosen, save_models=save_models, sweep=sweep, resume=resume
-            )
+        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds)
     if seeds is not None:
         console.print((out / "compare_seeds.md").read_text())
         console.print(
-            f"[green]wrote[/] {out}/compare_seeds.json, {out}/compare_seeds.md and seed-<S>/ for each of {summary['seeds']}"
+            f"[green]wrote[/] {out}/compare_seeds.json, {out}/compare_seeds.md and seed-<S>/ for each of {metrics['seeds']}"
         )
         return
     _summary(metrics)

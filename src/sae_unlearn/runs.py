@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from torch import nn
@@ -157,25 +158,32 @@ def run_compare(
     save_models: bool = False,
     sweep: bool = False,
     resume: bool = False,
+    seeds: int | None = None,
 ) -> dict:
-    """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot."""
-    return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
+    """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot; with
+    ``seeds``, that comparison over so many draws (``_compare_over_seeds``)."""
+    if seeds is None:
+        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
+
+    def one_draw(drawn: DemoConfig, sub: Path, again: bool) -> dict:
+        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep)
+
+    return _compare_over_seeds(cfg, out, seeds, methods, overwrite, resume, one_draw)
 
 
-def run_compare_seeds(
+def _compare_over_seeds(
     cfg: DemoConfig,
     out: Path,
     n_seeds: int,
-    overwrite: bool = False,
-    progress: bool = True,
-    methods: tuple[str, ...] = ALL_METHODS,
-    save_models: bool = False,
-    sweep: bool = False,
-    resume: bool = False,
+    methods: tuple[str, ...],
+    overwrite: bool,
+    resume: bool,
+    one_draw: Callable[[DemoConfig, Path, bool], dict],
 ) -> dict:
     """``compare`` over ``n_seeds`` draws: seeds ``cfg.seed`` .. + N-1 for the targets and the split (and the
-    synthetic world's own seed moved alike, unless targets are named), each in ``out/seed-<S>/``; then compare_seeds.json/.md with each
-    metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished draws and resumes the next."""
+    synthetic world's own seed moved alike, unless targets are named), each in ``out/seed-<S>/``; then
+    compare_seeds.json/.md with each metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished
+    draws and resumes the next."""
     from sae_unlearn.report.intervals import intervals_table, seed_summary
 
     if n_seeds < 2:
@@ -198,7 +206,7 @@ def run_compare_seeds(
         if resume and (sub / "compare.json").is_file():  # this draw finished before the interruption
             metrics = json.loads((sub / "compare.json").read_text())
         else:
-            metrics = run_compare(drawn, sub, False, progress, methods, save_models, sweep, resume and sub.is_dir())
+            metrics = one_draw(drawn, sub, resume and sub.is_dir())
         seeds.append(drawn.seed)
         records.append(metrics["methods"])
     summary = seed_summary(records)
