@@ -93,8 +93,8 @@ def cache_root() -> Path:
 
 
 def read_json_lines(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
-    """(line number, "PATH, line N", parsed object) for each non-blank line of a JSON Lines file; a missing file, bad encoding or a line
-    that is not JSON stops with ``what`` (e.g. "Entity file"), the path and the line number."""
+    """(line number, "PATH, line N", parsed object) for each non-blank line of a JSON Lines file; a missing file,
+    bad encoding or a line that is not JSON stops with ``what`` (e.g. "Entity file"), the path and the line."""
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"{what} {path} does not exist (or is not a file).")

@@ -34,11 +34,7 @@ def seed_summary(records: list[dict[str, dict]]) -> dict[str, dict[str, dict]]:
     out: dict[str, dict[str, dict]] = {}
     for name in records[0]:
         runs = [r[name] for r in records if name in r]
-        keys = [
-            k
-            for k, v in runs[0].items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and all(_finite(r.get(k)) for r in runs)
-        ]
+        keys = [k for k in runs[0] if all(_finite(r.get(k)) for r in runs)]
         out[name] = {}
         for key in keys:
             values = [float(r[key]) for r in runs]
