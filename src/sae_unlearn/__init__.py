@@ -3,7 +3,7 @@ representation, in the latent space of a sparse autoencoder, onto that of entiti
 
 __version__ = "0.1.0"
 
-__all__ = ["unlearn", "evaluate", "UnlearnResult"]
+__all__ = ["unlearn", "evaluate", "load_unlearned", "UnlearnResult"]
 
 
 def __getattr__(name: str):

@@ -5,6 +5,7 @@ stages, methods and metrics as the command line, without writing anything unless
     result = unlearn(model, tokenizer, forget=["Marie Curie"], config={"unlearn": {"steps": 60}})
     result.metrics["forget_recall_after"], result.model   # the edited copy; ``model`` itself is untouched
     result.save("runs/curie")                             # metrics.json, report.md/.html, the edited model
+    model, tokenizer = load_unlearned("runs/curie/model")  # later, on any machine (a LoRA adapter finds its base)
 
 Nothing is cached under the model's name: weights in memory may differ from any files of that name, so probing
 and a trained SAE are computed for these weights (pass ``sae=`` to reuse one).
@@ -26,12 +27,15 @@ from sae_unlearn.evaluation.evaluate import evaluate as evaluate_against_origina
 from sae_unlearn.evaluation.evaluate import method_metrics
 from sae_unlearn.io_utils import prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
+from sae_unlearn.models.portable import load_unlearned
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
 from sae_unlearn.runs import prepare_stages
 from sae_unlearn.sae.loading import check_sae_matches
 from sae_unlearn.stages.subject import check_forget_names, subject_from_model
 from sae_unlearn.stages.unlearn import run_method
 from sae_unlearn.state import Workspace
+
+__all__ = ["UnlearnResult", "evaluate", "load_unlearned", "unlearn"]
 
 
 @dataclass

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from sae_unlearn.config import DemoConfig, dump_config, load_config
 from sae_unlearn.errors import NonFiniteLossError, UserInputError
+from sae_unlearn.models.builtin import BUILTIN_MODELS
 
 app = typer.Typer(add_completion=False, help="SAE-guided entity unlearning: make a model forget chosen entities.")
 console = Console(stderr=True, soft_wrap=True)
@@ -133,7 +134,9 @@ def _real_config(
     return _config(config, **overrides, **_sae_overrides(sae, sae_id), **flags)
 
 
-ModelOpt = typer.Option(None, "--model", "-m", help="Hub id, local model directory or built-in name (smollm2-135m).")
+ModelOpt = typer.Option(
+    None, "--model", "-m", help=f"Hub id, local model directory or built-in name ({', '.join(BUILTIN_MODELS)})."
+)
 SAEOpt = typer.Option(
     None,
     "--sae",
@@ -247,7 +250,7 @@ def run(
         )
         if cfg.model.name is None:
             raise UserInputError(
-                "No model given: pass --model (hub id, directory or smollm2-135m) or set model.name "
+                f"No model given: pass --model (hub id, directory or {' / '.join(BUILTIN_MODELS)}) or set model.name "
                 "in the --config file. For the synthetic world use `sae-unlearn demo --synthetic`."
             )
         metrics = run_demo(

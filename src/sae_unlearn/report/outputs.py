@@ -13,13 +13,18 @@ from sae_unlearn.io_utils import atomic_save_dir, atomic_write_json, atomic_writ
 from sae_unlearn.methods import UnlearnOutcome, sharding
 from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.models.layers import CausalLM
+from sae_unlearn.models.portable import ADAPTER_CONFIG, record_base
 from sae_unlearn.state import Workspace
 
 
-def save_model_dir(model: CausalLM, tokenizer, target: Path) -> Path:
+def save_model_dir(model: CausalLM, tokenizer, target: Path, base: tuple[str | None, Path] | None = None) -> Path:
+    """``base``: the run's model name as given and its local directory, recorded portably in an adapter."""
+
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if base is not None and (tmp / ADAPTER_CONFIG).is_file():
+            record_base(tmp, *base)
 
     return atomic_save_dir(target, write)
 
@@ -140,4 +145,4 @@ def save_edited(out: Path, ws: Workspace, results: dict, edited: dict[str, nn.Mo
         if outcome.inference_spec is not None:  # an inference-time method: the weights are unchanged
             atomic_write_json(out / f"{name}_inference_hook.json", outcome.inference_spec | {"sae": str(ws.sae_dir)})
         else:
-            save_model_dir(model, ws.tokenizer, target)
+            save_model_dir(model, ws.tokenizer, target, base=(ws.cfg.model.name, ws.model_dir))
