@@ -156,3 +156,4 @@ def test_compare_over_seeds_gives_each_metric_its_mean_and_interval(micro_config
             assert min(values) - 1e-9 <= low <= stats["mean"] <= high <= max(values) + 1e-9, (name, key, stats)
     table = (out / "compare_seeds.md").read_text()
     assert "| sae_guided |" in table and " ± " in table and "forget_recall_after" in table
+    assert "(plots/tradeoff_seeds.png)" in table and (out / "plots" / "tradeoff_seeds.png").stat().st_size > 10_000

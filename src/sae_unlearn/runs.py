@@ -184,7 +184,7 @@ def _compare_over_seeds(
     synthetic world's own seed moved alike, unless targets are named), each in ``out/seed-<S>/``; then
     compare_seeds.json/.md with each metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished
     draws and resumes the next."""
-    from sae_unlearn.report.intervals import intervals_table, seed_summary
+    from sae_unlearn.report.intervals import intervals_table, seed_summary, tradeoff_intervals_plot
 
     if n_seeds < 2:
         raise UserInputError(
@@ -213,8 +213,12 @@ def _compare_over_seeds(
 
     def write() -> dict:
         atomic_write_json(out / "compare_seeds.json", {"seeds": seeds, "methods": summary})
+        tradeoff_intervals_plot(summary, out / "plots" / "tradeoff_seeds.png")
         atomic_write_text(
-            out / "compare_seeds.md", "# sae-unlearn comparison over draws\n\n" + intervals_table(summary, seeds)
+            out / "compare_seeds.md",
+            "# sae-unlearn comparison over draws\n\n"
+            + intervals_table(summary, seeds)
+            + "\n![trade-off over draws](plots/tradeoff_seeds.png)\n",
         )
         return {"seeds": seeds, "methods": summary}
 

@@ -4,7 +4,12 @@ of 10 targets is a handful of facts (a recall of 0.111 against 0.089 is one fact
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 from scipy.stats import bootstrap
 
@@ -71,3 +76,44 @@ def intervals_table(summary: dict[str, dict[str, dict]], seeds: list[int]) -> st
             cells.append(f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]" if s else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# the two trade-offs a reader weighs: the protected retain set, and the known entities no loss saw
+_PANELS = (
+    ("retain_recall_after", "retain recall after"),
+    ("heldout_known_recall_after", "held-out known recall after"),
+)
+
+
+def tradeoff_intervals_plot(summary: dict[str, dict[str, dict]], path: Path) -> Path:
+    """compare's trade-off plot over draws: each method at its means, with its 95 % intervals as error bars on
+    both axes, and the same-prompt floor's mean (and interval) as the forget goal."""
+    panels = [(k, label) for k, label in _PANELS if any(k in m for m in summary.values())]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    floor = next(
+        (m["unknown_recall_same_prompts"] for m in summary.values() if "unknown_recall_same_prompts" in m), None
+    )
+    for ax, (key, label) in zip(axes[0], panels):
+        for name, stats in summary.items():
+            if "forget_recall_after" not in stats or key not in stats:
+                continue
+            x, y = stats["forget_recall_after"], stats[key]
+            ax.errorbar(
+                x["mean"], y["mean"],
+                xerr=[[x["mean"] - x["ci95"][0]], [x["ci95"][1] - x["mean"]]],
+                yerr=[[y["mean"] - y["ci95"][0]], [y["ci95"][1] - y["mean"]]],
+                fmt="o", ms=6, capsize=3, label=name, zorder=3,
+            )  # fmt: skip
+        if floor is not None:
+            ax.axvspan(*floor["ci95"], color="orange", alpha=0.15)
+            ax.axvline(floor["mean"], color="orange", ls="--", label="unknown names, same prompts")
+        ax.set_xlabel("forget recall after (goal: the unknown level)")
+        ax.set_ylabel(f"{label} (higher is better)")
+        ax.legend(fontsize=7)
+    n = next(iter(next(iter(summary.values())).values()))["n"]
+    fig.suptitle(f"mean over {n} draws, 95 % bootstrap intervals", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
