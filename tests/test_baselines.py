@@ -91,3 +91,32 @@ def test_sae_guided_trains_with_a_constant_rate_and_no_clipping_by_default():
     )
     assert (npo.lr_schedule, npo.warmup, npo.max_grad_norm, npo.weight_decay) == ("linear", 0.1, 1.0, 0.01)
     assert (rmu.lr_schedule, rmu.warmup, rmu.max_grad_norm) == ("constant", 0.0, 1.0)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_rmu_trains_only_the_mlp_output_projections_at_the_references_depth(micro_workspace, lora):
+    """WMDP's RMU steers layer 7 of 32 and updates model.layers.(5|6|7).mlp.down_proj.weight: on the micro world's
+    3 blocks that is layer round(7/32 * 3) = 1, so the MLP output projections (GPT-2: mlp.c_proj) of blocks 0 and
+    1, nothing else; under LoRA the adapter sits on exactly those modules (not on attention's c_proj too)."""
+    ws = micro_workspace
+    task = _task(ws, steps=3, lora={"rank": 2, "alpha": 4.0} if lora else None)
+    before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
+    method = build_method("rmu", {"stop_at_floor": False, "warmup": 0.0})
+    method.unlearn(task)
+    assert method.steered_layer(task) == 1 and method.trained_layers(task) == [0, 1]
+    wanted = {f"transformer.h.{i}.mlp.c_proj.weight" for i in (0, 1)}
+    if lora:
+        adapted = {
+            n.removeprefix("base_model.model.").removesuffix(".lora_A")
+            for n, _ in task.model.named_modules()
+            if n.endswith("lora_A")
+        }
+        assert adapted == {w.removesuffix(".weight") for w in wanted}
+    else:
+        moved = {n for n, p in task.model.named_parameters() if not torch.equal(p, before[n])}
+        assert moved == wanted
+
+
+def test_rmu_layer_out_of_range_is_refused(micro_workspace):
+    with pytest.raises(UserInputError, match=r"rmu layer 7 is out of range: this model has 3 layers \(0\.\.2\)"):
+        build_method("rmu", {"layer": 7}).unlearn(_task(micro_workspace, steps=1))

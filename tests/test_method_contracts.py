@@ -31,7 +31,6 @@ MAX_GIBBERISH = 0.10  # share of the targets' prompts answered with degenerate t
 KNOWN_BREACHES = {
     ("gradient_ascent", "retain"): "no retain term: retain 1.000 -> 0.299 by its stop at step 30 (issue 23)",
     ("grad_diff", "forget"): "stops at step 30 on the training phrasings with held-out forget recall 0.444 (issue 23)",
-    ("rmu", "forget"): "stops at step 90 on the training phrasings with held-out forget recall 0.417 (issue 23)",
     ("sae_clamp", "forget"): "clamping at multiplier 20 leaves forget recall at 0.556 (issue 23)",
     ("simnpo", "forget"): "stops at step 60 on the training phrasings with held-out forget recall 0.667 (issue 23)",
     ("sae_clamp", "retain"): "the clamped latents fire for other entities too: retain 1.000 -> 0.564 (issue 23)",

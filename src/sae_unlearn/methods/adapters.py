@@ -4,7 +4,7 @@ gradient checkpointing. Both wrap the model before a method sees it, so methods 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, cast
+from typing import Callable, Iterator, cast
 
 from torch import nn
 
@@ -15,9 +15,17 @@ def is_peft_model(model: nn.Module) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
-def wrap_with_lora(model: CausalLM, layers: list[int], rank: int, alpha: float, seed: int = 0) -> nn.Module:
-    """A LoRA adapter on every linear layer of ``layers`` (the blocks the method would train);
-    the base weights stay frozen and untouched, and saving writes only the adapter."""
+def wrap_with_lora(
+    model: CausalLM,
+    layers: list[int],
+    rank: int,
+    alpha: float,
+    seed: int = 0,
+    only: Callable[[str], bool] | None = None,
+) -> nn.Module:
+    """A LoRA adapter on every linear layer of ``layers`` (the blocks the method would train), or on those whose
+    module name ``only`` accepts (a method that trains part of a block, as RMU its MLP output projections); the
+    base weights stay frozen and untouched, and saving writes only the adapter."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers.pytorch_utils import Conv1D
@@ -30,7 +38,9 @@ def wrap_with_lora(model: CausalLM, layers: list[int], rank: int, alpha: float, 
     targets = [
         name
         for name, mod in model.named_modules()
-        if isinstance(mod, (nn.Linear, Conv1D)) and any(id(b) in wanted for b in _ancestors(model, name))
+        if isinstance(mod, (nn.Linear, Conv1D))
+        and any(id(b) in wanted for b in _ancestors(model, name))
+        and (only is None or only(name))
     ]
     torch.manual_seed(seed)  # LoRA's A matrices are random: same seed, same run
     # peft annotates lora_alpha as int but scales by alpha / r in float: a float alpha is used as given

@@ -118,6 +118,11 @@ class GradientUnlearner(Unlearner):
     def trainable_params(self, task: UnlearnTask) -> list[nn.Parameter]:
         return trainable_block_params(task.model, self.trained_layers(task))
 
+    def lora_modules(self, name: str) -> bool:
+        """Which linear layers of the trained blocks get a LoRA adapter (``model.lora``): all of them, unless a
+        method trains part of a block (RMU: its MLP output projections)."""
+        return True
+
     def prepare(self, task: UnlearnTask) -> None:
         """Precompute whatever the loss needs from the original model (before any update)."""
 
@@ -154,7 +159,12 @@ class GradientUnlearner(Unlearner):
         self.prepare(task)
         if task.lora is not None:  # task.model becomes the peft wrapper; the pipeline keeps that object
             task.model = wrap_with_lora(
-                task.model, self.trained_layers(task), task.lora["rank"], task.lora["alpha"], task.seed
+                task.model,
+                self.trained_layers(task),
+                task.lora["rank"],
+                task.lora["alpha"],
+                task.seed,
+                only=self.lora_modules,
             )
             params = [p for p in task.model.parameters() if p.requires_grad]
         else:
