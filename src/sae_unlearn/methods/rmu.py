@@ -4,10 +4,11 @@ Forget: steer layer-l activations on forget text toward a fixed random direction
 Retain: keep layer-l activations on retain text, alpha ||h(x_r) - h_ref(x_r)||^2.
 Trained: the MLP output projections' weights (``down_proj``) of layers l-2, l-1, l. The reference code for
 Zephyr-7B (WMDP's ``rmu/unlearn.py`` at bc5e1ba l. 26, as open-unlearning's ``configs/trainer/RMU.yaml`` cites it
-at d3d7cf9): l = 7 of 32 blocks, ``model.layers.(5|6|7).mlp.down_proj.weight``, c = 6.5, alpha = 1200, lr = 5e-5. Our l is the same relative depth of the model at hand unless set, and ``c`` is
-relative to the mean activation norm at l over the forget tokens without the first (a document-start token or an
-attention sink, whose norm is 100x the others' in SmolLM2): scaling c by the frozen model's activation norm is
-what Adaptive RMU (Dang et al., arXiv 2408.06223) does per sample; we do it once per run. docs/baselines.md.
+at d3d7cf9): l = 7 of 32 blocks, ``model.layers.(5|6|7).mlp.down_proj.weight``, c = 6.5, alpha = 1200,
+lr = 5e-5. Our l is the same relative depth of the model at hand unless set, and ``c`` is relative to the mean
+activation norm at l over the forget tokens without the first (a document-start token or an attention sink,
+whose norm is 100x the others' in SmolLM2): scaling c by the frozen model's activation norm is what Adaptive RMU
+(Dang et al., arXiv 2408.06223) does per sample; we do it once per run. docs/baselines.md.
 """
 
 from __future__ import annotations
