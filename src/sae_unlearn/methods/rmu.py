@@ -32,6 +32,12 @@ REFERENCE_DEPTH = 7 / 32
 _DOWN_PROJECTIONS = ("down_proj", "c_proj", "fc2", "dense_4h_to_h")
 
 
+def _is_down_projection(module_name: str) -> bool:
+    """The one test of "an MLP output projection" for the trained weights and the LoRA targets alike (GPT-2's
+    attention has a ``c_proj`` too: only the one under ``.mlp.`` counts)."""
+    return ".mlp." in module_name and module_name.rsplit(".", 1)[-1] in _DOWN_PROJECTIONS
+
+
 class RMUConfig(FloorStopOptions):
     lr: float = Field(1e-3, gt=0)
     layer: int | None = Field(None, ge=0)  # the steered layer; None: the reference's relative depth (7/32)
@@ -69,18 +75,19 @@ class RMUUnlearner(GradientUnlearner):
         trainable_block_params(task.model, [])
         params = []
         for i in self.trained_layers(task):
-            mlp = getattr(decoder_layers(task.model)[i], "mlp", None)
+            block = decoder_layers(task.model)[i]
+            mlp = getattr(block, "mlp", None)
             if mlp is None:
                 raise UserInputError(f"rmu trains the MLPs, but block {i} of {type(task.model).__name__} has no .mlp.")
-            down = next((getattr(mlp, n) for n in _DOWN_PROJECTIONS if hasattr(mlp, n)), None)
-            for p in [down.weight] if down is not None else mlp.parameters():
+            downs = [m.weight for n, m in block.named_modules(prefix="block") if _is_down_projection(n)]
+            for p in downs or list(mlp.parameters()):
                 p.requires_grad_(True)
                 params.append(p)
         return params
 
     def lora_modules(self, name: str) -> bool:
         """Under ``model.lora`` the adapter, too, sits on the MLP output projections only."""
-        return ".mlp." in name and name.rsplit(".", 1)[-1] in _DOWN_PROJECTIONS
+        return _is_down_projection(name)
 
     def prepare(self, task: UnlearnTask) -> None:
         device = model_device(task.model)
