@@ -86,7 +86,8 @@ def _context_distance(method: SAEGuidedUnlearner, task: UnlearnTask, rows: torch
         z = task.sae.encode(hidden[mask])
         owner = mask.nonzero()[:, 0]
         keep = torch.isin(owner, rows)
-        return float((z[keep] - method.ref_unknown[keep]).pow(2).sum(-1).mean())
+        unknown = method.forget_references(torch.arange(len(method.forget))).unknown
+        return float((z[keep] - unknown[keep]).pow(2).sum(-1).mean())
 
 
 def test_contexts_join_both_losses_and_move_the_targets_there(micro_workspace):
@@ -150,8 +151,10 @@ def test_lead_in_rows_run_in_length_groups_with_the_one_batch_loss_and_reference
     whole = SAEGuidedUnlearner._reference_codes
     monkeypatch.setattr(SAEGuidedUnlearner, "_reference_codes", lambda self, *a: whole(self, *a, keys_at_once=1))
     one_template_at_a_time.prepare(task)
-    for name in ("ref_unknown", "ref_error", "ref_known", "ref_next"):
-        torch.testing.assert_close(getattr(one_template_at_a_time, name), getattr(method, name), rtol=1e-4, atol=1e-5)
+    every_row = torch.arange(len(method.forget))
+    apart, together = one_template_at_a_time.forget_references(every_row), method.forget_references(every_row)
+    for name in ("unknown", "error", "known", "margin", "next_token", "hidden0"):
+        torch.testing.assert_close(getattr(apart, name), getattr(together, name), rtol=1e-4, atol=1e-5, msg=name)
     grouped = method.loss_terms(task, random.Random(0))
     monkeypatch.setattr(EncodedPrompts, "length_groups", lambda self, rows: [rows])
     single = method.loss_terms(task, random.Random(0))

@@ -121,7 +121,8 @@ def test_output_term_makes_targets_answer_like_unknown_entities(micro_workspace)
     method.unlearn(task)
     with torch.no_grad():
         _, logp = method._forget_forward(task, method.forget)
-        kl_after = method._output_kl(logp, method.ref_next).mean()
+        reference = method.forget_references(torch.arange(len(method.forget))).next_token
+        kl_after = method._output_kl(logp, reference).mean()
     assert kl_after < 0.3 * method.gap_output, f"KL to the unknown reference {method.gap_output:.3f} -> {kl_after:.3f}"
 
 
@@ -136,11 +137,12 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
     method.unlearn(task)
     assert not all(torch.equal(a, b) for a, b in zip(top_before, decoder_layers(model)[-1].parameters()))
     f = method.forget
+    ref = method.forget_references(torch.arange(len(f)))
     with torch.no_grad():
         _, logits = residual_and_last_logits(
-            model, f.input_ids, f.attention_mask, task.layer, f.prompt_last, method.forget_hidden0
+            model, f.input_ids, f.attention_mask, task.layer, f.prompt_last, ref.hidden0
         )
-        kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), method.ref_next).mean()
+        kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), ref.next_token).mean()
     assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"
 
 
@@ -164,7 +166,7 @@ def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_wor
     monkeypatch.setattr(
         sg, "sample_rows", lambda n, k, rng: [next(drawn)] if n == n_rows and k == 1 else real_sample(n, k, rng)
     )
-    counts = (method.forget_offsets[1:] - method.forget_offsets[:-1]).tolist()
+    counts = [b - a for a, b in method.reference_positions(torch.arange(n_rows))]
     with torch.no_grad():
         single = [method.loss_terms(task, random.Random(0)) for _ in range(n_rows)]
         method.cfg = method.cfg.model_copy(update={"forget_batch": None})  # settings are frozen: a new copy

@@ -1,4 +1,5 @@
 from sae_unlearn.entities.synthetic import ATTRIBUTES, build_world
+from sae_unlearn.models.world_model import world_cache_key
 
 
 def test_world_is_deterministic_per_seed_and_differs_across_seeds():
@@ -41,3 +42,29 @@ def test_perplexity_reads_the_phrasings_the_world_model_learned(micro_workspace)
     heldout = [f"{f.prompt} {f.answer} ." for e in ws.split.other_known for f in e.facts if f.heldout]
     assert texts and heldout and not set(texts) & set(heldout)
     assert perplexity(ws.model, ws.tokenizer, texts) < perplexity(ws.model, ws.tokenizer, heldout)
+
+
+def test_a_world_larger_than_the_name_pools_adds_three_word_names_and_leaves_smaller_worlds_as_they_were():
+    """The scaling benchmark's 1,000 targets need more than the 360 two-word city names; every world that fits
+    the two-word pools (every tuned and reported one) must keep drawing exactly the names it drew before."""
+    small = build_world(seed=0)
+    assert all(len(e.name.split()) == 2 for e in small.known + small.obscure + small.unknown)
+    assert [e.name for e in small.known[:3]] == ["Kael Harrow", "Emrys Marlowe", "Jessamy Davenant"]  # as before
+    large = build_world(seed=0, n_known=420, n_obscure=10, n_unknown=10)
+    entities = large.known + large.obscure + large.unknown
+    assert len({e.name for e in entities}) == 3 * 440
+    lengths = {t: {len(e.name.split()) for e in entities if e.type == t} for t in ("person", "city", "company")}
+    # 480 two-word person names suffice; cities and companies have 360: one length per type, so no name opens another
+    assert lengths == {"person": {2}, "city": {3}, "company": {3}}
+    text = "\n".join(large.corpus)
+    for ent in large.unknown:
+        assert ent.name not in text, f"unknown entity {ent.name} leaked into the corpus"
+
+
+def test_a_cached_world_model_is_reused_only_for_the_very_same_corpus():
+    """The cache key read only the config once: a changed name generator then reused a model that had learned
+    other entities (every target looked unknown). Same config, another corpus: another key."""
+    cfg, model = {"seed": 0, "n_known": 6}, {"n_layer": 2}
+    corpus = build_world(seed=0, n_known=6).corpus
+    assert world_cache_key(cfg, model, corpus) == world_cache_key(cfg, model, list(corpus))
+    assert world_cache_key(cfg, model, corpus) != world_cache_key(cfg, model, corpus[:-1] + ["Kael Harrow is a poet ."])

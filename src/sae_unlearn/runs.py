@@ -25,6 +25,7 @@ from sae_unlearn.metrics.entangled import split_entangled
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.generation import reuse_greedy_continuations
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
+from sae_unlearn.sae.loading import check_sae_source
 from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
@@ -241,6 +242,8 @@ def _run(
     progress = progress and parallel.is_main()  # one set of progress bars under a launcher
     for name in methods:
         get_method(name)  # fail on a bad name before any compute
+    if cfg.sae.path is not None or cfg.sae.release is not None:  # a mistyped SAE fails before the model loads
+        check_sae_source(cfg.sae.path or cfg.sae.release or "", cfg.sae.sae_id)
     out = check_resumable(cfg, out, methods, overwrite, resume)
     ws, baseline = prepare_workspace(cfg, progress)
     results, edited = run_methods(ws, baseline, methods, progress, out, resume)

@@ -4,8 +4,9 @@ Why fictional: with a real model nobody knows exactly what it learned. Here ever
 model could know is in a corpus we wrote, and every "unknown" entity provably never occurred in it.
 
 Design (see docs/synthetic_world.md):
-- names are two words drawn from per-type pools; unknown entities are *new combinations* of the
-  same words, so they are tokenised like known ones and differ only by never having been seen;
+- names are two words drawn from per-type pools (three in a world larger than the pools); unknown
+  entities are *new combinations* of the same words, so they are tokenised like known ones and differ
+  only by never having been seen;
 - "obscure" entities appear only in sentences saying nothing is known about them, some starting
   with the name; without them a tiny model has no known-vs-unknown representation at all
   (PAPER.md, prototype notes);
@@ -128,6 +129,10 @@ def _facts_for(name: str, etype: str, values: dict[str, str]) -> list[Fact]:
 def _draw_names(rng: random.Random, etype: str, n: int) -> list[str]:
     first, second = NAME_POOLS[etype]
     combos = [f"{a} {b}" for a in first for b in second]
+    if n > len(combos):
+        # a world larger than the pools (the scaling benchmark) gets three-word names only: mixed lengths would make
+        # some two-word names the first words of others. Worlds that fit draw exactly what they drew before.
+        combos = [f"{a} {b} {c}" for a in first for b in second for c in second if b != c]
     if n > len(combos):
         raise ValueError(f"asked for {n} {etype} names, only {len(combos)} combinations exist")
     return rng.sample(combos, n)

@@ -37,8 +37,13 @@ def build_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
 WORLD_FORMAT_VERSION = 3
 
 
-def world_cache_key(world_cfg: dict, model_cfg: dict) -> str:
-    blob = json.dumps({"world": world_cfg, "model": model_cfg, "v": WORLD_FORMAT_VERSION}, sort_keys=True)
+def world_cache_key(world_cfg: dict, model_cfg: dict, corpus: list[str]) -> str:
+    """The corpus itself is part of the key: a change to the world generator (names, phrasings) retrains, even
+    where the config and format version stay the same (a cached model of another corpus knew other entities)."""
+    text = hashlib.sha256("\n".join(corpus).encode()).hexdigest()
+    blob = json.dumps(
+        {"world": world_cfg, "model": model_cfg, "v": WORLD_FORMAT_VERSION, "corpus": text}, sort_keys=True
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -102,7 +107,7 @@ def get_or_train_world_model(
     world: SyntheticWorld, world_cfg: dict, model_cfg: dict, cache_dir: Path, progress: bool = True
 ) -> Path:
     """Return the cached model directory for this world and model config, training it if absent."""
-    target = Path(cache_dir) / "world-models" / world_cache_key(world_cfg, model_cfg)
+    target = Path(cache_dir) / "world-models" / world_cache_key(world_cfg, model_cfg, world.corpus)
     if (target / "config.json").exists():
         return target
 
