@@ -28,6 +28,11 @@ def test_rows_read_back_in_the_asked_order_with_repeats_and_out_of_order_writes(
     placed.write_rows(torch.tensor([3, 1]), grid[[3, 1]])
     placed.write_rows([0, 2], grid[[0, 2]])
     torch.testing.assert_close(placed.read(range(4)).view(4, 2, 3), grid, rtol=0, atol=0)
+    halves = scratch.file("bfloat16", 3)
+    half_data = torch.randn(2, 3).bfloat16()  # a bfloat16 model's residuals come back as they went in
+    halves.append(half_data)
+    assert halves.read([1, 0]).dtype == torch.bfloat16
+    torch.testing.assert_close(halves.read([1, 0]), half_data[[1, 0]], rtol=0, atol=0)
     with pytest.raises(IndexError, match="rows 0..7 asked, 7 held"):
         appended.read([0, 7])
     with pytest.raises(IndexError, match="4 reserved"):

@@ -21,11 +21,13 @@ import torch
 
 
 class RowFile:
-    """Fixed-width float32 rows appended in order to one file; ``read`` returns chosen rows, runs of consecutive
-    rows in one read each."""
+    """Fixed-width rows appended in order to one file; ``read`` returns chosen rows, runs of consecutive rows in one
+    read each, in the dtype they were written in (stored as float32, which holds bfloat16 and float16 exactly: a
+    bfloat16 model's residual fed back to it must stay bfloat16)."""
 
     def __init__(self, path: Path, width: int):
         self.path, self.width, self.rows = path, width, 0
+        self.dtype: torch.dtype | None = None  # the first written rows' dtype
         self._row_bytes = width * 4
         self._handle = open(path, "w+b")  # noqa: SIM115 (closed by ``close``, or with its ScratchRows)
 
@@ -34,6 +36,7 @@ class RowFile:
 
     def append(self, rows: torch.Tensor) -> None:
         """Rows [n, width] (any leading shape that flattens to it), written after the existing ones."""
+        self.dtype = self.dtype or rows.dtype
         flat = rows.detach().to("cpu", torch.float32).reshape(-1, self.width).contiguous()
         self._handle.seek(self.rows * self._row_bytes)
         self._handle.write(flat.numpy().tobytes())
@@ -50,6 +53,7 @@ class RowFile:
         wanted = index.tolist() if isinstance(index, torch.Tensor) else list(index)
         if any(not 0 <= i < self.rows for i in wanted):
             raise IndexError(f"{self.path.name}: writing rows {min(wanted)}..{max(wanted)}, {self.rows} reserved")
+        self.dtype = self.dtype or rows.dtype
         flat = rows.detach().to("cpu", torch.float32).reshape(len(wanted), self.width).contiguous().numpy()
         for i, row in zip(wanted, flat):
             self._handle.seek(i * self._row_bytes)
@@ -72,7 +76,7 @@ class RowFile:
             if got != (stop - start) * self._row_bytes:
                 raise OSError(f"{self.path}: short read ({got} bytes); the scratch file was changed or truncated")
             start = stop
-        return out.to(device)
+        return out.to(device, self.dtype or torch.float32)
 
     def read_spans(self, spans: Sequence[tuple[int, int]], device: torch.device | str = "cpu") -> torch.Tensor:
         """Rows ``a..b-1`` of each span (a, b), concatenated in order."""
