@@ -23,7 +23,7 @@ from sae_unlearn.cli import app
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
 from sae_unlearn.sae.loading import check_sae_matches, load_sae
-from tests.test_real_models import WORDS, _run_config
+from tests.test_real_models import ENTITIES, WORDS, _run_config
 
 RELEASE, SAE_ID = "gemma-scope-2-270m-pt-res", "layer_5_width_16k_l0_small"
 REPO, FOLDER = "google/gemma-scope-2-270m-pt", "resid_post/layer_5_width_16k_l0_small"
@@ -130,8 +130,6 @@ def test_run_with_a_cached_gemma_scope_sae_loads_it_as_sae_lens_does(offline_hub
     with pytest.raises(UserInputError, match="does not match layer 4"):
         check_sae_matches(sae, AutoModelForCausalLM.from_pretrained(model_dir), layer=4)
     entities = tmp_path / "entities.jsonl"
-    from tests.test_real_models import ENTITIES
-
     entities.write_text("".join(json.dumps(e) + "\n" for e in ENTITIES))
     config = _run_config(tmp_path, w_downstream=0.0)
     out = tmp_path / "out"
