@@ -321,10 +321,12 @@ class SAEGuidedUnlearner(GradientUnlearner):
         hid the identity (a small part of the norm) and let training stop with the entity still readable."""
         width = self.forget.input_ids.shape[1]
         d_in = task.sae.cfg.d_in
-        # the patched pass of w_downstream feeds the blocks above L the original residual: kept per row, on disk
-        self.forget_hidden0 = self.files.file("forget_hidden0", width * d_in) if self.cfg.w_downstream > 0 else None
-        if self.forget_hidden0 is not None:
-            self.forget_hidden0.reserve(len(self.forget))
+        # the patched pass of w_downstream feeds the blocks above L the original residual: kept per row, on disk;
+        # published once filled, so the reads below do not fetch rows this loop has not written yet
+        self.forget_hidden0: RowFile | None = None
+        hidden0_file = self.files.file("forget_hidden0", width * d_in) if self.cfg.w_downstream > 0 else None
+        if hidden0_file is not None:
+            hidden0_file.reserve(len(self.forget))
         # per row: its positions' squared distances (and its output KL), averaged in row order at the end as one
         # float32 mean, so the scales equal those of the whole batch at once (summing batch sums drifts in the 7th
         # digit, which 400 steps turn into a fact recalled or not)
@@ -345,8 +347,9 @@ class SAEGuidedUnlearner(GradientUnlearner):
                 codes[row], residual[row] = code, res
             if ref.next_token is not None:
                 output[rows] = self._output_kl(logp0, ref.next_token).cpu()
-            if self.forget_hidden0 is not None:
-                self.forget_hidden0.write_rows(rows, hidden0)
+            if hidden0_file is not None:
+                hidden0_file.write_rows(rows, hidden0)
+        self.forget_hidden0 = hidden0_file
         self.scale = torch.cat(codes).mean().to(self.device).clamp_min(1e-8)
         self.gap_h = torch.cat(residual).mean().to(self.device).clamp_min(1e-8)
         if self._wants_next:
