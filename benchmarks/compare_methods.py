@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
+    parser.add_argument("--tune", action="store_true", help="the equal tuning budget (compare --tune)")
     parser.add_argument(
         "--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world"
     )
@@ -41,7 +42,9 @@ def main() -> None:
         config, {"seed": args.seed, "world.seed": None if config else args.seed, "unlearn.steps": args.steps}
     )
     t0 = time.time()
-    metrics = run_compare(cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")))
+    metrics = run_compare(
+        cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")), tune=args.tune
+    )
     wall = time.time() - t0
     print(compare_table(metrics["methods"]))
     print(f"\nwall {wall:.1f} s on {torch.get_num_threads()} threads ({platform.processor() or platform.machine()})")
@@ -51,6 +54,7 @@ def main() -> None:
         "wall_seconds": wall,
         "threads": torch.get_num_threads(),
         "methods": metrics["methods"],
+        "tuning": metrics.get("tuning"),
     }
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out / 'benchmark.json'}")

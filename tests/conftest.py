@@ -61,7 +61,7 @@ def micro_workspace(micro_config_file):
 
 @pytest.fixture(scope="session")
 def micro_compare_dir(micro_config_file, micro_workspace, tmp_path_factory) -> Path:
-    """`compare` of all six methods on the micro world (20 steps), models saved: shared by the
+    """`compare` of every method on the micro world (20 steps), models saved: shared by the
     comparison, attack and report tests."""
     from typer.testing import CliRunner
 

@@ -137,7 +137,7 @@ def test_attack_command_reproduces_the_run_and_refuses_clobber(micro_compare_dir
     assert result.exit_code == 0, result.output
     attacked = json.loads((out / "metrics.json").read_text())["methods"]
     run = json.loads((micro_compare_dir / "compare.json").read_text())["methods"]
-    assert set(attacked) == set(ALL_METHODS)  # five model directories and the clamp hook
+    assert set(attacked) == set(ALL_METHODS)  # a model directory per trained method and the clamp hook
     for name in ALL_METHODS:
         for key in ("forget_recall_after", "relearn_recall", "forget_probe_auc_residual_after"):
             assert attacked[name][key] == pytest.approx(run[name][key], abs=1e-6), (name, key)

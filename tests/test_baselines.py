@@ -11,7 +11,7 @@ from sae_unlearn.methods import build_method
 from sae_unlearn.methods.base import UnlearnTask
 
 
-def _task(ws, steps: int, **extra) -> UnlearnTask:
+def micro_task(ws, steps: int, **extra) -> UnlearnTask:
     """The micro world's split on a fresh copy of its model: what a baseline is handed."""
     return UnlearnTask(
         model=copy.deepcopy(ws.model),
@@ -41,7 +41,7 @@ def test_baseline_stops_once_targets_are_recalled_like_unknown_entities(micro_wo
         checks.append(model)
         return gap
 
-    task = _task(ws, steps=25, forget_gap_to_floor=gap_to_floor)
+    task = micro_task(ws, steps=25, forget_gap_to_floor=gap_to_floor)
     outcome = build_method("gradient_ascent", {"stop_at_floor": stop_at_floor}).unlearn(task)
     if stop_at_floor and gap <= 0.05:  # checked every eval_every (10) steps, on the model being trained
         assert (outcome.stopped_reason, outcome.steps_run) == ("early_stop", 10)
@@ -64,7 +64,7 @@ def test_training_recipe_warms_up_decays_and_clips(micro_workspace):
             (opt.param_groups[0]["lr"], float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
         )
 
-    task = _task(ws, steps=20)
+    task = micro_task(ws, steps=20)
     options = {"stop_at_floor": False, "lr": 1e-4, "warmup": 0.2, "max_grad_norm": 0.01}
     handle = register_optimizer_step_pre_hook(record)
     try:
@@ -99,7 +99,7 @@ def test_rmu_trains_only_the_mlp_output_projections_at_the_references_depth(micr
     3 blocks that is layer round(7/32 * 3) = 1, so the MLP output projections (GPT-2: mlp.c_proj) of blocks 0 and
     1, nothing else; under LoRA the adapter sits on exactly those modules (not on attention's c_proj too)."""
     ws = micro_workspace
-    task = _task(ws, steps=3, lora={"rank": 2, "alpha": 4.0} if lora else None)
+    task = micro_task(ws, steps=3, lora={"rank": 2, "alpha": 4.0} if lora else None)
     before = {n: p.detach().clone() for n, p in task.model.named_parameters()}
     method = build_method("rmu", {"stop_at_floor": False, "warmup": 0.0})
     method.unlearn(task)
@@ -119,4 +119,71 @@ def test_rmu_trains_only_the_mlp_output_projections_at_the_references_depth(micr
 
 def test_rmu_layer_out_of_range_is_refused(micro_workspace):
     with pytest.raises(UserInputError, match=r"rmu layer 7 is out of range: this model has 3 layers \(0\.\.2\)"):
-        build_method("rmu", {"layer": 7}).unlearn(_task(micro_workspace, steps=1))
+        build_method("rmu", {"layer": 7}).unlearn(micro_task(micro_workspace, steps=1))
+
+
+def test_kl_retain_is_zero_against_itself_and_grows_as_the_model_moves(micro_workspace):
+    """``retain_loss: kl``: KL(original || edited) on the retained facts, over real tokens only."""
+    from sae_unlearn.methods.lm_losses import encode_fact_answers, retain_kl
+
+    ws = micro_workspace
+    batch = encode_fact_answers(ws.tokenizer, ws.split.retain[:3], torch.device("cpu"))
+    reference, model = ws.model, copy.deepcopy(ws.model)
+    with torch.no_grad():
+        assert float(retain_kl(model, reference, batch)) == pytest.approx(0.0, abs=1e-6)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        assert float(retain_kl(model, reference, batch)) > 1e-3
+        # padding is no text: a row padded further gives the same KL
+        wide = type(batch)(
+            torch.cat([batch.input_ids, batch.input_ids[:, :3]], 1),
+            torch.cat([batch.attention_mask, torch.zeros_like(batch.attention_mask[:, :3])], 1),
+            torch.cat([batch.labels, torch.full_like(batch.labels[:, :3], -100)], 1),
+        )
+        assert float(retain_kl(model, reference, wide)) == pytest.approx(float(retain_kl(model, reference, batch)))
+
+
+@pytest.mark.parametrize("name", ["grad_diff", "npo", "simnpo", "idk_nll", "idk_dpo"])
+def test_kl_retain_variant_trains_against_a_frozen_copy_of_the_original(micro_workspace, name):
+    ws = micro_workspace
+    task = micro_task(ws, steps=10)
+    original = {k: v.clone() for k, v in task.model.state_dict().items()}
+    method = build_method(name, {"retain_loss": "kl", "stop_at_floor": False})
+    outcome = method.unlearn(task)
+    assert outcome.stopped_reason == "budget" and len(outcome.loss_terms["retain"]) == 10
+    assert outcome.loss_terms["retain"][0] == pytest.approx(0.0, abs=1e-5)  # the model starts as its reference
+    assert max(outcome.loss_terms["retain"]) > 0
+    assert all(torch.equal(v, original[k]) for k, v in method.reference.state_dict().items())  # never trained
+    assert any(not torch.equal(v, original[k]) for k, v in task.model.state_dict().items())
+
+
+def test_retain_loss_names_its_choices():
+    with pytest.raises(UserInputError, match=r"retain_loss = 'kld'.*'nll' or 'kl'"):
+        build_method("grad_diff", {"retain_loss": "kld"})
+
+
+def test_a_run_that_spends_its_budget_keeps_the_checked_weights_nearest_the_floor(micro_workspace):
+    """The best checkpoint: the validation gap is smallest at the second check (step 20) and never within the
+    margin; the run ends on step 20's weights, and says so."""
+    ws = micro_workspace
+    gaps = iter([0.40, 0.10, 0.30])
+    seen: list[dict] = []
+
+    def gap_to_floor(model) -> float:
+        seen.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(gaps)
+
+    task = micro_task(ws, steps=30, forget_gap_to_floor=gap_to_floor)
+    outcome = build_method("grad_diff", {}).unlearn(task)
+    assert (outcome.stopped_reason, outcome.steps_run, outcome.best_step) == ("budget", 30, 20)
+    assert "kept the weights of step 20" in outcome.message
+    final = task.model.state_dict()
+    assert all(torch.equal(final[k], v) for k, v in seen[1].items())  # step 20's weights ...
+    assert any(not torch.equal(final[k], v) for k, v in seen[2].items())  # ... not step 30's
+
+
+def test_the_last_weights_stay_when_they_are_the_nearest(micro_workspace):
+    gaps = iter([0.40, 0.30, 0.20])
+    task = micro_task(micro_workspace, steps=30, forget_gap_to_floor=lambda model: next(gaps))
+    outcome = build_method("grad_diff", {}).unlearn(task)
+    assert (outcome.stopped_reason, outcome.best_step, outcome.message) == ("budget", None, "")

@@ -282,6 +282,12 @@ def compare(
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: every method)."),
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
     sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
+    tune: bool = typer.Option(
+        False,
+        "--tune",
+        help="The equal tuning budget: every method at 3 values of its main setting, the value chosen on the "
+        "validation split by one rule (docs/baselines.md), reported in compare.md; about 3x the methods' time.",
+    ),
     seeds: Optional[int] = typer.Option(
         None,
         "--seeds",
@@ -327,7 +333,7 @@ def compare(
             )
             # no model given (flag or config): the synthetic world, as with --synthetic
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds)
+        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds, tune)
     if seeds is not None:
         console.print((out / "compare_seeds.md").read_text())
         console.print(

@@ -30,25 +30,28 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
+from sae_unlearn.stages.tuning import TUNING_GRID, tune_method, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
 log = logging.getLogger("sae_unlearn")
 
 
-ALL_METHODS = ("sae_guided", "gradient_ascent", "grad_diff", "npo", "simnpo", "rmu", "sae_clamp")
+ALL_METHODS = (
+    "sae_guided",
+    "gradient_ascent",
+    "grad_diff",
+    "npo",
+    "simnpo",
+    "idk_nll",
+    "idk_dpo",
+    "rmu",
+    "sae_clamp",
+)
 
 
-# The main hyperparameter of each method and the values ``compare --sweep`` tries (defaults in the middle).
-SWEEPS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "sae_guided": ("w_retain", (10.0, 30.0, 100.0)),
-    "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
-    "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
-    "npo": ("beta", (0.05, 0.1, 0.5)),
-    "simnpo": ("beta", (2.5, 4.5, 8.0)),
-    "rmu": ("alpha", (10.0, 100.0, 1200.0)),
-    "sae_clamp": ("multiplier", (5.0, 20.0, 80.0)),
-}
+# The main hyperparameter of each method and the values ``compare --sweep`` plots and ``compare --tune`` chooses from.
+SWEEPS = TUNING_GRID
 
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
@@ -95,16 +98,22 @@ def run_methods(
     progress: bool = True,
     out: Path | None = None,
     resume: bool = False,
+    tuning: dict[str, dict] | None = None,
 ):
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
 
     With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
-    state there until the outputs are written, so a resumed comparison skips it)."""
+    state there until the outputs are written, so a resumed comparison skips it). With ``tuning`` (a dict to
+    fill), each method is tuned on the validation split first (stages/tuning.py; trials are not checkpointed)
+    and evaluated at the chosen value."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
     edited: dict[str, nn.Module] = {}
     for name in methods:
-        ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
-        model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
+        if tuning is not None:
+            model, outcome, seconds, tuning[name] = tune_method(ws, name, progress)
+        else:
+            ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
+            model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
         results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
         edited[name] = model
     return results, edited
@@ -160,14 +169,15 @@ def run_compare(
     sweep: bool = False,
     resume: bool = False,
     seeds: int | None = None,
+    tune: bool = False,
 ) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot; with
     ``seeds``, that comparison over so many draws (``_compare_over_seeds``)."""
     if seeds is None:
-        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
+        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep, tune=tune)
 
     def one_draw(drawn: DemoConfig, sub: Path, again: bool) -> dict:
-        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep)
+        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep, tune=tune)
 
     return _compare_over_seeds(cfg, out, seeds, methods, overwrite, resume, one_draw)
 
@@ -236,6 +246,7 @@ def _run(
     save_models: bool,
     compare: bool = False,
     sweep: bool = False,
+    tune: bool = False,
 ) -> dict:
     """The one driver: stages 1-4 once, each method from the original weights (checkpointed under ``out``), then
     the outputs, written by one process under a launcher; ``compare`` adds compare.json/.md and the trade-off plot."""
@@ -246,15 +257,18 @@ def _run(
         check_sae_source(cfg.sae.path or cfg.sae.release or "", cfg.sae.sae_id)
     out = check_resumable(cfg, out, methods, overwrite, resume)
     ws, baseline = prepare_workspace(cfg, progress)
-    results, edited = run_methods(ws, baseline, methods, progress, out, resume)
+    tuning: dict[str, dict] | None = {} if tune else None
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning)
     sweeps = run_sweeps(ws, methods, progress) if sweep else None
 
     def write() -> dict:
-        preface = _write_comparison(out, results, sweeps) if compare else ""
+        preface = _write_comparison(out, results, sweeps, tuning) if compare else ""
         metrics = write_run_outputs(out, ws, results, edited, preface=preface)
         if compare:
             if sweeps:
                 metrics["sweeps"] = sweeps
+            if tuning:
+                metrics["tuning"] = tuning
             atomic_write_json(out / "compare.json", metrics)
         if save_models:
             save_edited(out, ws, results, edited)
@@ -264,14 +278,19 @@ def _run(
     return parallel.main_only(write)
 
 
-def _write_comparison(out: Path, results: dict, sweeps: dict[str, list[dict]] | None) -> str:
-    """compare.md and the trade-off plot; returns the table, which also opens the report."""
+def _write_comparison(
+    out: Path, results: dict, sweeps: dict[str, list[dict]] | None, tuning: dict[str, dict] | None = None
+) -> str:
+    """compare.md and the trade-off plot (and the chosen settings, when tuned); returns the table, which also
+    opens the report."""
     from sae_unlearn.report.compare import compare_table, tradeoff_plot
 
     methods_metrics = {name: m for name, (m, _) in results.items()}
     (out / "plots").mkdir(exist_ok=True)
     tradeoff_plot(methods_metrics, out / "plots" / "tradeoff.png", sweeps)
     table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
+    if tuning:
+        table += "\n" + tuning_table(tuning)
     atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
     return table
 

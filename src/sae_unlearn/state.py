@@ -68,7 +68,7 @@ class Workspace:
     timings: dict[str, float] = field(default_factory=dict)
     probing: dict[str, float] = field(default_factory=dict)  # entity -> share of facts recalled (original model)
     skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
-    forget_floor: float | None = None  # targets' training prompts, unknown names swapped in (baselines' stop)
+    forget_floor: float | None = None  # targets' validation prompts, unknown names swapped in (baselines' stop)
     n_known: int = 0
     answerable_checked: bool = False  # the known entities' facts carry Fact.answerable (real models)
     all_answerable: list[str] = field(default_factory=list)  # recalled, but only through prompt-answerable facts

@@ -62,7 +62,7 @@ LEAD_INS = (
 )
 
 
-def _after_lead_in(lead: str, prompt: str, name: str) -> str:
+def after_lead_in(lead: str, prompt: str, name: str) -> str:
     body = prompt if prompt.startswith(name) or not prompt[:1].isupper() else prompt[:1].lower() + prompt[1:]
     return f"{lead} {body}"
 
@@ -76,7 +76,7 @@ def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
     for e in entities:
         train = [f for f in e.facts if not f.heldout and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)]
         extra = [
-            dataclasses.replace(f, prompt=_after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
+            dataclasses.replace(f, prompt=after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
             for f in train
             for lead in LEAD_INS[:n]
         ]

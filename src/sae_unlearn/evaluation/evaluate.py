@@ -98,6 +98,12 @@ register(
     Metric("steps", "unlearning steps run", scope="method"),
     Metric("seconds", "seconds", scope="method", better="min", compare=True, summary=True),
     Metric("stopped_reason", "why the method stopped", scope="method", section="hidden"),
+    Metric(
+        "kept_step",
+        "the check whose weights were kept: the budget ran out and that check was nearer the floor",
+        scope="method",
+        section="hidden",
+    ),
     Metric("relearn_seconds", "seconds of the relearning attack", scope="method", section="hidden"),
     Metric("evaluate_seconds", "seconds of the evaluation after unlearning", scope="method", section="hidden"),
     Metric("source", "the saved model attacked (`attack`)", scope="method", section="hidden"),
@@ -210,4 +216,6 @@ def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, sec
     m["seconds"] = seconds
     m["steps"] = outcome.steps_run
     m["stopped_reason"] = outcome.stopped_reason
+    if outcome.best_step is not None:
+        m["kept_step"] = outcome.best_step
     return m

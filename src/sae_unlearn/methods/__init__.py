@@ -6,7 +6,7 @@ Adding a method: one module with an ``Unlearner`` subclass decorated with ``@reg
 
 from __future__ import annotations
 
-from sae_unlearn.methods import grad_diff, gradient_ascent, npo, rmu, sae_clamp, sae_guided, simnpo  # noqa: F401  (register)
+from sae_unlearn.methods import grad_diff, gradient_ascent, idk, npo, rmu, sae_clamp, sae_guided, simnpo  # noqa: F401  (register)
 from sae_unlearn.methods.base import Unlearner, UnlearnOutcome, UnlearnTask
 from sae_unlearn.methods.registry import REGISTRY, build_method, get_method, method_settings, register_method
 

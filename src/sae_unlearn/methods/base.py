@@ -60,6 +60,7 @@ class UnlearnOutcome:
     # the loss's named, weighted terms per step (their sum is loss_history): which term dominates a run
     loss_terms: dict[str, list[float]] = field(default_factory=dict)
     message: str = ""
+    best_step: int | None = None  # the budget ran out and an earlier check's weights were kept (``_keep_best``)
     # For inference-time methods (SAE clamping): wraps every evaluation forward pass.
     inference_context: Callable[[nn.Module], AbstractContextManager] | None = None
     inference_spec: dict | None = None  # saved beside the model so the hook can be re-applied
@@ -100,6 +101,12 @@ class GradientUnlearner(Unlearner):
     learning rate once; a second one stops the run, keeping the last good weights.
     """
 
+    # the stop rule's checks during a run (``should_stop``, ``_keep_best``): trained parameters, the check with the
+    # smallest validation gap (gap, step, weights), and the last gap
+    _trained: list[nn.Parameter]
+    _best: tuple[float, int, list[torch.Tensor]] | None = None
+    _last_gap: float | None = None
+
     # True when ``loss`` computes only this process's share of the batch (summed over processes);
     # False: every process computes the whole loss, and gradients are averaged (same result, no speed-up).
     shards_data: ClassVar[bool] = False
@@ -132,11 +139,34 @@ class GradientUnlearner(Unlearner):
         every term per step (``UnlearnOutcome.loss_terms``) so a run shows which one dominates."""
 
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
-        """Baselines (``stop_at_floor``) stop once the targets are recalled within ``stop_margin`` of
-        unknown entities on the same prompts: training past that only adds damage (docs/baselines.md)."""
+        """Baselines (``stop_at_floor``) stop once the targets are recalled on the validation split within
+        ``stop_margin`` of unknown names on the same prompts: training past that only adds damage
+        (docs/baselines.md). Each check also keeps the weights with the smallest gap so far (``_best``)."""
         if not getattr(self.cfg, "stop_at_floor", False) or task.forget_gap_to_floor is None:
             return False
-        return task.forget_gap_to_floor(task.model) <= self.cfg.stop_margin
+        gap = task.forget_gap_to_floor(task.model)
+        self._last_gap = gap
+        if self._best is None or gap < self._best[0]:  # strictly smaller: ties keep the earlier, less trained step
+            self._best = (gap, step + 1, [p.detach().clone() for p in self._trained])
+        return gap <= self.cfg.stop_margin
+
+    def _keep_best(self, state: LoopState) -> None:
+        """A run that spent its budget without reaching the floor ends on the checked weights with the smallest
+        validation gap, when those are not the last ones (docs/baselines.md, "best checkpoint"). Not kept
+        across a resume: a resumed run keeps the best since it resumed."""
+        if state.stopped_reason != "budget" or self._best is None or self._last_gap is None:
+            return
+        gap, step, weights = self._best
+        if gap < self._last_gap:
+            with torch.no_grad():
+                for p, w in zip(self._trained, weights):
+                    p.copy_(w)
+            state.message = (
+                f"kept the weights of step {step} (validation gap to the floor {gap:+.3f}; "
+                f"{self._last_gap:+.3f} at the end of the budget)"
+            )
+            state.best_step = step
+        self._best = None
 
     def _across_processes(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Sum (sharded losses) or average (replicated ones) over processes, in place."""
@@ -185,7 +215,9 @@ class GradientUnlearner(Unlearner):
             self.load_method_state(state.method_state)
         deterministic_train_mode(task.model)  # no dropout: the edit must be deterministic for a given seed
         if not state.finished:
+            self._trained, self._best, self._last_gap = params, None, None
             opt = self._train(task, params, snapshot, opt, rng, state)
+            self._keep_best(state)
             if ckpt is not None:
                 state.finished, state.method_state = True, self.method_state()
                 ckpt.save(params, snapshot, opt, rng, state)
@@ -202,6 +234,7 @@ class GradientUnlearner(Unlearner):
             loss_history=state.history,
             loss_terms=state.terms,
             message=state.message,
+            best_step=state.best_step,
         )
 
     def _train(

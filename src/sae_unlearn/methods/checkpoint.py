@@ -50,6 +50,7 @@ class LoopState:
     stopped_reason: str = "budget"
     message: str = ""
     method_state: dict = field(default_factory=dict)
+    best_step: int | None = None  # an earlier check's weights were kept at the end (base._keep_best)
 
 
 class Checkpointer:

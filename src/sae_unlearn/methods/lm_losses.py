@@ -35,6 +35,11 @@ def encode_fact_answers(
     tokenizer, entities: list[Entity], device: torch.device, heldout: bool | None = False
 ) -> FactBatch:
     prompts, _, answers = fact_prompts(entities, heldout)
+    return encode_answers(tokenizer, prompts, answers, device)
+
+
+def encode_answers(tokenizer, prompts: list[str], answers: list[str], device: torch.device) -> FactBatch:
+    """Each prompt followed by its answer (a fact's, or a refusal: methods/idk.py)."""
     rows, labels = [], []
     for prompt, answer in zip(prompts, answers):
         p_ids = tokenizer(prompt)["input_ids"]
@@ -69,3 +74,20 @@ def answer_nll(model, batch: FactBatch) -> torch.Tensor:
     """Mean per-token NLL on the answers (the LM loss of the retain and forget facts)."""
     n_tokens = batch.answer_lengths().sum().clamp_min(1)
     return -sequence_logprob(model, batch).sum() / n_tokens
+
+
+def retain_kl(model, reference, batch: FactBatch) -> torch.Tensor:
+    """KL(reference || model) of the next-token distributions, averaged over the rows' real tokens: the KL-retain
+    term of open-unlearning's GradDiff/NPO (``retain_loss_type: KL``, src/trainer/utils.py
+    ``compute_kl_divergence``), which averages over every position, padding included; padding is no text, so
+    it is left out here."""
+    with torch.no_grad():
+        ref = F.log_softmax(reference(**_inputs(batch)).logits.float(), -1)
+    cur = F.log_softmax(model(**_inputs(batch)).logits.float(), -1)
+    per_token = F.kl_div(cur, ref, reduction="none", log_target=True).sum(-1)
+    mask = batch.attention_mask.to(per_token.dtype)
+    return (per_token * mask).sum() / mask.sum().clamp_min(1)
+
+
+def _inputs(batch: FactBatch) -> dict:
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}

@@ -10,18 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from sae_unlearn.methods.base import UnlearnTask
-from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
-from sae_unlearn.methods.lm_losses import answer_nll, sequence_logprob
+from sae_unlearn.methods.lm_losses import sequence_logprob
 from sae_unlearn.methods.registry import register_method
+from sae_unlearn.methods.retain_terms import RetainTermConfig, RetainTermUnlearner
 
 
-class NPOConfig(GradientAscentConfig):
+class NPOConfig(RetainTermConfig):
     beta: float = 0.1
-    retain_weight: float = 1.0
 
 
 @register_method
-class NPOUnlearner(GradientAscentUnlearner):
+class NPOUnlearner(RetainTermUnlearner):
     name = "npo"
     config_cls = NPOConfig
 
@@ -35,5 +34,4 @@ class NPOUnlearner(GradientAscentUnlearner):
         log_ratio = sequence_logprob(task.model, self.forget.rows(idx)) - self.ref_logp[idx]
         # log(1 + exp(beta * log_ratio)) = softplus, numerically stable
         npo = (2.0 / self.cfg.beta) * F.softplus(self.cfg.beta * log_ratio).mean()
-        retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
-        return {"npo": npo, "retain": self.cfg.retain_weight * retain}
+        return {"npo": npo, "retain": self.retain_term(task, rng)}

@@ -16,20 +16,19 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from sae_unlearn.methods.base import UnlearnTask
-from sae_unlearn.methods.gradient_ascent import GradientAscentConfig, GradientAscentUnlearner
-from sae_unlearn.methods.lm_losses import answer_nll, sequence_logprob
+from sae_unlearn.methods.lm_losses import sequence_logprob
 from sae_unlearn.methods.registry import register_method
+from sae_unlearn.methods.retain_terms import RetainTermConfig, RetainTermUnlearner
 
 
-class SimNPOConfig(GradientAscentConfig):
+class SimNPOConfig(RetainTermConfig):
     beta: float = Field(4.5, gt=0)
     delta: float = 0.0  # margin on the length-normalised NLL ("gamma" in the SimNPO paper)
     forget_weight: float = Field(0.125, ge=0)  # open-unlearning's gamma
-    retain_weight: float = Field(1.0, ge=0)  # open-unlearning's alpha
 
 
 @register_method
-class SimNPOUnlearner(GradientAscentUnlearner):
+class SimNPOUnlearner(RetainTermUnlearner):
     name = "simnpo"
     config_cls = SimNPOConfig
 
@@ -37,5 +36,4 @@ class SimNPOUnlearner(GradientAscentUnlearner):
         batch = self.forget.rows(self._rows(len(self.forget), rng))
         nll = -sequence_logprob(task.model, batch) / batch.answer_lengths().clamp_min(1)
         simnpo = -(2.0 / self.cfg.beta) * F.logsigmoid(self.cfg.beta * (nll - self.cfg.delta)).mean()
-        retain = answer_nll(task.model, self.retain.rows(self._rows(len(self.retain), rng)))
-        return {"simnpo": self.cfg.forget_weight * simnpo, "retain": self.cfg.retain_weight * retain}
+        return {"simnpo": self.cfg.forget_weight * simnpo, "retain": self.retain_term(task, rng)}

@@ -12,6 +12,8 @@ from pathlib import Path
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
+from sae_unlearn.entities.types import Entity
+from sae_unlearn.entities.validation import validation_entities
 from sae_unlearn.io_utils import CHECKPOINTS
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
@@ -40,6 +42,30 @@ def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> 
     return Checkpointer(Path(out) / CHECKPOINTS / name, every, fingerprint, resume)
 
 
+def _validation(ws: Workspace, entities: list[Entity]) -> list[Entity]:
+    """``entities``' validation facts (entities/validation.py): neither a loss's phrasings nor the evaluation's."""
+    return validation_entities(entities, ws.tokenizer, False if ws.eval_heldout else None)
+
+
+def validation_forget_gap(ws: Workspace, model: nn.Module) -> float:
+    """The targets' recall on the validation split minus the same prompts' recall with unknown names (measured
+    once on the original model, on first use: methods without the stop rule never pay for it). Read by the
+    baselines' stop rule and by the tuning (stages/tuning.py); never by the evaluation."""
+    targets = _validation(ws, ws.training_split().forget)
+    n_tok = ws.cfg.eval.max_new_tokens
+    if ws.forget_floor is None:
+        ws.forget_floor = substituted_recall(
+            ws.model, ws.tokenizer, targets, ws.unknown_eval, heldout=None, max_new_tokens=n_tok
+        )
+    return recall(model, ws.tokenizer, targets, None, n_tok) - ws.forget_floor
+
+
+def validation_retain_recall(ws: Workspace, model: nn.Module) -> float:
+    """The retained entities' recall on the validation split (the retain loss trains their training phrasings)."""
+    assert ws.split is not None
+    return recall(model, ws.tokenizer, _validation(ws, ws.scored(ws.split.retain)), None, ws.cfg.eval.max_new_tokens)
+
+
 def run_method(
     ws: Workspace,
     name: str,
@@ -55,15 +81,8 @@ def run_method(
         z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
         return probe.share_unknown(z, owner)
 
-    # training phrasings only: the evaluation's held-out ones must not steer any method
-    train_phrasing, n_tok = (False if ws.eval_heldout else None), ws.cfg.eval.max_new_tokens
-
     def forget_gap_to_floor(m: nn.Module) -> float:
-        if ws.forget_floor is None:  # measured once, on first use: methods without the stop rule never pay for it
-            ws.forget_floor = substituted_recall(
-                ws.model, ws.tokenizer, split.forget, ws.unknown_eval, heldout=train_phrasing, max_new_tokens=n_tok
-            )
-        return recall(m, ws.tokenizer, split.forget, train_phrasing, n_tok) - ws.forget_floor
+        return validation_forget_gap(ws, m)
 
     k = ws.cfg.latents.top_k
     mcfg = ws.cfg.model

@@ -1,0 +1,65 @@
+"""The validation split and the equal tuning budget (issue 23): settings are chosen on phrasings that neither a
+loss nor the evaluation uses, by one rule, for every method alike."""
+
+from __future__ import annotations
+
+import json
+
+from test_refusal_baselines import byte_level_tokenizer
+from typer.testing import CliRunner
+
+from sae_unlearn.cli import app
+from sae_unlearn.entities.synthetic import HELDOUT_PREFIXES, build_world
+from sae_unlearn.entities.validation import ENGLISH_OPENINGS, WORLD_OPENINGS, validation_entities
+from sae_unlearn.models.world_model import build_tokenizer
+from sae_unlearn.stages.tuning import TUNING_GRID, Trial, choose
+
+
+def _trial(value: float, gap: float, kept: float) -> Trial:
+    return Trial(value=value, forget_gap=gap, retain_recall=kept, steps_run=10, seconds=1.0)
+
+
+def test_the_rule_keeps_the_most_among_values_that_forget_else_forgets_most():
+    # two values forget (gap within 0.05): the one keeping more of the retained entities wins
+    assert choose([_trial(1, 0.30, 1.0), _trial(2, 0.04, 0.80), _trial(3, 0.00, 0.60)]) == 1
+    # none forgets: the smallest gap, whatever it keeps
+    assert choose([_trial(1, 0.30, 1.0), _trial(2, 0.20, 0.50), _trial(3, 0.25, 0.90)]) == 1
+    # ties go to the earlier value in the grid
+    assert choose([_trial(1, 0.0, 0.9), _trial(2, 0.0, 0.9)]) == 0
+    assert choose([_trial(1, 0.2, 0.9), _trial(2, 0.2, 0.1)]) == 0
+
+
+def test_validation_phrasings_are_neither_the_losses_nor_the_evaluations():
+    world = build_world(seed=0, n_known=4, n_obscure=4, n_unknown=2)
+    tok = build_tokenizer(world.all_words)
+    entity = world.known[0]
+    (val,) = validation_entities([entity], tok)
+    train = {f.prompt for f in entity.facts if not f.heldout}
+    test = {f.prompt for f in entity.facts if f.heldout}
+    assert len(val.facts) == len(train)  # one per training fact
+    for fact in val.facts:
+        assert entity.name in fact.prompt and fact.prompt not in train | test
+        assert fact.prompt.startswith(WORLD_OPENINGS)  # a word-level vocabulary writes only the world's openings
+        assert not fact.prompt.startswith(HELDOUT_PREFIXES)
+        assert tok.unk_token_id not in tok(fact.prompt)["input_ids"]
+    assert {f.answer for f in val.facts} == {f.answer for f in entity.facts}
+    # a tokenizer that writes any text gets English openings, in the form the real models' facts take
+    (english,) = validation_entities([entity], byte_level_tokenizer())
+    assert all(f.prompt.startswith(ENGLISH_OPENINGS) for f in english.facts)
+
+
+def test_compare_tune_chooses_each_methods_setting_by_the_rule(micro_config_file, micro_workspace, tmp_path):
+    out = tmp_path / "tuned"
+    args = ["compare", "--synthetic", "--config", str(micro_config_file), "--out", str(out), "--steps", "20"]
+    result = CliRunner().invoke(app, [*args, "--methods", "grad_diff,sae_clamp", "--tune", "--quiet"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert set(data["tuning"]) == {"grad_diff", "sae_clamp"}
+    for name, record in data["tuning"].items():
+        setting, values = TUNING_GRID[name]
+        assert record["setting"] == setting and [t["value"] for t in record["trials"]] == list(values)
+        best = choose([Trial(**t) for t in record["trials"]])
+        assert record["chosen"] == values[best]
+        assert data["methods"][name]["steps"] == record["trials"][best]["steps_run"]  # the chosen run is evaluated
+    text = (out / "compare.md").read_text()
+    assert "## Chosen settings" in text and f"**{data['tuning']['grad_diff']['chosen']:g}**" in text
