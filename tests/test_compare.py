@@ -98,7 +98,7 @@ def test_compare_sweep_adds_curves(micro_config_file, micro_workspace, tmp_path)
     )
     assert result.exit_code == 0, result.output
     curve = json.loads((out / "compare.json").read_text())["sweeps"]["sae_clamp"]
-    assert [p["multiplier"] for p in curve] == [5.0, 20.0, 80.0]
+    assert [p["multiplier"] for p in curve] == [6.67, 20.0, 60.0]  # a third of the default, it, three times it
     recalls = [p["forget_recall_after"] for p in curve]
     assert recalls[0] > recalls[1] > recalls[2], recalls  # a stronger clamp forgets more
     # the default multiplier (20) is the method's own run: the curve passes through the table's point

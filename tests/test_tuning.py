@@ -9,10 +9,11 @@ from test_refusal_baselines import byte_level_tokenizer
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
+from sae_unlearn.config import load_config
 from sae_unlearn.entities.synthetic import HELDOUT_PREFIXES, build_world
 from sae_unlearn.entities.validation import ENGLISH_OPENINGS, WORLD_OPENINGS, validation_entities
 from sae_unlearn.models.world_model import build_tokenizer
-from sae_unlearn.stages.tuning import TUNING_GRID, Trial, choose
+from sae_unlearn.stages.tuning import Trial, choose, tuning_grid
 
 
 def _trial(value: float, gap: float, kept: float) -> Trial:
@@ -56,10 +57,23 @@ def test_compare_tune_chooses_each_methods_setting_by_the_rule(micro_config_file
     data = json.loads((out / "compare.json").read_text())
     assert set(data["tuning"]) == {"grad_diff", "sae_clamp"}
     for name, record in data["tuning"].items():
-        setting, values = TUNING_GRID[name]
+        setting, values = tuning_grid(load_config(micro_config_file), name)
         assert record["setting"] == setting and [t["value"] for t in record["trials"]] == list(values)
         best = choose([Trial(**t) for t in record["trials"]])
         assert record["chosen"] == values[best]
         assert data["methods"][name]["steps"] == record["trials"][best]["steps_run"]  # the chosen run is evaluated
     text = (out / "compare.md").read_text()
     assert "## Chosen settings" in text and f"**{data['tuning']['grad_diff']['chosen']:g}**" in text
+
+
+def test_every_method_is_tuned_around_its_own_configured_value(micro_config_file):
+    """The same relative budget for every method: a third of its value, the value, three times it; a value set in
+    the config (the micro config's SAE-guided ``w_retain`` 3) is the middle of its grid."""
+    from sae_unlearn.methods import REGISTRY
+    from sae_unlearn.runs import SWEEPS
+
+    cfg = load_config(micro_config_file)
+    assert tuning_grid(cfg, "sae_guided") == ("w_retain", (1.0, 3.0, 9.0))
+    assert SWEEPS["sae_guided"] == ("w_retain", (20.0, 60.0, 180.0))  # the shipped default, 60, in the middle
+    assert SWEEPS["npo"] == ("beta", (0.0333, 0.1, 0.3))
+    assert set(SWEEPS) == set(REGISTRY)  # every registered method has a tuned setting

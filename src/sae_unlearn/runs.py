@@ -30,7 +30,7 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import TUNING_GRID, tune_method, tuning_table
+from sae_unlearn.stages.tuning import TUNED_SETTING, tune_method, tuning_grid, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
@@ -50,8 +50,8 @@ ALL_METHODS = (
 )
 
 
-# The main hyperparameter of each method and the values ``compare --sweep`` plots and ``compare --tune`` chooses from.
-SWEEPS = TUNING_GRID
+# The default configuration's grids (``tuning_grid``), under the name earlier releases exported.
+SWEEPS = {name: tuning_grid(DemoConfig(), name) for name in TUNED_SETTING}
 
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
@@ -137,7 +137,7 @@ def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -
     curves: dict[str, list[dict]] = {}
     assert ws.split is not None
     for name in methods:
-        param, values = SWEEPS[name]
+        param, values = tuning_grid(ws.cfg, name)  # the values ``compare --tune`` chooses from
         curves[name] = []
         for value in values:
             model, outcome, _ = run_method(ws, name, progress, {param: value})

@@ -15,22 +15,25 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
-from sae_unlearn.methods import UnlearnOutcome
-from sae_unlearn.stages.unlearn import run_method, validation_forget_gap, validation_retain_recall
+from sae_unlearn.config import DemoConfig
+from sae_unlearn.methods import UnlearnOutcome, method_settings
+from sae_unlearn.stages.unlearn import method_options, run_method, validation_forget_gap, validation_retain_recall
 from sae_unlearn.state import Workspace
 
-# Each method's main setting and the values tried (its default in the middle): 3 runs per method.
-TUNING_GRID: dict[str, tuple[str, tuple[float, ...]]] = {
-    "sae_guided": ("w_retain", (10.0, 30.0, 100.0)),
-    "gradient_ascent": ("lr", (3e-5, 1e-4, 3e-4)),
-    "grad_diff": ("lr", (3e-5, 1e-4, 3e-4)),
-    "npo": ("beta", (0.05, 0.1, 0.5)),
-    "simnpo": ("beta", (2.5, 4.5, 8.0)),
-    "idk_nll": ("lr", (3e-5, 1e-4, 3e-4)),
-    "idk_dpo": ("beta", (0.05, 0.1, 0.5)),
-    "rmu": ("alpha", (10.0, 100.0, 1200.0)),
-    "sae_clamp": ("multiplier", (5.0, 20.0, 80.0)),
+# Each method's main setting. The values tried are its configured value (the default, or the user's config), a
+# third of it and three times it: the same relative budget for every method, its own starting point in the middle.
+TUNED_SETTING: dict[str, str] = {
+    "sae_guided": "w_retain",
+    "gradient_ascent": "lr",
+    "grad_diff": "lr",
+    "npo": "beta",
+    "simnpo": "beta",
+    "idk_nll": "lr",
+    "idk_dpo": "beta",
+    "rmu": "alpha",
+    "sae_clamp": "multiplier",
 }
+SPREAD = (1 / 3, 1.0, 3.0)
 MARGIN = 0.05  # as the baselines' stop rule (methods/options.FloorStopOptions.stop_margin)
 
 
@@ -53,10 +56,17 @@ def choose(trials: list[Trial], margin: float = MARGIN) -> int:
     return min(range(len(trials)), key=lambda i: (trials[i].forget_gap, i))
 
 
+def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
+    """Method ``name``'s tuned setting and the values tried, around its value in ``cfg``."""
+    setting = TUNED_SETTING[name]
+    value = float(getattr(method_settings(name, method_options(cfg, name)), setting))
+    return setting, tuple(float(f"{value * f:.3g}") for f in SPREAD)
+
+
 def tune_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Module, UnlearnOutcome, float, dict]:
     """Run ``name`` at each value of its grid; return the chosen run (model, outcome, seconds) and the record
     compare.json keeps (``tuning``: setting, values, each trial's validation scores, the chosen value)."""
-    setting, values = TUNING_GRID[name]
+    setting, values = tuning_grid(ws.cfg, name)
     runs, trials = [], []
     for value in values:
         t0 = time.time()
