@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from test_refusal_baselines import byte_level_tokenizer
 from typer.testing import CliRunner
 
@@ -12,6 +13,7 @@ from sae_unlearn.cli import app
 from sae_unlearn.config import load_config
 from sae_unlearn.entities.synthetic import HELDOUT_PREFIXES, build_world
 from sae_unlearn.entities.validation import ENGLISH_OPENINGS, WORLD_OPENINGS, validation_entities
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.models.world_model import build_tokenizer
 from sae_unlearn.stages.tuning import Trial, choose, tuning_grid
 
@@ -77,3 +79,8 @@ def test_every_method_is_tuned_around_its_own_configured_value(micro_config_file
     assert SWEEPS["sae_guided"] == ("w_retain", (20.0, 60.0, 180.0))  # the shipped default, 60, in the middle
     assert SWEEPS["npo"] == ("beta", (0.0333, 0.1, 0.3))
     assert set(SWEEPS) == set(REGISTRY)  # every registered method has a tuned setting
+
+
+def test_a_method_without_a_tuned_setting_is_a_clear_error(micro_config_file):
+    with pytest.raises(UserInputError, match="'mine' has no tuned setting.*TUNED_SETTING"):
+        tuning_grid(load_config(micro_config_file), "mine")

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import UnlearnOutcome, method_settings
 from sae_unlearn.stages.unlearn import method_options, run_method, validation_forget_gap, validation_retain_recall
 from sae_unlearn.state import Workspace
@@ -58,6 +59,10 @@ def choose(trials: list[Trial], margin: float = MARGIN) -> int:
 
 def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
     """Method ``name``'s tuned setting and the values tried, around its value in ``cfg``."""
+    if name not in TUNED_SETTING:
+        raise UserInputError(
+            f"Method {name!r} has no tuned setting: add it to stages/tuning.TUNED_SETTING, or leave out --tune/--sweep."
+        )
     setting = TUNED_SETTING[name]
     value = float(getattr(method_settings(name, method_options(cfg, name)), setting))
     return setting, tuple(float(f"{value * f:.3g}") for f in SPREAD)
