@@ -72,7 +72,7 @@ def test_every_method_is_tuned_around_its_own_configured_value(micro_config_file
     """The same relative budget for every method: a third of its value, the value, three times it; a value set in
     the config (the micro config's SAE-guided ``w_retain`` 3) is the middle of its grid."""
     from sae_unlearn.methods import REGISTRY
-    from sae_unlearn.runs import SWEEPS
+    from sae_unlearn.pipeline import SWEEPS  # the old name, kept for scripts
 
     cfg = load_config(micro_config_file)
     assert tuning_grid(cfg, "sae_guided") == ("w_retain", (1.0, 3.0, 9.0))

@@ -17,7 +17,6 @@ from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing
 from sae_unlearn.report.outputs import save_edited, save_model_dir, write_run_outputs
 from sae_unlearn.runs import (
     ALL_METHODS,
-    SWEEPS,
     check_resumable,
     prepare_workspace,
     run_compare,
@@ -35,7 +34,7 @@ from sae_unlearn.state import Workspace
 
 __all__ = [
     "ALL_METHODS",
-    "SWEEPS",
+    "SWEEPS",  # noqa: F822  (built on first use: __getattr__ below)
     "Workspace",
     "build_real",
     "build_synthetic",
@@ -68,3 +67,14 @@ __all__ = [
     "select_latents",
     "write_run_outputs",
 ]
+
+
+def __getattr__(name: str):
+    """``SWEEPS``: the default configuration's tuning grids (``stages.tuning.tuning_grid``), built when an old
+    script asks for them rather than at every import."""
+    if name == "SWEEPS":
+        from sae_unlearn.config import DemoConfig
+        from sae_unlearn.stages.tuning import TUNED_SETTING, tuning_grid
+
+        return {method: tuning_grid(DemoConfig(), method) for method in TUNED_SETTING}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

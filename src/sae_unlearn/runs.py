@@ -30,7 +30,7 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import TUNED_SETTING, tune_method, tuning_grid, tuning_table
+from sae_unlearn.stages.tuning import tune_method, tuning_grid, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
@@ -48,10 +48,6 @@ ALL_METHODS = (
     "rmu",
     "sae_clamp",
 )
-
-
-# The default configuration's grids (``tuning_grid``), under the name earlier releases exported.
-SWEEPS = {name: tuning_grid(DemoConfig(), name) for name in TUNED_SETTING}
 
 
 def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:

@@ -67,6 +67,16 @@ def after_lead_in(lead: str, prompt: str, name: str) -> str:
     return f"{lead} {body}"
 
 
+def fact_statements(entity: Entity, heldout: bool | None = False) -> list[Fact]:
+    """The entity's own facts (``heldout`` as ``fact_prompts``': None takes all), without the contexts and lead-ins
+    added for the losses: what lead-ins and the validation split (entities/validation.py) are built from."""
+    return [
+        f
+        for f in entity.facts
+        if (heldout is None or f.heldout == heldout) and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)
+    ]
+
+
 def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
     """Each entity with every training fact also asked after the first ``n`` lead-ins (0: unchanged): the
     same answer, the entity further from the sentence start."""
@@ -74,7 +84,7 @@ def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
         return entities
     out = []
     for e in entities:
-        train = [f for f in e.facts if not f.heldout and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)]
+        train = fact_statements(e, heldout=False)
         extra = [
             dataclasses.replace(f, prompt=after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
             for f in train

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sae_unlearn.entities.contexts import CONTEXT_PHRASING, LEAD_IN_PHRASING, after_lead_in
+from sae_unlearn.entities.contexts import after_lead_in, fact_statements
 from sae_unlearn.entities.synthetic import TRAIN_PREFIXES
 from sae_unlearn.entities.types import Entity, Fact
 
@@ -52,13 +52,7 @@ def validation_entities(entities: list[Entity], tokenizer, train_phrasing: bool 
     openings = validation_openings(tokenizer)
     out = []
     for e in entities:
-        train = [
-            f
-            for f in e.facts
-            if (train_phrasing is None or f.heldout == train_phrasing)
-            and f.answer
-            and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)
-        ]
+        train = [f for f in fact_statements(e, train_phrasing) if f.answer]
         facts: list[Fact] = [
             dataclasses.replace(
                 f,
