@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--methods", default=",".join(ALL_METHODS))
-    parser.add_argument("--tune", action="store_true", help="the equal tuning budget (compare --tune)")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="each method at its configured values (compare --no-sweep)"
+    )
     parser.add_argument(
         "--smollm2", action="store_true", help="SmolLM2-135M with the demo's config instead of the synthetic world"
     )
@@ -43,7 +45,7 @@ def main() -> None:
     )
     t0 = time.time()
     metrics = run_compare(
-        cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")), tune=args.tune
+        cfg, args.out, overwrite=True, progress=False, methods=tuple(args.methods.split(",")), sweep=not args.no_sweep
     )
     wall = time.time() - t0
     print(compare_table(metrics["methods"]))
@@ -54,6 +56,7 @@ def main() -> None:
         "wall_seconds": wall,
         "threads": torch.get_num_threads(),
         "methods": metrics["methods"],
+        "sweep": not args.no_sweep,
         "tuning": metrics.get("tuning"),
     }
     (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))

@@ -80,6 +80,7 @@ def micro_compare_dir(micro_config_file, micro_workspace, tmp_path_factory) -> P
             "--steps",
             "20",
             "--save-models",
+            "--no-sweep",
             "--quiet",
         ],
     )

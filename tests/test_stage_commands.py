@@ -87,11 +87,14 @@ def test_select_latents_ranks_latents_by_how_they_separate_known_from_unknown(
         assert ranked[0][more] > ranked[0][less], ranked[0]  # the top latent fires more for its own kind
 
 
+@pytest.mark.parametrize("sweep", [False, True], ids=["no-sweep", "tuned"])
 def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
-    micro_config_file, micro_workspace, tmp_path, monkeypatch
+    micro_config_file, micro_workspace, tmp_path, monkeypatch, sweep
 ):
-    """NPO crashes at step 8 after SAE-guided finished; --resume trains no SAE-guided step again, continues NPO
-    from its step-5 checkpoint, and gives the numbers of a run that never stopped."""
+    """--no-sweep: NPO crashes at step 8 after SAE-guided finished; --resume trains no SAE-guided step again,
+    continues NPO from its step-5 checkpoint. Tuned (the default): NPO crashes at step 8 of its second trial;
+    --resume reloads the first trial, continues the second from step 5 and runs the third. Either way the numbers
+    (and the tuning's choice) are those of a run that never stopped."""
     cfg = yaml.safe_load(micro_config_file.read_text())
     cfg["unlearn"] |= {"steps": 12, "checkpoint_every": 5}
     cfg["unlearn"]["methods"]["sae_guided"]["stop_toward"] = 0.0
@@ -99,17 +102,18 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     cfg["attack"] = {"enabled": False}
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    args = ["compare", "--config", str(config), "--methods", "sae_guided,npo"]
+    methods = ("npo",) if sweep else ("sae_guided", "npo")
+    args = ["compare", "--config", str(config), "--methods", ",".join(methods), "--sweep" if sweep else "--no-sweep"]
     whole = _invoke(*args, "--out", str(tmp_path / "whole"))
     assert whole.exit_code == 0, whole.output
 
     npo_loss, guided_loss = NPOUnlearner.loss, SAEGuidedUnlearner.loss
     calls = {"sae_guided": 0, "npo": 0}
-    crash_at: list[int] = [8]
+    crash_at_call = [21 if sweep else 9]  # step 8 of the second trial (after 12 calls of the first), or of the run
 
     def npo_counted(self, task, step, rng):
         calls["npo"] += 1
-        if step in crash_at:
+        if calls["npo"] in crash_at_call:
             raise RuntimeError("killed")
         return npo_loss(self, task, step, rng)
 
@@ -122,20 +126,26 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     out = tmp_path / "killed"
     killed = _invoke(*args, "--out", str(out))
     assert isinstance(killed.exception, RuntimeError) and not (out / "compare.json").exists()
-    assert calls == {"sae_guided": 12, "npo": 9}
-    assert (out / "checkpoints" / "sae_guided").is_dir() and (out / "checkpoints" / "npo").is_dir()
+    assert calls == {"sae_guided": 0 if sweep else 12, "npo": crash_at_call[0]}
+    trials = ["npo@beta=0.0333", "npo@beta=0.1"] if sweep else ["sae_guided", "npo"]
+    assert all((out / "checkpoints" / d).is_dir() for d in trials), sorted(
+        p.name for p in (out / "checkpoints").iterdir()
+    )
 
-    crash_at.clear()
+    crash_at_call.clear()
     calls.update(sae_guided=0, npo=0)
     resumed = _invoke(*args, "--out", str(out), "--resume")
     assert resumed.exit_code == 0, resumed.output
-    assert calls == {"sae_guided": 0, "npo": 7}  # steps 5..11
+    assert calls == {"sae_guided": 0, "npo": 7 + (12 if sweep else 0)}  # steps 5..11 (and the third trial)
     assert not (out / "checkpoints").exists()
-    got = json.loads((out / "compare.json").read_text())["methods"]
-    want = json.loads((tmp_path / "whole" / "compare.json").read_text())["methods"]
-    for name in ("sae_guided", "npo"):
+    got, want = (json.loads((d / "compare.json").read_text()) for d in (out, tmp_path / "whole"))
+    for name in methods:
         for key in ("forget_recall_after", "retain_recall_after", "perplexity_after", "steps"):
-            assert got[name][key] == pytest.approx(want[name][key], abs=1e-6), (name, key)
+            assert got["methods"][name][key] == pytest.approx(want["methods"][name][key], abs=1e-6), (name, key)
+    if sweep:
+        assert got["tuning"]["npo"]["chosen"] == want["tuning"]["npo"]["chosen"]
+        for point, same in zip(got["sweeps"]["npo"], want["sweeps"]["npo"], strict=True):
+            assert point == pytest.approx(same, abs=1e-6)
 
 
 def test_attack_refuses_a_run_whose_targets_are_not_the_rebuilt_ones(micro_compare_dir, tmp_path):

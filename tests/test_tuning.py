@@ -66,6 +66,9 @@ def test_compare_tune_chooses_each_methods_setting_by_the_rule(micro_config_file
         assert data["methods"][name]["steps"] == record["trials"][best]["steps_run"]  # the chosen run is evaluated
     text = (out / "compare.md").read_text()
     assert "## Chosen settings" in text and f"**{data['tuning']['grad_diff']['chosen']:g}**" in text
+    refused = CliRunner().invoke(app, [*args[:-4], "--out", str(tmp_path / "x"), "--tune", "--no-sweep"])
+    assert refused.exit_code == 2 and "--tune and --no-sweep contradict" in refused.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_every_method_is_tuned_around_its_own_configured_value(micro_config_file):

@@ -281,13 +281,14 @@ def compare(
     steps: Optional[int] = typer.Option(None, "--steps", help="Step budget, the same for every method."),
     methods: Optional[str] = typer.Option(None, "--methods", help="Comma-separated subset (default: every method)."),
     save_models: bool = typer.Option(False, "--save-models", help="Also save every unlearned model."),
-    sweep: bool = typer.Option(False, "--sweep", help="Also a curve per method over its main hyperparameter."),
-    tune: bool = typer.Option(
-        False,
-        "--tune",
-        help="The equal tuning budget: every method at 3 values of its main setting, the value chosen on the "
-        "validation split by one rule (docs/baselines.md), reported in compare.md; about 3x the methods' time.",
+    sweep: bool = typer.Option(
+        True,
+        "--sweep/--no-sweep",
+        help="The equal tuning budget (the default): every method at 3 values of its main setting, the value chosen "
+        "on the validation split by one rule (docs/baselines.md) and reported in compare.md, a curve per method on "
+        "the trade-off plot; about 3x the methods' time. --no-sweep: each method at its configured values.",
     ),
+    tune: bool = typer.Option(False, "--tune", help="The old name of --sweep (on by default); kept for scripts."),
     seeds: Optional[int] = typer.Option(
         None,
         "--seeds",
@@ -332,8 +333,10 @@ def compare(
                 unlearn__name_only=name_only,
             )
             # no model given (flag or config): the synthetic world, as with --synthetic
+        if tune and not sweep:
+            raise UserInputError("--tune and --no-sweep contradict each other: --tune is the sweep; keep one.")
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds, tune)
+        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds)
     if seeds is not None:
         console.print((out / "compare_seeds.md").read_text())
         console.print(

@@ -21,8 +21,6 @@ from sae_unlearn.errors import UserInputError
 from sae_unlearn.evaluation.evaluate import evaluate_state, method_metrics
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
-from sae_unlearn.metrics.entangled import split_entangled
-from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.generation import reuse_greedy_continuations
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
 from sae_unlearn.sae.loading import check_sae_source
@@ -30,7 +28,7 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import tune_method, tuning_grid, tuning_table
+from sae_unlearn.stages.tuning import curve_point, tune_method, tuning_grid, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
@@ -76,14 +74,22 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
     return ws, baseline
 
 
-def check_resumable(cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwrite: bool, resume: bool) -> Path:
-    """Prepare ``out``; with ``resume``, refuse checkpoints of another configuration before any compute."""
+def check_resumable(
+    cfg: DemoConfig, out: Path, methods: tuple[str, ...], overwrite: bool, resume: bool, sweep: bool = False
+) -> Path:
+    """Prepare ``out``; with ``resume``, refuse checkpoints of another configuration before any compute (with
+    ``sweep``, each tuning trial's)."""
     out = parallel.main_only(lambda: prepare_output_dir(out, overwrite, resume))
     if resume:
         for name in methods:
-            ckpt = method_checkpointer(cfg, name, out, resume)
-            if ckpt is not None:
-                ckpt.verify()
+            trials: list[dict | None] = [None]
+            if sweep:
+                setting, values = tuning_grid(cfg, name)
+                trials = [{setting: value} for value in values]
+            for extra in trials:
+                ckpt = method_checkpointer(cfg, name, out, resume, extra)
+                if ckpt is not None:
+                    ckpt.verify()
     return out
 
 
@@ -95,18 +101,19 @@ def run_methods(
     out: Path | None = None,
     resume: bool = False,
     tuning: dict[str, dict] | None = None,
+    sweeps: dict[str, list[dict]] | None = None,
 ):
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
 
     With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
-    state there until the outputs are written, so a resumed comparison skips it). With ``tuning`` (a dict to
-    fill), each method is tuned on the validation split first (stages/tuning.py; trials are not checkpointed)
-    and evaluated at the chosen value."""
+    state there until the outputs are written, so a resumed comparison skips it). With ``tuning`` and ``sweeps``
+    (dicts to fill), each method is tuned on the validation split first (stages/tuning.py; each trial
+    checkpoints as a method does) and evaluated at the chosen value; ``sweeps`` gets each value's point for the plot."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
     edited: dict[str, nn.Module] = {}
     for name in methods:
-        if tuning is not None:
-            model, outcome, seconds, tuning[name] = tune_method(ws, name, progress)
+        if tuning is not None and sweeps is not None:
+            model, outcome, seconds, tuning[name], sweeps[name] = tune_method(ws, name, progress, out, resume)
         else:
             ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
             model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
@@ -129,29 +136,15 @@ def run_demo(
 
 
 def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
-    """Forget/retain recall of each method at each value of its main hyperparameter."""
+    """Forget/retain recall of each method at each value of its main hyperparameter (the values ``compare``
+    tunes over; ``compare`` itself takes these points from its tuning trials)."""
     curves: dict[str, list[dict]] = {}
-    assert ws.split is not None
     for name in methods:
-        param, values = tuning_grid(ws.cfg, name)  # the values ``compare --tune`` chooses from
+        param, values = tuning_grid(ws.cfg, name)
         curves[name] = []
         for value in values:
             model, outcome, _ = run_method(ws, name, progress, {param: value})
-            with outcome.context(model):
-                point = {
-                    param: value,
-                    "forget_recall_after": recall(
-                        model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens
-                    ),
-                    "retain_recall_after": recall(
-                        model,
-                        ws.tokenizer,
-                        ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0]),
-                        ws.eval_heldout,
-                        ws.cfg.eval.max_new_tokens,
-                    ),
-                }
-            curves[name].append(point)
+            curves[name].append(curve_point(ws, model, outcome, param, value))
     return curves
 
 
@@ -162,18 +155,21 @@ def run_compare(
     progress: bool = True,
     methods: tuple[str, ...] = ALL_METHODS,
     save_models: bool = False,
-    sweep: bool = False,
+    sweep: bool = True,
     resume: bool = False,
     seeds: int | None = None,
     tune: bool = False,
 ) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot; with
-    ``seeds``, that comparison over so many draws (``_compare_over_seeds``)."""
+    ``seeds``, that comparison over so many draws (``_compare_over_seeds``). ``sweep`` (the default) gives every
+    method the equal tuning budget and a curve over its grid; ``sweep=False`` runs each at its configured values.
+    ``tune=True`` is the old name of the sweep and turns it on."""
+    sweep = sweep or tune
     if seeds is None:
-        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep, tune=tune)
+        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
 
     def one_draw(drawn: DemoConfig, sub: Path, again: bool) -> dict:
-        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep, tune=tune)
+        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep)
 
     return _compare_over_seeds(cfg, out, seeds, methods, overwrite, resume, one_draw)
 
@@ -242,7 +238,6 @@ def _run(
     save_models: bool,
     compare: bool = False,
     sweep: bool = False,
-    tune: bool = False,
 ) -> dict:
     """The one driver: stages 1-4 once, each method from the original weights (checkpointed under ``out``), then
     the outputs, written by one process under a launcher; ``compare`` adds compare.json/.md and the trade-off plot."""
@@ -251,11 +246,11 @@ def _run(
         get_method(name)  # fail on a bad name before any compute
     if cfg.sae.path is not None or cfg.sae.release is not None:  # a mistyped SAE fails before the model loads
         check_sae_source(cfg.sae.path or cfg.sae.release or "", cfg.sae.sae_id)
-    out = check_resumable(cfg, out, methods, overwrite, resume)
+    out = check_resumable(cfg, out, methods, overwrite, resume, sweep)
     ws, baseline = prepare_workspace(cfg, progress)
-    tuning: dict[str, dict] | None = {} if tune else None
-    results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning)
-    sweeps = run_sweeps(ws, methods, progress) if sweep else None
+    tuning: dict[str, dict] | None = {} if sweep else None
+    sweeps: dict[str, list[dict]] | None = {} if sweep else None
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning, sweeps)
 
     def write() -> dict:
         preface = _write_comparison(out, results, sweeps, tuning) if compare else ""

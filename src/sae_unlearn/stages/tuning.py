@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import UnlearnOutcome, method_settings
-from sae_unlearn.stages.unlearn import method_options, run_method, validation_forget_gap, validation_retain_recall
+from sae_unlearn.metrics.entangled import split_entangled
+from sae_unlearn.metrics.recall import recall
+from sae_unlearn.stages.unlearn import (
+    method_checkpointer,
+    method_options,
+    run_method,
+    validation_forget_gap,
+    validation_retain_recall,
+)
 from sae_unlearn.state import Workspace
 
 # Each method's main setting. The values tried are its configured value (the default, or the user's config), a
@@ -49,12 +58,16 @@ class Trial:
     seconds: float
 
 
+def _rank(trial: Trial, margin: float) -> tuple[bool, float]:
+    """The rule as one order: a value that forgets (within ``margin``) beats one that does not; among those that
+    forget, more retained recall is better; among the others, a smaller gap."""
+    forgets = trial.forget_gap <= margin
+    return forgets, trial.retain_recall if forgets else -trial.forget_gap
+
+
 def choose(trials: list[Trial], margin: float = MARGIN) -> int:
-    """Index of the trial the rule picks (module docstring)."""
-    forgotten = [i for i, t in enumerate(trials) if t.forget_gap <= margin]
-    if forgotten:
-        return max(forgotten, key=lambda i: (trials[i].retain_recall, -i))
-    return min(range(len(trials)), key=lambda i: (trials[i].forget_gap, i))
+    """Index of the trial the rule picks (module docstring); ties go to the earlier trial."""
+    return max(range(len(trials)), key=lambda i: (_rank(trials[i], margin), -i))
 
 
 def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
@@ -68,23 +81,46 @@ def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
     return setting, tuple(float(f"{value * f:.3g}") for f in SPREAD)
 
 
-def tune_method(ws: Workspace, name: str, progress: bool = True) -> tuple[nn.Module, UnlearnOutcome, float, dict]:
-    """Run ``name`` at each value of its grid; return the chosen run (model, outcome, seconds) and the record
-    compare.json keeps (``tuning``: setting, values, each trial's validation scores, the chosen value)."""
+def curve_point(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, setting: str, value: float) -> dict:
+    """One point of a method's curve on the trade-off plot: forget and retain recall on the evaluation's phrasings,
+    as the table reports them. For the plot only: the choice never reads it."""
+    assert ws.split is not None
+    max_new = ws.cfg.eval.max_new_tokens
+    retained = ws.scored(split_entangled(ws.split.retain, ws.split.forget)[0])
+    with outcome.context(model):
+        return {
+            setting: value,
+            "forget_recall_after": recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, max_new),
+            "retain_recall_after": recall(model, ws.tokenizer, retained, ws.eval_heldout, max_new),
+        }
+
+
+def tune_method(
+    ws: Workspace, name: str, progress: bool = True, out: Path | None = None, resume: bool = False
+) -> tuple[nn.Module, UnlearnOutcome, float, dict, list[dict]]:
+    """Run ``name`` at each value of its grid; return the chosen run (model, outcome, seconds), the record
+    compare.json keeps (``tuning``: setting, values, each trial's validation scores, the chosen value) and the
+    method's curve (``sweeps``: each value's forget and retain recall, for the plot). Only the best run so far is
+    held, so a large model is never in memory more than twice. With ``out``, each trial checkpoints as a method
+    does (a finished trial is reloaded on ``resume``, not retrained)."""
     setting, values = tuning_grid(ws.cfg, name)
-    runs, trials = [], []
+    trials: list[Trial] = []
+    curve: list[dict] = []
+    best: tuple[nn.Module, UnlearnOutcome, float] | None = None
     for value in values:
         t0 = time.time()
-        model, outcome, seconds = run_method(ws, name, progress, {setting: value})
+        ckpt = method_checkpointer(ws.cfg, name, out, resume, {setting: value}) if out is not None else None
+        model, outcome, seconds = run_method(ws, name, progress, {setting: value}, ckpt)
         with outcome.context(model):
             gap, kept = validation_forget_gap(ws, model), validation_retain_recall(ws, model)
         trials.append(Trial(value, gap, kept, outcome.steps_run, time.time() - t0))
-        runs.append((model, outcome, seconds))
-    best = choose(trials)
-    record = {"setting": setting, "chosen": values[best], "trials": [asdict(t) for t in trials], "margin": MARGIN}
-    chosen = runs[best]
-    runs.clear()  # the other trials' models go (at most one per value is held until the choice)
-    return (*chosen, record)
+        curve.append(curve_point(ws, model, outcome, setting, value))
+        if choose(trials) == len(trials) - 1:
+            best = (model, outcome, seconds)
+        del model  # a trial the rule passed over goes now
+    assert best is not None
+    record = {"setting": setting, "chosen": values[choose(trials)], "trials": [asdict(t) for t in trials]}
+    return (*best, record | {"margin": MARGIN}, curve)
 
 
 def tuning_table(records: dict[str, dict]) -> str:

@@ -29,17 +29,21 @@ def method_options(cfg: DemoConfig, name: str) -> dict:
     return cfg.unlearn.options_for(name)
 
 
-def method_checkpointer(cfg: DemoConfig, name: str, out: Path, resume: bool) -> Checkpointer | None:
-    """Checkpoints of method ``name`` under OUT/checkpoints/<name>, tied to this exact configuration."""
+def method_checkpointer(
+    cfg: DemoConfig, name: str, out: Path, resume: bool, extra_options: dict | None = None
+) -> Checkpointer | None:
+    """Checkpoints of method ``name`` under OUT/checkpoints/<name> (a tuning trial's, with ``extra_options``,
+    under OUT/checkpoints/<name>@<setting>=<value>), tied to this exact configuration."""
     every = cfg.unlearn.checkpoint_every
     if every == 0:
         return None
     fingerprint = {
         "config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
         "method": name,
-        "options": method_options(cfg, name),
+        "options": method_options(cfg, name) | (extra_options or {}),
     }
-    return Checkpointer(Path(out) / CHECKPOINTS / name, every, fingerprint, resume)
+    trial = "".join(f"@{key}={value:g}" for key, value in sorted((extra_options or {}).items()))
+    return Checkpointer(Path(out) / CHECKPOINTS / f"{name}{trial}", every, fingerprint, resume)
 
 
 def _validation(ws: Workspace, entities: list[Entity]) -> list[Entity]:
