@@ -74,7 +74,7 @@ def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
     """Method ``name``'s tuned setting and the values tried, around its value in ``cfg``."""
     if name not in TUNED_SETTING:
         raise UserInputError(
-            f"Method {name!r} has no tuned setting: add it to stages/tuning.TUNED_SETTING, or leave out --tune/--sweep."
+            f"Method {name!r} has no tuned setting: add it to stages/tuning.TUNED_SETTING, or run compare --no-sweep."
         )
     setting = TUNED_SETTING[name]
     value = float(getattr(method_settings(name, method_options(cfg, name)), setting))
