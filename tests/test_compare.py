@@ -157,3 +157,17 @@ def test_compare_over_seeds_gives_each_metric_its_mean_and_interval(micro_config
     table = (out / "compare_seeds.md").read_text()
     assert "| sae_guided |" in table and " ± " in table and "forget_recall_after" in table
     assert "(plots/tradeoff_seeds.png)" in table and (out / "plots" / "tradeoff_seeds.png").stat().st_size > 10_000
+
+
+def test_interval_plot_takes_a_metric_every_draw_gave_the_same_value(tmp_path):
+    """Three draws of 0.2 (SimNPO's held-out forget on the confirmation draws, 2026-12-05): the bootstrap's mean
+    and the plain mean differ in the last bit; the plot must draw a zero-width bar, not refuse."""
+    from sae_unlearn.report.intervals import seed_summary, tradeoff_intervals_plot
+
+    draws = [
+        {"simnpo": {"forget_recall_after": 0.2, "retain_recall_after": r, "unknown_recall_same_prompts": 0.1}}
+        for r in (0.97, 0.98, 0.975)
+    ]
+    summary = seed_summary(draws)
+    path = tradeoff_intervals_plot(summary, tmp_path / "tradeoff_seeds.png")
+    assert path.stat().st_size > 10_000

@@ -85,6 +85,13 @@ _PANELS = (
 )
 
 
+def _error_bar(stats: dict) -> list[list[float]]:
+    """The interval as matplotlib's (below, above) distances from the mean; never negative, which float rounding
+    makes them when every draw gave the same value (the bootstrap's mean then differs from it in the last bit)."""
+    low, high = stats["ci95"]
+    return [[max(0.0, stats["mean"] - low)], [max(0.0, high - stats["mean"])]]
+
+
 def tradeoff_intervals_plot(summary: dict[str, dict[str, dict]], path: Path) -> Path:
     """compare's trade-off plot over draws: each method at its means, with its 95 % intervals as error bars on
     both axes, and the same-prompt floor's mean (and interval) as the forget goal."""
@@ -100,8 +107,7 @@ def tradeoff_intervals_plot(summary: dict[str, dict[str, dict]], path: Path) -> 
             x, y = stats["forget_recall_after"], stats[key]
             ax.errorbar(
                 x["mean"], y["mean"],
-                xerr=[[x["mean"] - x["ci95"][0]], [x["ci95"][1] - x["mean"]]],
-                yerr=[[y["mean"] - y["ci95"][0]], [y["ci95"][1] - y["mean"]]],
+                xerr=_error_bar(x), yerr=_error_bar(y),
                 fmt="o", ms=6, capsize=3, label=name, zorder=3,
             )  # fmt: skip
         if floor is not None:
