@@ -28,7 +28,7 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import curve_point, tune_method, tuning_grid, tuning_table
+from sae_unlearn.stages.tuning import trial_checkpointers, tune_method, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
@@ -82,12 +82,8 @@ def check_resumable(
     out = parallel.main_only(lambda: prepare_output_dir(out, overwrite, resume))
     if resume:
         for name in methods:
-            trials: list[dict | None] = [None]
-            if sweep:
-                setting, values = tuning_grid(cfg, name)
-                trials = [{setting: value} for value in values]
-            for extra in trials:
-                ckpt = method_checkpointer(cfg, name, out, resume, extra)
+            checkpointers = trial_checkpointers(cfg, name, out, resume) if sweep else []
+            for ckpt in checkpointers or [method_checkpointer(cfg, name, out, resume)]:
                 if ckpt is not None:
                     ckpt.verify()
     return out
@@ -136,16 +132,9 @@ def run_demo(
 
 
 def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
-    """Forget/retain recall of each method at each value of its main hyperparameter (the values ``compare``
-    tunes over; ``compare`` itself takes these points from its tuning trials)."""
-    curves: dict[str, list[dict]] = {}
-    for name in methods:
-        param, values = tuning_grid(ws.cfg, name)
-        curves[name] = []
-        for value in values:
-            model, outcome, _ = run_method(ws, name, progress, {param: value})
-            curves[name].append(curve_point(ws, model, outcome, param, value))
-    return curves
+    """Forget/retain recall of each method at each value of its main hyperparameter: the curves of ``compare``'s
+    tuning trials (``tune_method``), for scripts that want only those."""
+    return {name: tune_method(ws, name, progress)[4] for name in methods}
 
 
 def run_compare(

@@ -19,6 +19,7 @@ from torch import nn
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import UnlearnOutcome, method_settings
+from sae_unlearn.methods.checkpoint import Checkpointer
 from sae_unlearn.metrics.entangled import split_entangled
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.stages.unlearn import (
@@ -81,6 +82,13 @@ def tuning_grid(cfg: DemoConfig, name: str) -> tuple[str, tuple[float, ...]]:
     return setting, tuple(float(f"{value * f:.3g}") for f in SPREAD)
 
 
+def trial_checkpointers(cfg: DemoConfig, name: str, out: Path, resume: bool) -> list[Checkpointer | None]:
+    """Each trial's checkpoints, in grid order: what ``tune_method`` saves to and ``compare --resume`` verifies
+    before any compute (one place names them)."""
+    setting, values = tuning_grid(cfg, name)
+    return [method_checkpointer(cfg, name, out, resume, {setting: value}) for value in values]
+
+
 def curve_point(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, setting: str, value: float) -> dict:
     """One point of a method's curve on the trade-off plot: forget and retain recall on the evaluation's phrasings,
     as the table reports them. For the plot only: the choice never reads it."""
@@ -107,9 +115,9 @@ def tune_method(
     trials: list[Trial] = []
     curve: list[dict] = []
     best: tuple[nn.Module, UnlearnOutcome, float] | None = None
-    for value in values:
+    checkpointers = trial_checkpointers(ws.cfg, name, out, resume) if out is not None else [None] * len(values)
+    for value, ckpt in zip(values, checkpointers, strict=True):
         t0 = time.time()
-        ckpt = method_checkpointer(ws.cfg, name, out, resume, {setting: value}) if out is not None else None
         model, outcome, seconds = run_method(ws, name, progress, {setting: value}, ckpt)
         with outcome.context(model):
             gap, kept = validation_forget_gap(ws, model), validation_retain_recall(ws, model)
