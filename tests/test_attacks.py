@@ -130,6 +130,27 @@ def test_compare_reports_every_attack_for_every_method(micro_compare_dir):
     assert "## Attacks: is the knowledge gone or only muted?" in report and "relearn.png" in report
 
 
+def test_the_report_gives_each_attack_its_panel(micro_compare_dir):
+    """One section per attack, in the registry's order, each with its question, its rows and a plot that exists;
+    every attack row of the registry belongs to a registered attack."""
+    from sae_unlearn.metrics.registry import ATTACKS, REGISTRY
+
+    assert {m.attack for m in REGISTRY.values() if m.section == "attacks"} == set(ATTACKS)
+    report = (micro_compare_dir / "report.md").read_text()
+    panels = report.split("## Attacks: is the knowledge gone or only muted?")[1].split("\n## ")[0].split("\n### ")[1:]
+    shown = [a for a in ATTACKS if a != "QA file"]  # the QA file's rows come only with `evaluate --qa`
+    assert [p.splitlines()[0] for p in panels] == [a[:1].upper() + a[1:] for a in shown]
+    for panel, attack in zip(panels, shown):
+        question = ATTACKS[attack]
+        assert f"*{question}*" in panel
+        rows = [line for line in panel.splitlines() if line.startswith("| ") and not line.startswith("| metric")]
+        assert rows, attack
+        (plot,) = [line.split("](")[1].rstrip(")") for line in panel.splitlines() if line.startswith("![")]
+        assert (micro_compare_dir / plot).stat().st_size > 0, plot
+    quantisation = next(p for p in panels if p.startswith("Quantisation"))
+    assert "4-bit rounding" in quantisation and "unknown" in quantisation.lower()  # the row and its floor
+
+
 def test_attack_command_reproduces_the_run_and_refuses_clobber(micro_compare_dir, tmp_path):
     out = tmp_path / "attack"
     runner = CliRunner()

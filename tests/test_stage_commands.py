@@ -131,6 +131,11 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     assert all((out / "checkpoints" / d).is_dir() for d in trials), sorted(
         p.name for p in (out / "checkpoints").iterdir()
     )
+    # the finished run's checkpoint holds its weights only; the interrupted one also its optimizer and rollback state
+    (finished,) = (out / "checkpoints" / trials[0]).glob("*-done")
+    (interrupted,) = (out / "checkpoints" / trials[1]).iterdir()
+    kinds = [{key.split(".")[0] for key in load_file(d / "state.safetensors")} for d in (finished, interrupted)]
+    assert kinds == [{"torch_rng", "param"}, {"torch_rng", "param", "snapshot", "opt"}], kinds
 
     crash_at_call.clear()
     calls.update(sae_guided=0, npo=0)

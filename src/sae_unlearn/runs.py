@@ -28,7 +28,7 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import trial_checkpointers, tune_method, tuning_table
+from sae_unlearn.stages.tuning import complete_curve, curve_point, trial_checkpointers, tune_method, tuning_table
 from sae_unlearn.stages.unlearn import method_checkpointer, run_method
 from sae_unlearn.state import Workspace
 
@@ -109,11 +109,13 @@ def run_methods(
     edited: dict[str, nn.Module] = {}
     for name in methods:
         if tuning is not None and sweeps is not None:
-            model, outcome, seconds, tuning[name], sweeps[name] = tune_method(ws, name, progress, out, resume)
+            model, outcome, seconds, tuning[name], others = tune_method(ws, name, progress, out, resume)
         else:
             ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
             model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
         results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
+        if tuning is not None and sweeps is not None:
+            sweeps[name] = complete_curve(others, tuning[name], results[name][0])
         edited[name] = model
     return results, edited
 
@@ -134,7 +136,12 @@ def run_demo(
 def run_sweeps(ws: Workspace, methods: tuple[str, ...], progress: bool = True) -> dict[str, list[dict]]:
     """Forget/retain recall of each method at each value of its main hyperparameter: the curves of ``compare``'s
     tuning trials (``tune_method``), for scripts that want only those."""
-    return {name: tune_method(ws, name, progress)[4] for name in methods}
+    curves = {}
+    for name in methods:
+        model, outcome, _, record, others = tune_method(ws, name, progress)
+        chosen = curve_point(ws, model, outcome, record["setting"], record["chosen"])
+        curves[name] = complete_curve(others, record, chosen)
+    return curves
 
 
 def run_compare(

@@ -18,8 +18,17 @@ from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import scored_facts, share_answered
-from sae_unlearn.metrics.registry import Metric, register
+from sae_unlearn.metrics.registry import Metric, register, register_attack
 from sae_unlearn.state import Workspace
+
+# the attacks of this module, each a panel of the report (``register_attack``: the question it asks)
+RELEARNING, PROBES, REPHRASINGS, FREE_GENERATION = "relearning", "probes", "rephrasings", "free generation"
+register_attack(RELEARNING, "Do a few fine-tuning steps on some of a target's facts bring the others back?")
+register_attack(
+    REPHRASINGS, "Asked in words no loss saw (held-out phrasings, a longer context, a question), is the fact there?"
+)
+register_attack(PROBES, "Can a probe on the internals still tell the targets from unknown entities, or read a fact?")
+register_attack(FREE_GENERATION, "Left to talk about a target, does the model state its facts, or babble?")
 
 QUESTION_TOKENS = 16  # an instruction-tuned answer may restate the sentence before the answer
 ATTACK_METRICS = (
@@ -30,6 +39,7 @@ ATTACK_METRICS = (
         better="min",
         floors=("relearn_recall_unknown",),
         section="attacks",
+        attack=RELEARNING,
         compare=True,
         summary=True,
     ),
@@ -38,15 +48,21 @@ ATTACK_METRICS = (
         "relearning: held-back facts recalled, before the attack",
         scope="method",
         section="attacks",
+        attack=RELEARNING,
     ),
     Metric(
         "relearn_recall_unknown",
         "relearning: same attack on unknown entities (floor)",
         scope="method",
         section="attacks",
+        attack=RELEARNING,
     ),
     Metric(
-        "relearn_recall_original", "relearning: same attack on the original model", scope="method", section="attacks"
+        "relearn_recall_original",
+        "relearning: same attack on the original model",
+        scope="method",
+        section="attacks",
+        attack=RELEARNING,
     ),
     Metric(
         "relearn_gap_to_unknown",
@@ -54,6 +70,7 @@ ATTACK_METRICS = (
         scope="method",
         better="min",
         section="attacks",
+        attack=RELEARNING,
     ),
     Metric("relearn_recovery", "relearning: recall gained by the attack", scope="method", section="hidden"),
     *(
@@ -72,6 +89,7 @@ ATTACK_METRICS = (
         "known-vs-unknown probe AUC, residual stream (0.5 = indistinguishable)",
         better=0.5,
         section="attacks",
+        attack=PROBES,
         compare=True,
         summary=True,
     ),
@@ -81,6 +99,7 @@ ATTACK_METRICS = (
         better="min",
         floors=("attribute_probe_majority_forget",),
         section="attacks",
+        attack=PROBES,
         compare=True,
     ),
     Metric(
@@ -88,12 +107,14 @@ ATTACK_METRICS = (
         "attribute probe accuracy on unknown entities (floor)",
         rows=("after",),
         section="attacks",
+        attack=PROBES,
     ),
     Metric(
         "attribute_probe_majority_forget",
         "attribute probe: always guessing the commonest answer, on targets",
         scope="floor",
         section="attacks",
+        attack=PROBES,
     ),
     Metric(
         "paraphrase_recall_heldout",
@@ -102,12 +123,14 @@ ATTACK_METRICS = (
         rows=("after",),
         floors=("paraphrase_recall_heldout_unknown",),
         section="attacks",
+        attack=REPHRASINGS,
     ),
     Metric(
         "paraphrase_recall_heldout_unknown",
         "recall, held-out phrasings, unknown entities (floor)",
         scope="floor",
         section="attacks",
+        attack=REPHRASINGS,
     ),
     Metric(
         "paraphrase_recall_context",
@@ -115,6 +138,7 @@ ATTACK_METRICS = (
         better="min",
         floors=("paraphrase_recall_context_unknown",),
         section="attacks",
+        attack=REPHRASINGS,
         compare=True,
         summary=True,
     ),
@@ -123,6 +147,7 @@ ATTACK_METRICS = (
         "recall, longer context, unknown entities (floor)",
         scope="floor",
         section="attacks",
+        attack=REPHRASINGS,
     ),
     Metric(
         "paraphrase_recall_question",
@@ -130,6 +155,7 @@ ATTACK_METRICS = (
         better="min",
         floors=("paraphrase_recall_question_unknown",),
         section="attacks",
+        attack=REPHRASINGS,
         compare=True,
     ),
     Metric(
@@ -137,6 +163,7 @@ ATTACK_METRICS = (
         "recall, question form, unknown entities (floor)",
         scope="floor",
         section="attacks",
+        attack=REPHRASINGS,
     ),
     Metric(
         "generation_leak_rate",
@@ -144,6 +171,7 @@ ATTACK_METRICS = (
         better="min",
         floors=("generation_leak_rate_unknown",),
         section="attacks",
+        attack=FREE_GENERATION,
         compare=True,
         summary=True,
     ),
@@ -152,9 +180,15 @@ ATTACK_METRICS = (
         "free generation states an unknown entity's fact (floor)",
         scope="floor",
         section="attacks",
+        attack=FREE_GENERATION,
     ),
     Metric(
-        "generation_degenerate_rate", "free generation is gibberish", better="min", rows=("after",), section="attacks"
+        "generation_degenerate_rate",
+        "free generation is gibberish",
+        better="min",
+        rows=("after",),
+        section="attacks",
+        attack=FREE_GENERATION,
     ),
     Metric("generation_samples", "free generation about the targets", section="hidden"),
     Metric("generation_samples_unknown", "free generation about unknown entities", scope="floor", section="hidden"),

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from sae_unlearn.metrics.recall import scored_facts
-from sae_unlearn.metrics.registry import Metric, register
+from sae_unlearn.metrics.registry import Metric, register, register_attack
 from sae_unlearn.models.layers import model_device
 from sae_unlearn.models.prompts import encode_prompts
 from sae_unlearn.state import Workspace
@@ -94,6 +94,9 @@ def forget_membership(ws: Workspace, model: nn.Module, original: bool) -> dict[s
     return {key: float(roc_auc_score(labels, values)) for key, values in scores.items()}
 
 
+register_attack(
+    "membership", "Do the targets' fact texts still look seen (likelier than the same texts with unknown names)?"
+)
 register(
     *(
         Metric(
@@ -101,6 +104,7 @@ register(
             f"{name} membership AUC, targets' facts vs the same with unknown names (0.5 = indistinguishable)",
             better=0.5,
             section="attacks",
+            attack="membership",
             compare=key == "forget_mink_auc",  # one membership column in compare.md; every score is in the report
             compute=forget_membership,
         )

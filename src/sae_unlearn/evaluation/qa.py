@@ -23,7 +23,7 @@ from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import read_json_lines
 from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.methods.base import UnlearnOutcome
-from sae_unlearn.metrics.registry import Better, Metric, register
+from sae_unlearn.metrics.registry import Better, Metric, register, register_attack
 from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.state import Workspace
 
@@ -147,6 +147,8 @@ _QA_GROUPS: tuple[tuple[str, str, Better], ...] = (
     ("qa_paraphrased_other", "QA file, paraphrased questions about other entities", "max"),
 )
 
+QA_FILE = "QA file"
+register_attack(QA_FILE, "On the user's own questions (`evaluate --qa`), how much of each answer is still given?")
 register(
     *(
         Metric(
@@ -154,6 +156,7 @@ register(
             f"{what}: {label}",
             better=better,
             section="attacks",
+            attack=QA_FILE,
             summary=prefix == "qa_forget",
         )
         for prefix, what, better in _QA_GROUPS

@@ -9,7 +9,7 @@ from torch import nn
 from sae_unlearn.attacks.quantization import quantized_copy
 from sae_unlearn.config import QUANTIZE_WIDTHS
 from sae_unlearn.metrics.recall import recall
-from sae_unlearn.metrics.registry import Metric, register
+from sae_unlearn.metrics.registry import Metric, register, register_attack
 from sae_unlearn.state import Workspace
 
 
@@ -28,6 +28,7 @@ def quantized_recall(ws: Workspace, model: nn.Module, original: bool) -> dict[st
     return out
 
 
+register_attack("quantisation", "Does rounding the weights to 8 or 4 bits bring suppressed facts back?")
 register(
     *(
         Metric(
@@ -36,6 +37,7 @@ register(
             better="floor",
             floors=("unknown_recall_same_prompts",),
             section="attacks",
+            attack="quantisation",
             compare=bits == 4,
             compute=quantized_recall,
         )

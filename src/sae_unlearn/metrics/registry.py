@@ -34,6 +34,7 @@ class Metric:
     better: Better = None
     floors: tuple[str, ...] = ()  # floor keys this is read against, shown right after it; the first is like-for-like
     section: Literal["headline", "attacks", "hidden"] = "headline"
+    attack: str = ""  # in the "attacks" section: the attack this row belongs to (its report panel, ``ATTACKS``)
     rows: tuple[str, ...] = ("before", "after")  # which values of a state metric the report shows
     compare: bool = False  # a column of compare.md
     summary: bool = False  # a row of the CLI's results table
@@ -51,6 +52,8 @@ class Metric:
 
 
 REGISTRY: dict[str, Metric] = {}
+# each attack's name -> the question its report panel answers, in reading order (``register_attack``)
+ATTACKS: dict[str, str] = {}
 
 
 def register(*metrics: Metric) -> None:
@@ -58,6 +61,13 @@ def register(*metrics: Metric) -> None:
         if metric.key in REGISTRY:
             raise ValueError(f"metric {metric.key!r} is registered twice")
         REGISTRY[metric.key] = metric
+
+
+def register_attack(name: str, question: str) -> None:
+    """An attack of the report: one panel (its rows and a plot) under "Attacks", with the question it asks."""
+    if name in ATTACKS:
+        raise ValueError(f"attack {name!r} is registered twice")
+    ATTACKS[name] = question
 
 
 def lookup(bare_key: str) -> tuple[Metric, str | None] | None:

@@ -3,6 +3,7 @@ relearning brings them back."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -89,4 +90,40 @@ def relearn_curves(methods: dict[str, dict], path: Path) -> Path:
     ax.set_ylabel("recall of the other facts")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def attack_bars(
+    methods: dict[str, dict], bars: list[tuple[str, str, str | None, str | float | None]], path: Path
+) -> Path:
+    """One attack's panel: per metric (``bars``: label, key, key of the original model's value, floor: a key or a
+    value such as 0.5 for an AUC), a bar per method, the original model as a black tick and the floor (what an
+    unknown entity scores) as a red dashed tick: a method has resisted the attack when its bar sits on the floor."""
+    names = list(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(bars) + 0.25 * len(names) * len(bars)), 3.8))
+    width = 0.8 / max(1, len(names))
+    first = next(iter(methods.values()))
+    labelled: set[str] = set()
+
+    def label(what: str) -> str | None:  # each legend entry once
+        if what in labelled:
+            return None
+        labelled.add(what)
+        return what
+
+    for b, (_, key, before_key, floor) in enumerate(bars):
+        for i, name in enumerate(names):
+            value = methods[name].get(key)
+            if isinstance(value, (int, float)):
+                ax.bar(b - 0.4 + width * (i + 0.5), value, width, color=f"C{i}", label=label(name))
+        marks = (
+            (first.get(before_key) if before_key else None, "k-", "original model"),
+            (first.get(floor) if isinstance(floor, str) else floor, "r--", "floor (unknown entities; AUC: 0.5)"),
+        )
+        for level, style, what in marks:
+            if isinstance(level, (int, float)):
+                ax.plot([b - 0.45, b + 0.45], [level, level], style, lw=2, label=label(what))
+    ax.set_xticks(range(len(bars)), [textwrap.fill(label, 24) for label, *_ in bars], fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _save(fig, path)

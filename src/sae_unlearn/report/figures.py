@@ -6,9 +6,11 @@ from pathlib import Path
 
 from torch import nn
 
+from sae_unlearn.attacks.suite import RELEARNING
 from sae_unlearn.methods import UnlearnOutcome
 from sae_unlearn.metrics.alignment import entity_codes
-from sae_unlearn.report.attack_plots import knownness_histograms, projection_plot, relearn_curves
+from sae_unlearn.metrics.registry import ATTACKS, REGISTRY
+from sae_unlearn.report.attack_plots import attack_bars, knownness_histograms, projection_plot, relearn_curves
 from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_bars
 from sae_unlearn.state import Workspace
 
@@ -23,13 +25,6 @@ def run_figures(
     methods = {name: m for name, (m, _) in results.items()}
     rel = lambda p: str(Path(p).relative_to(out))  # noqa: E731
     figures = [("QA recall before and after", rel(recall_bars(methods, plots_dir / "recall.png")))]
-    if any(m.get("relearn_curve") for m in methods.values()):
-        figures.append(
-            (
-                "Relearning attack: recall of held-back facts while fine-tuning on the others",
-                rel(relearn_curves(methods, plots_dir / "relearn.png")),
-            )
-        )
 
     k = ws.cfg.latents.top_k
     known_latents, unknown_latents = ws.scores.top_known(k), ws.scores.top_unknown(k)
@@ -90,4 +85,31 @@ def run_figures(
         if outcome.loss_history:
             path = loss_curve(outcome.loss_history, plots_dir / f"loss_{name}.png", outcome.loss_terms)
             figures.append((f"Unlearning loss and its weighted terms ({name})", rel(path)))
+    return figures
+
+
+def attack_figures(out: Path, methods: dict[str, dict]) -> dict[str, str]:
+    """Each attack's panel plot (path relative to ``out``), by attack name: the relearning curves for relearning,
+    bars of every ranked metric of the attack for the others (``attack_bars``)."""
+    plots_dir = out / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    records = list(methods.values())
+    figures = {}
+    for attack in ATTACKS:
+        if attack == RELEARNING:
+            if any(m.get("relearn_curve") for m in records):
+                figures[attack] = str(relearn_curves(methods, plots_dir / "relearn.png").relative_to(out))
+            continue
+        bars = []
+        for metric in REGISTRY.values():
+            if metric.attack != attack or metric.scope == "floor" or metric.better is None:
+                continue
+            key = f"{metric.key}_after" if metric.scope == "state" else metric.key
+            before = f"{metric.key}_before" if metric.scope == "state" and "before" in metric.rows else None
+            floor = metric.floors[0] if metric.floors else metric.better if isinstance(metric.better, float) else None
+            if any(key in m for m in records):
+                bars.append((metric.label, key, before, floor))
+        if bars:
+            path = plots_dir / f"attack_{attack.replace(' ', '_')}.png"
+            figures[attack] = str(attack_bars(methods, bars, path).relative_to(out))
     return figures

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import sae_unlearn.evaluation  # noqa: F401  (registers every metric the evaluation computes)
 from sae_unlearn.entities.phrasings import PHRASING_LABELS
-from sae_unlearn.metrics.registry import section_rows
+from sae_unlearn.metrics.registry import ATTACKS, Metric, section_rows
 
 
 def _rows(methods: dict[str, dict], section: str) -> list[tuple[str, str]]:
@@ -41,15 +42,16 @@ def write_report(
     samples: list[dict],
     notes: list[str],
     preface: str = "",
+    attack_plots: dict[str, str] | None = None,
 ) -> str:
+    """The report's Markdown; ``attack_plots``: each attack's panel plot by attack name (``figures.attack_figures``)."""
     lines = [f"# {title}", ""]
     lines += [f"- {n}" for n in notes] + [""]
     if preface:
         lines += [preface, ""]
     methods = metrics["methods"]
     lines += _table(methods, _rows(methods, "headline"))
-    if attacks := _rows(methods, "attacks"):
-        lines += ["## Attacks: is the knowledge gone or only muted?", ""] + _table(methods, attacks)
+    lines += _attack_panels(methods, attack_plots or {})
     for caption, file in plots:
         lines += [f"## {caption}", "", f"![{caption}]({file})", ""]
     if latent_rows:
@@ -76,6 +78,26 @@ def write_report(
         lines.append("")
     lines += _generations(methods)
     return "\n".join(lines)
+
+
+def _of_attack(attack: str, metric: Metric) -> bool:
+    return metric.attack == attack
+
+
+def _attack_panels(methods: dict[str, dict], plots: dict[str, str]) -> list[str]:
+    """One panel per attack (``metrics.registry.ATTACKS``, in reading order): the question it asks, its rows (each
+    with its floor), its plot."""
+    if not _rows(methods, "attacks"):
+        return []
+    lines = ["## Attacks: is the knowledge gone or only muted?", ""]
+    for attack, question in ATTACKS.items():
+        rows = section_rows(list(methods.values()), "attacks", PHRASING_LABELS, only=partial(_of_attack, attack))
+        if not rows:
+            continue
+        lines += [f"### {attack[:1].upper()}{attack[1:]}", "", f"*{question}*", ""] + _table(methods, rows)
+        if attack in plots:
+            lines += [f"![{attack}]({plots[attack]})", ""]
+    return lines
 
 
 def _generations(methods: dict[str, dict]) -> list[str]:

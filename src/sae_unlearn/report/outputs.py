@@ -38,7 +38,7 @@ def write_run_outputs(
 ) -> dict:
     """metrics.json, latents.json, config.yaml, plots, and the report as report.md and report.html;
     ``preface`` (Markdown, e.g. the comparison table) opens the report."""
-    from sae_unlearn.report.figures import run_figures
+    from sae_unlearn.report.figures import attack_figures, run_figures
     from sae_unlearn.report.html import render_html
     from sae_unlearn.report.markdown import write_report
 
@@ -131,7 +131,8 @@ def write_run_outputs(
     latent_rows = ws.scores.table(ws.cfg.latents.top_k)
     atomic_write_json(out / "latents.json", latent_rows)
     atomic_write_json(out / "metrics.json", metrics)
-    report = write_report(out, "sae-unlearn report", metrics, plots, latent_rows, samples, notes, preface)
+    panels = attack_figures(out, {name: m for name, (m, _) in results.items()})
+    report = write_report(out, "sae-unlearn report", metrics, plots, latent_rows, samples, notes, preface, panels)
     atomic_write_text(out / "report.md", report)
     atomic_write_text(out / "report.html", render_html(report, out, "sae-unlearn report"))
     atomic_write_text(out / "config.yaml", dump_config(ws.cfg))

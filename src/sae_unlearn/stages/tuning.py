@@ -103,32 +103,46 @@ def curve_point(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, settin
         }
 
 
+def complete_curve(others: list[dict], record: dict, metrics: dict) -> list[dict]:
+    """The whole curve in grid order: the passed-over values' points (``tune_method``) and the chosen value's,
+    taken from its evaluation (the same prompts ``curve_point`` reads): the curve passes through the table's row,
+    and that point costs nothing."""
+    setting = record["setting"]
+    chosen = {setting: record["chosen"]} | {k: metrics[k] for k in ("forget_recall_after", "retain_recall_after")}
+    return sorted([*others, chosen], key=lambda point: point[setting])
+
+
 def tune_method(
     ws: Workspace, name: str, progress: bool = True, out: Path | None = None, resume: bool = False
 ) -> tuple[nn.Module, UnlearnOutcome, float, dict, list[dict]]:
     """Run ``name`` at each value of its grid; return the chosen run (model, outcome, seconds), the record
     compare.json keeps (``tuning``: setting, values, each trial's validation scores, the chosen value) and the
-    method's curve (``sweeps``: each value's forget and retain recall, for the plot). Only the best run so far is
-    held, so a large model is never in memory more than twice. With ``out``, each trial checkpoints as a method
-    does (a finished trial is reloaded on ``resume``, not retrained)."""
+    other values' points of the method's curve (``sweeps``, for the plot; ``complete_curve`` adds the
+    chosen one once it is evaluated). Only the best run so far is held, so a large model is never in memory
+    more than twice; a run's curve point is measured when it leaves (on SmolLM2 a point costs ~15 s). With
+    ``out``, each trial checkpoints as a method does (a finished trial is reloaded on ``resume``, not retrained)."""
     setting, values = tuning_grid(ws.cfg, name)
     trials: list[Trial] = []
-    curve: list[dict] = []
-    best: tuple[nn.Module, UnlearnOutcome, float] | None = None
+    curve: dict[int, dict] = {}
+    best: tuple[int, nn.Module, UnlearnOutcome, float] | None = None
     checkpointers = trial_checkpointers(ws.cfg, name, out, resume) if out is not None else [None] * len(values)
-    for value, ckpt in zip(values, checkpointers, strict=True):
+    for i, (value, ckpt) in enumerate(zip(values, checkpointers, strict=True)):
         t0 = time.time()
         model, outcome, seconds = run_method(ws, name, progress, {setting: value}, ckpt)
         with outcome.context(model):
             gap, kept = validation_forget_gap(ws, model), validation_retain_recall(ws, model)
         trials.append(Trial(value, gap, kept, outcome.steps_run, time.time() - t0))
-        curve.append(curve_point(ws, model, outcome, setting, value))
-        if choose(trials) == len(trials) - 1:
-            best = (model, outcome, seconds)
-        del model  # a trial the rule passed over goes now
+        if choose(trials) == i:  # the new best: the previous one (if any) leaves
+            leaving, best = (best[:3] if best else None), (i, model, outcome, seconds)
+        else:
+            leaving = (i, model, outcome)
+        if leaving is not None:  # a run the rule passed over: its point now, then it goes
+            j, gone, gone_outcome = leaving
+            curve[j] = curve_point(ws, gone, gone_outcome, setting, values[j])
+        del model, leaving
     assert best is not None
     record = {"setting": setting, "chosen": values[choose(trials)], "trials": [asdict(t) for t in trials]}
-    return (*best, record | {"margin": MARGIN}, curve)
+    return best[1], best[2], best[3], record | {"margin": MARGIN}, [curve[j] for j in sorted(curve)]
 
 
 def tuning_table(records: dict[str, dict]) -> str:
