@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"stages"},
     {"evaluation"},
     {"report"},
-    {"runs"},
+    {"runs", "attack_run"},
     {"api", "pipeline", "cli", "__main__", "__init__"},
 ]
 RANK = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}

@@ -13,6 +13,7 @@ from conftest import MICRO
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from sae_unlearn import runs
 from sae_unlearn.cli import app
 from sae_unlearn.methods.npo import NPOUnlearner
 from sae_unlearn.methods.sae_guided import SAEGuidedUnlearner
@@ -92,9 +93,10 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     micro_config_file, micro_workspace, tmp_path, monkeypatch, sweep
 ):
     """--no-sweep: NPO crashes at step 8 after SAE-guided finished; --resume trains no SAE-guided step again,
-    continues NPO from its step-5 checkpoint. Tuned (the default): NPO crashes at step 8 of its second trial;
-    --resume reloads the first trial, continues the second from step 5 and runs the third. Either way the numbers
-    (and the tuning's choice) are those of a run that never stopped."""
+    continues NPO from its step-5 checkpoint. Tuned (the default): NPO crashes at step 8 of its second trial after
+    SAE-guided's three trials; --resume reloads NPO's first trial, continues the second from step 5 and runs the
+    third. Either way SAE-guided's evaluation, saved when it finished, is not run again, and the numbers (and the
+    tuning's choice) are those of a run that never stopped."""
     cfg = yaml.safe_load(micro_config_file.read_text())
     cfg["unlearn"] |= {"steps": 12, "checkpoint_every": 5}
     cfg["unlearn"]["methods"]["sae_guided"]["stop_toward"] = 0.0
@@ -102,7 +104,7 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     cfg["attack"] = {"enabled": False}
     config = tmp_path / "cfg.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    methods = ("npo",) if sweep else ("sae_guided", "npo")
+    methods = ("sae_guided", "npo")
     args = ["compare", "--config", str(config), "--methods", ",".join(methods), "--sweep" if sweep else "--no-sweep"]
     whole = _invoke(*args, "--out", str(tmp_path / "whole"))
     assert whole.exit_code == 0, whole.output
@@ -126,7 +128,9 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     out = tmp_path / "killed"
     killed = _invoke(*args, "--out", str(out))
     assert isinstance(killed.exception, RuntimeError) and not (out / "compare.json").exists()
-    assert calls == {"sae_guided": 0 if sweep else 12, "npo": crash_at_call[0]}
+    assert calls == {"sae_guided": 36 if sweep else 12, "npo": crash_at_call[0]}
+    evaluated = out / "checkpoints" / "evaluated"  # each method's numbers as soon as it is evaluated
+    assert sorted(p.name for p in evaluated.iterdir()) == ["sae_guided.json"]
     trials = ["npo@beta=0.0333", "npo@beta=0.1"] if sweep else ["sae_guided", "npo"]
     assert all((out / "checkpoints" / d).is_dir() for d in trials), sorted(
         p.name for p in (out / "checkpoints").iterdir()
@@ -139,6 +143,14 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
 
     crash_at_call.clear()
     calls.update(sae_guided=0, npo=0)
+    evaluations: list[int] = []
+    evaluate = runs.method_metrics
+
+    def counted_evaluation(ws, model, outcome, seconds, baseline):
+        evaluations.append(outcome.steps_run)
+        return evaluate(ws, model, outcome, seconds, baseline)
+
+    monkeypatch.setattr(runs, "method_metrics", counted_evaluation)
     resumed = _invoke(*args, "--out", str(out), "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert calls == {"sae_guided": 0, "npo": 7 + (12 if sweep else 0)}  # steps 5..11 (and the third trial)
@@ -147,10 +159,12 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     for name in methods:
         for key in ("forget_recall_after", "retain_recall_after", "perplexity_after", "steps"):
             assert got["methods"][name][key] == pytest.approx(want["methods"][name][key], abs=1e-6), (name, key)
+    assert evaluations == [12]  # NPO's alone: SAE-guided's numbers came from its saved evaluation
     if sweep:
-        assert got["tuning"]["npo"]["chosen"] == want["tuning"]["npo"]["chosen"]
-        for point, same in zip(got["sweeps"]["npo"], want["sweeps"]["npo"], strict=True):
-            assert point == pytest.approx(same, abs=1e-6)
+        for name in methods:
+            assert got["tuning"][name]["chosen"] == want["tuning"][name]["chosen"]
+            for point, same in zip(got["sweeps"][name], want["sweeps"][name], strict=True):
+                assert point == pytest.approx(same, abs=1e-6)
 
 
 def test_attack_refuses_a_run_whose_targets_are_not_the_rebuilt_ones(micro_compare_dir, tmp_path):

@@ -574,7 +574,7 @@ def attack_cmd(
 ) -> None:
     """Relearning, probing and paraphrase attacks (and the usual evaluation) on saved unlearned models:
     metrics.json, report.md and report.html in --out."""
-    from sae_unlearn.runs import attack_run
+    from sae_unlearn.attack_run import attack_run
 
     with _user_errors():
         overrides = {"attack.relearn_steps": relearn_steps, "attack.relearn_lr": relearn_lr, "attack.enabled": True}

@@ -9,14 +9,14 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from torch import nn
 
 from sae_unlearn import parallel
-from sae_unlearn.attacks.saved import check_saved_model, load_edited, saved_models
 from sae_unlearn.attacks.suite import relearn_floors
-from sae_unlearn.config import DemoConfig, load_config
+from sae_unlearn.config import DemoConfig
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.evaluation.evaluate import evaluate_state, method_metrics
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
@@ -29,7 +29,7 @@ from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
 from sae_unlearn.stages.tuning import complete_curve, curve_point, trial_checkpointers, tune_method, tuning_table
-from sae_unlearn.stages.unlearn import method_checkpointer, run_method
+from sae_unlearn.stages.unlearn import load_evaluation, method_checkpointer, run_method, save_evaluation
 from sae_unlearn.state import Workspace
 
 log = logging.getLogger("sae_unlearn")
@@ -102,21 +102,36 @@ def run_methods(
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
 
     With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
-    state there until the outputs are written, so a resumed comparison skips it). With ``tuning`` and ``sweeps``
+    state there until the outputs are written, so a resumed comparison skips it) and its evaluation is saved as soon
+    as it is measured (``save_evaluation``: a resumed run reloads the weights and keeps the numbers). With ``tuning`` and ``sweeps``
     (dicts to fill), each method is tuned on the validation split first (stages/tuning.py; each trial
     checkpoints as a method does) and evaluated at the chosen value; ``sweeps`` gets each value's point for the plot."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
     edited: dict[str, nn.Module] = {}
+    sweep = tuning is not None and sweeps is not None
     for name in methods:
+        saved = load_evaluation(ws.cfg, name, out, sweep) if out is not None and resume else None
+        if saved is not None and out is not None:
+            # evaluated before the interruption: its weights from its checkpoint, its numbers as saved
+            chosen = {saved["tuning"]["setting"]: saved["tuning"]["chosen"]} if sweep else None
+            ckpt = method_checkpointer(ws.cfg, name, out, True, chosen)
+            model, outcome, _ = run_method(ws, name, progress, chosen, ckpt)
+            results[name], edited[name] = (saved["metrics"], outcome), model
+            if tuning is not None and sweeps is not None:
+                tuning[name], sweeps[name] = saved["tuning"], saved["curve"]
+            continue
         if tuning is not None and sweeps is not None:
             model, outcome, seconds, tuning[name], others = tune_method(ws, name, progress, out, resume)
         else:
             ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
             model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
-        results[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome)
+        results[name], edited[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome), model
+        record: dict = {"sweep": sweep, "metrics": results[name][0]}
         if tuning is not None and sweeps is not None:
             sweeps[name] = complete_curve(others, tuning[name], results[name][0])
-        edited[name] = model
+            record |= {"tuning": tuning[name], "curve": sweeps[name]}
+        if out is not None:
+            parallel.main_only(partial(save_evaluation, ws.cfg, name, out, record))
     return results, edited
 
 
@@ -280,57 +295,3 @@ def _write_comparison(
         table += "\n" + tuning_table(tuning)
     atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
     return table
-
-
-def attack_run(
-    run_dir: Path | None,
-    out: Path,
-    model: Path | None = None,
-    config: Path | None = None,
-    overrides: dict | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-) -> dict:
-    """Attack the models saved in ``run_dir`` (or ``model``), with the run's config; writes a run's
-    outputs (metrics.json with every attack key, report.md/.html, plots) into ``out``."""
-    if run_dir is None and (config is None or model is None):
-        raise UserInputError(
-            "Give --run (a directory written by demo, run or compare), or --config (the run's "
-            "config.yaml) with --model."
-        )
-    if config is None:
-        assert run_dir is not None
-        config = run_dir / "config.yaml"
-        if not config.exists():
-            raise UserInputError(f"{run_dir} has no config.yaml: is it an output directory of demo, run or compare?")
-    targets = {"model": model} if model is not None else saved_models(run_dir) if run_dir is not None else {}
-    if not targets:
-        raise UserInputError(
-            f"No saved model in {run_dir}: compare saves models only with --save-models; or pass --model DIR."
-        )
-    for path in targets.values():
-        check_saved_model(path)
-    cfg = load_config(config, overrides)
-    out = parallel.main_only(lambda: prepare_output_dir(out, overwrite))  # one writer under a launcher
-    ws, baseline = prepare_workspace(cfg, progress and parallel.is_main())
-    _check_same_split(ws, run_dir)
-    results, edited = {}, {}
-    for name, path in targets.items():
-        edited_model, outcome = load_edited(ws, path)
-        results[name] = (method_metrics(ws, edited_model, outcome, 0.0, baseline) | {"source": str(path)}, outcome)
-        edited[name] = edited_model
-    return parallel.main_only(lambda: write_run_outputs(out, ws, results, edited))
-
-
-def _check_same_split(ws: Workspace, run_dir: Path | None) -> None:
-    """The rebuilt targets must be the run's targets, or every number would be about other entities."""
-    if run_dir is None or not (run_dir / "metrics.json").exists():
-        return
-    saved = json.loads((run_dir / "metrics.json").read_text()).get("forget")
-    assert ws.split is not None
-    rebuilt = [e.name for e in ws.split.forget]
-    if saved is not None and saved != rebuilt:
-        raise UserInputError(
-            f"The run's targets {saved} differ from the ones rebuilt from its config {rebuilt}; "
-            "the entity file or model changed since the run. Attack with the run's own inputs."
-        )

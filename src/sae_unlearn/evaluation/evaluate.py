@@ -93,7 +93,7 @@ register(
         compare=True,
     ),
 )
-# what each method's run adds (evaluation.method_metrics, runs.attack_run)
+# what each method's run adds (evaluation.method_metrics, attack_run.attack_run)
 register(
     Metric("steps", "unlearning steps run", scope="method"),
     Metric("seconds", "seconds", scope="method", better="min", compare=True, summary=True),

@@ -5,6 +5,7 @@ checkpoints and the stop rules that read the workspace.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from torch import nn
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.entities.validation import validation_entities
-from sae_unlearn.io_utils import CHECKPOINTS
+from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
 from sae_unlearn.metrics.alignment import entity_codes
@@ -22,6 +23,7 @@ from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.state import Workspace
 
 log = logging.getLogger("sae_unlearn")
+EVALUATED = "evaluated"  # OUT/checkpoints/evaluated/<method>.json: finished evaluations (``save_evaluation``)
 
 
 def method_options(cfg: DemoConfig, name: str) -> dict:
@@ -44,6 +46,30 @@ def method_checkpointer(
     }
     trial = "".join(f"@{key}={value:g}" for key, value in sorted((extra_options or {}).items()))
     return Checkpointer(Path(out) / CHECKPOINTS / f"{name}{trial}", every, fingerprint, resume)
+
+
+def save_evaluation(cfg: DemoConfig, name: str, out: Path, record: dict) -> None:
+    """Method ``name``'s evaluation (``record``: its metrics and, when tuned, its tuning record and curve), written
+    as soon as it is measured, next to its checkpoints and tied to the same configuration: a resumed run reloads it
+    instead of evaluating again (~2.5 min per method on SmolLM2), and a long comparison shows each finished
+    method's numbers (OUT/checkpoints/evaluated/<name>.json) before its end. Nothing without checkpoints."""
+    ckpt = method_checkpointer(cfg, name, out, False)
+    if ckpt is not None:
+        atomic_write_json(
+            Path(out) / CHECKPOINTS / EVALUATED / f"{name}.json", {"fingerprint": ckpt.fingerprint} | record
+        )
+
+
+def load_evaluation(cfg: DemoConfig, name: str, out: Path, sweep: bool) -> dict | None:
+    """The record ``save_evaluation`` wrote for this configuration and the same choice of sweep, else None."""
+    path = Path(out) / CHECKPOINTS / EVALUATED / f"{name}.json"
+    ckpt = method_checkpointer(cfg, name, out, True)
+    if ckpt is None or not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("fingerprint") != ckpt.fingerprint or saved.get("sweep") != sweep:
+        return None
+    return saved
 
 
 def _validation(ws: Workspace, entities: list[Entity]) -> list[Entity]:
