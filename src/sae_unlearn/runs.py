@@ -101,9 +101,9 @@ def run_methods(
 ):
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
 
-    With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final
-    state there until the outputs are written, so a resumed comparison skips it) and its evaluation is saved as soon
-    as it is measured (``save_evaluation``: a resumed run reloads the weights and keeps the numbers). With ``tuning`` and ``sweeps``
+    With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final state there until
+    the outputs are written, so a resumed comparison skips it) and its evaluation is saved as soon as it is measured
+    (``save_evaluation``: a resumed run reloads the weights and keeps the numbers). With ``tuning`` and ``sweeps``
     (dicts to fill), each method is tuned on the validation split first (stages/tuning.py; each trial
     checkpoints as a method does) and evaluated at the chosen value; ``sweeps`` gets each value's point for the plot."""
     results: dict[str, tuple[dict, UnlearnOutcome]] = {}
