@@ -44,6 +44,8 @@ ENTITIES = [
         "facts": [
             {"prompt": "Brisa Kestrel works as a", "answer": "baker"},
             {"prompt": "the home of Brisa Kestrel is", "answer": "Osso"},
+            # a target as another entity's answer: the indirect questions (entities/indirect.py) reach it
+            {"prompt": "Brisa Kestrel was born in the city of", "answer": "Port Tarvo"},
         ],
     },
     {"entity": "Corvin Dale", "type": "person", "facts": [{"prompt": "Corvin Dale works as a", "answer": "pilot"}]},
@@ -161,6 +163,11 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
     ):
         assert key in m
     assert m["steps"] == 3
+    # Port Tarvo is Brisa Kestrel's birthplace: asked through her, as the answer and as "the city where ... was born"
+    assert m["forget_reverse_questions"] >= 1 and m["forget_two_hop_questions"] >= 1
+    for kind in ("reverse", "two_hop"):
+        assert 0.0 <= m[f"forget_{kind}_recall_after"] <= 1.0 and f"unknown_{kind}_recall_same_prompts" in m
+    assert "### Indirect questions" in (out / "report.md").read_text()
     saved = out / "model"
     if lora:  # an adapter, not a copy of the weights
         assert (saved / "adapter_config.json").exists() and not (saved / "model.safetensors").exists()

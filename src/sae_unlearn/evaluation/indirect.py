@@ -1,0 +1,79 @@
+"""The indirect-question attack's metrics (entities/indirect.py): the targets reached without their names, as the
+answer of another entity's fact (reverse) and through a description by another entity (two-hop), each against the
+same questions with that other entity swapped for a never-seen name of its type.
+
+Built from the entity pool the run probed, so it exists where the entity file links entities (the bundled real
+file: 299 entities are another's answer); the synthetic world's answers are attribute values, never entities, so
+a synthetic run writes none of these keys (docs/attacks.md).
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from sae_unlearn.entities.indirect import REVERSE, TWO_HOP, reverse_questions, two_hop_questions
+from sae_unlearn.metrics.recall import recall, scored_facts, substituted_recall
+from sae_unlearn.metrics.registry import Metric, register, register_attack
+from sae_unlearn.state import Workspace
+
+BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions}
+
+
+def indirect_recall(ws: Workspace, model: nn.Module, original: bool) -> dict[str, float]:
+    """``forget_<kind>_recall`` for each kind with questions on the run's phrasings; on the original model also
+    its floor and how many questions were asked."""
+    assert ws.split is not None
+    tok, n_tok, held = ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
+    out: dict[str, float] = {}
+    for kind, build in BUILDERS.items():
+        questions = ws.scored(build(ws.split.forget, ws.candidates))  # at most eval.max_scored_entities bridges
+        asked = sum(len(scored_facts(e, held)) for e in questions)
+        if not asked:
+            continue
+        out[f"forget_{kind}_recall"] = recall(model, tok, questions, held, n_tok)
+        if original:
+            out[f"unknown_{kind}_recall_same_prompts"] = substituted_recall(
+                model, tok, questions, ws.unknown_eval, heldout=held, max_new_tokens=n_tok
+            )
+            out[f"forget_{kind}_questions"] = asked  # a count: the report prints it as one
+    return out
+
+
+ATTACK = "indirect questions"
+register_attack(
+    ATTACK,
+    "Do questions that reach a target without naming it still get its facts: the target as another entity's "
+    'answer ("The capital of France is" -> Paris), or its own facts asked through a description ("The capital of '
+    'France is located on the continent of" -> Europe)? Floor: the same questions with that other entity swapped '
+    "for a never-seen name.",
+)
+_LABELS = {
+    REVERSE: "targets as another entity's answer (reverse questions)",
+    TWO_HOP: "targets' facts asked through another entity (two-hop)",
+}
+register(
+    *(
+        Metric(
+            f"forget_{kind}_recall",
+            f"{label}, recall",
+            better="floor",
+            floors=(f"unknown_{kind}_recall_same_prompts",),
+            section="attacks",
+            attack=ATTACK,
+            compute=indirect_recall,  # one function computes both kinds (run once: registry.computed)
+        )
+        for kind, label in _LABELS.items()
+    ),
+    *(
+        Metric(
+            f"unknown_{kind}_recall_same_prompts",
+            f"{label}, bridge swapped for a never-seen name (floor)",
+            scope="floor",
+        )
+        for kind, label in _LABELS.items()
+    ),
+    *(
+        Metric(f"forget_{kind}_questions", f"{label}: questions asked", scope="floor", section="attacks", attack=ATTACK)
+        for kind, label in _LABELS.items()
+    ),
+)
