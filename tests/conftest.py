@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from pathlib import Path
 
@@ -12,6 +13,16 @@ torch.set_num_threads(2)
 
 # CI is CPU-only; on a GPU machine `SAE_UNLEARN_TEST_DEVICE=cuda pytest` runs the same pipeline tests on CUDA
 TEST_DEVICE = os.environ.get("SAE_UNLEARN_TEST_DEVICE", "cpu")
+
+
+def installed(distribution: str) -> bool:
+    """Whether a PyPI distribution (a built-in model's wheel) is installed: tests of that model skip without it."""
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
 
 MICRO = {
     "seed": 3,

@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 
 import pytest
+from conftest import installed
 
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import cache_root
 from sae_unlearn.models.builtin import BUILTIN_MODELS, BuiltinModel, resolve_builtin
 from sae_unlearn.models.loading import load_causal_lm
 
-
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 needs_wheel = pytest.mark.skipif(
-    not _installed(BUILTIN_MODELS["smollm2-135m"].distribution), reason=BUILTIN_MODELS["smollm2-135m"].pip_command
+    not installed(BUILTIN_MODELS["smollm2-135m"].distribution), reason=BUILTIN_MODELS["smollm2-135m"].pip_command
 )
 
 
@@ -123,7 +114,7 @@ def test_chunked_gguf_with_a_bad_checksum_says_how_to_reinstall(tmp_path, monkey
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    not _installed(BUILTIN_MODELS["gemma3-270m"].distribution), reason=BUILTIN_MODELS["gemma3-270m"].pip_command
+    not installed(BUILTIN_MODELS["gemma3-270m"].distribution), reason=BUILTIN_MODELS["gemma3-270m"].pip_command
 )
 def test_gemma3_270m_converts_from_its_chunks_and_knows_facts():
     from sae_unlearn.models.generation import greedy_continuations

@@ -3,9 +3,8 @@ description by another entity (two-hop), built from the entity file, with a floo
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import pytest
+from conftest import installed
 
 from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.entities.indirect import reverse_questions, two_hop_questions
@@ -75,15 +74,7 @@ def test_questions_reach_the_target_without_naming_it():
 SMOLLM2 = BUILTIN_MODELS["smollm2-135m"]
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        importlib.metadata.distribution(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _installed(SMOLLM2.distribution), reason=SMOLLM2.pip_command)
+@pytest.mark.skipif(not installed(SMOLLM2.distribution), reason=SMOLLM2.pip_command)
 def test_reverse_questions_find_what_smollm2_knows_and_the_floor_does_not():
     """The attack can see knowledge: SmolLM2 names Paris and Tokyo when asked through France and Japan on held-out
     phrasings, and does not when France and Japan are swapped for never-seen country names (the floor)."""

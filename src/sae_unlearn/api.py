@@ -31,6 +31,7 @@ from sae_unlearn.models.portable import load_unlearned
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
 from sae_unlearn.runs import prepare_stages
 from sae_unlearn.sae.loading import check_sae_matches
+from sae_unlearn.stages.sae import with_sae
 from sae_unlearn.stages.subject import check_forget_names, subject_from_model
 from sae_unlearn.stages.unlearn import run_method
 from sae_unlearn.state import Workspace
@@ -93,7 +94,7 @@ def unlearn(
     ws = subject_from_model(cfg, model, tokenizer, known, never_seen, Path(f"in-memory:{name}"), cacheable=False)
     if sae is not None:
         check_sae_matches(sae, model, ws.layer)
-        ws.sae, ws.sae_dir = sae.eval(), Path("given-in-memory")
+        ws = with_sae(ws, sae.eval(), Path("given-in-memory"))
     ws, before = prepare_stages(ws, progress, evaluate)
     edited, outcome, seconds = run_method(ws, method, progress)
     metrics = (

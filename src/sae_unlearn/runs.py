@@ -18,7 +18,7 @@ from sae_unlearn import parallel
 from sae_unlearn.attacks.suite import relearn_floors
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.evaluation.evaluate import evaluate_state, method_metrics
+from sae_unlearn.evaluation.evaluate import evaluate_original, method_metrics
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
 from sae_unlearn.models.generation import reuse_greedy_continuations
@@ -30,7 +30,7 @@ from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
 from sae_unlearn.stages.tuning import complete_curve, curve_point, trial_checkpointers, tune_method, tuning_table
 from sae_unlearn.stages.unlearn import load_evaluation, method_checkpointer, run_method, save_evaluation
-from sae_unlearn.state import Workspace
+from sae_unlearn.state import OriginalFloors, Workspace
 
 log = logging.getLogger("sae_unlearn")
 
@@ -59,17 +59,16 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
     """Stages 2-4 on a subject (its SAE unless one is set already), then, with ``evaluate``, the original
     model's metrics and the relearning attack's floors, which every method's evaluation shares."""
     if ws.sae is None:
-        get_sae(ws, progress)
+        ws = get_sae(ws, progress)
     baseline = None
     with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
-        make_split(ws)
-        select_latents(ws)
+        ws = select_latents(make_split(ws))
         if evaluate:
             t0 = time.time()
-            baseline = evaluate_state(ws, ws.model)
+            baseline, codes = evaluate_original(ws)
             ws.timings["evaluate_original"] = time.time() - t0
             t0 = time.time()
-            ws.relearn_floors = relearn_floors(ws)
+            ws = ws.with_(floors=OriginalFloors(relearn_floors(ws), codes))
             ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
 

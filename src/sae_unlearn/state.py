@@ -1,8 +1,10 @@
-"""What the stages share: the run's subject (model, entities, SAE), the split, the probes and floors.
+"""What the stages share, as one frozen record per stage: the subject (model and entities), the SAE, the
+probing, the split, the latent frame and the original model's floors; a ``Workspace`` composes them.
 
-The stages (``stages/``) fill a ``Workspace`` in order: subject -> SAE -> probing and split -> latents;
-evaluation, attacks and the report then only read it. It lives in this leaf module so that the modules
-which read it (attacks, figures) need not import the stages or the run drivers.
+Each stage (``stages/``) reads the records before it and returns the workspace with its own record added
+(``Workspace.with_``); nothing changes a record once built, so evaluation, attacks and the report read a state no
+one can move under them, and the order of the stages is the order in which records exist. It lives in this leaf
+module so that the modules which read it (attacks, figures) need not import the stages or the run drivers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ from torch import nn
 from sae_unlearn.config import DemoConfig
 from sae_unlearn.entities.synthetic import SyntheticWorld
 from sae_unlearn.entities.types import Entity, EntitySplit, Fact
+from sae_unlearn.entities.validation import validation_entities
 from sae_unlearn.metrics.alignment import KnownUnknownProbe
+from sae_unlearn.metrics.recall import substituted_recall
 from sae_unlearn.sae.latents import LatentScores
 
 
@@ -40,46 +45,231 @@ class DescribedName:
         return Entity(self.name, self.type, list(self.facts))
 
 
-@dataclass
-class Workspace:
-    """Everything the stages share; built once, then each method gets a fresh copy of the model."""
+@dataclass(frozen=True)
+class Subject:
+    """Stage 1: the model and its entities."""
 
     cfg: DemoConfig
     model_dir: Path
     model: nn.Module
     tokenizer: Any  # a transformers tokenizer
     layer: int
+    entities: list[Entity]  # the candidates probing will score (the world's known ones, or the entity file)
+    never_seen: list[Entity]  # provably unknown: synthetic unseen / fictional
     world: SyntheticWorld | None = None
-    candidates: list[Entity] = field(default_factory=list)  # probed; known if recall share >= threshold
-    never_seen: list[Entity] = field(default_factory=list)  # provably unknown: synthetic unseen / fictional
     # the weights are exactly those stored under model_dir, so probing and the SAE may be cached by that name
     cacheable: bool = True
     eval_heldout: bool | None = True  # recall on held-out facts (True) or, when a file marks none, on all (None)
-    sae: Any = None  # a sae-lens SAE
-    sae_dir: Path | None = None
-    split: EntitySplit | None = None
-    unknown_eval: list[Entity] = field(default_factory=list)
-    scores: LatentScores | None = None
-    probe: KnownUnknownProbe | None = None  # on SAE codes
-    residual_probe: KnownUnknownProbe | None = None  # the same question on raw residuals (an attacker's probe)
-    relearn_floors: dict = field(default_factory=dict)  # the relearning attack on the original model
-    mu_known: torch.Tensor | None = None  # mean SAE code of the non-target known entities (original model)
-    mu_unknown: torch.Tensor | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    probing: dict[str, float] = field(default_factory=dict)  # entity -> share of facts recalled (original model)
-    skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
-    forget_floor: float | None = None  # targets' validation prompts, unknown names swapped in (baselines' stop)
-    n_known: int = 0
+
+
+@dataclass(frozen=True)
+class SAEFrame:
+    """Stage 2: the SAE on the subject's layer, and where it came from (for the report)."""
+
+    sae: Any  # a sae-lens SAE
+    sae_dir: Path
+
+
+@dataclass(frozen=True)
+class Probing:
+    """Stage 3a: who the original model knows."""
+
+    shares: dict[str, float]  # entity -> share of its facts recalled
+    candidates: list[Entity]  # the subject's entities, with Fact.answerable set where checked
     answerable_checked: bool = False  # the known entities' facts carry Fact.answerable (real models)
     all_answerable: list[str] = field(default_factory=list)  # recalled, but only through prompt-answerable facts
     partly_answerable_only: list[str] = field(default_factory=list)  # the same among entities known in part
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """Stage 3b: targets, retained, held-out known and unknown entities."""
+
+    split: EntitySplit
+    unknown_eval: list[Entity]
+    n_known: int
+    skipped_forget: list[str] = field(default_factory=list)  # requested targets the model did not know
     # per target: (training facts recalled on probing, training facts); a requested target may be known in part
     forget_known_facts: dict[str, tuple[int, int]] = field(default_factory=dict)
     # --name-only: what the model said about each requested name; the losses see these facts, not the file's
     described: list[DescribedName] = field(default_factory=list)
-    # SAE codes of the original model at the entity's last token ("forget", "unknown", "known": the other
-    # known entities), every phrasing, from its evaluation: the report's figures reuse them
-    original_codes: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LatentFrame:
+    """Stage 4: the latents' separation scores, the known/unknown probes and the original model's centroids."""
+
+    scores: LatentScores
+    probe: KnownUnknownProbe  # on SAE codes
+    residual_probe: KnownUnknownProbe  # the same question on raw residuals (an attacker's probe)
+    mu_known: torch.Tensor  # mean SAE code of the non-target known entities (original model)
+    mu_unknown: torch.Tensor
+
+
+@dataclass(frozen=True)
+class OriginalFloors:
+    """The original model's evaluation leaves: the relearning attack's floors, and its SAE codes at the entity's
+    last token ("forget", "unknown", "known": the other known entities), which the report's figures reuse."""
+
+    relearn_floors: dict
+    codes: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Workspace:
+    """The stage records built so far (a later one is None until its stage ran); each method gets a fresh copy of
+    the model. The fields the stages used to fill one by one are read-only properties over the records."""
+
+    subject: Subject
+    sae_frame: SAEFrame | None = None
+    probing_record: Probing | None = None
+    split_record: SplitRecord | None = None
+    latents: LatentFrame | None = None
+    floors: OriginalFloors | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # a log of seconds per stage, shared by all records
+
+    def with_(self, **records: Any) -> "Workspace":
+        """This workspace with a stage's record added (the stages' one way forward)."""
+        return dataclasses.replace(self, **records)
+
+    # -- the subject
+    @property
+    def cfg(self) -> DemoConfig:
+        return self.subject.cfg
+
+    @property
+    def model_dir(self) -> Path:
+        return self.subject.model_dir
+
+    @property
+    def model(self) -> nn.Module:
+        return self.subject.model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.subject.tokenizer
+
+    @property
+    def layer(self) -> int:
+        return self.subject.layer
+
+    @property
+    def world(self) -> SyntheticWorld | None:
+        return self.subject.world
+
+    @property
+    def never_seen(self) -> list[Entity]:
+        return self.subject.never_seen
+
+    @property
+    def cacheable(self) -> bool:
+        return self.subject.cacheable
+
+    @property
+    def eval_heldout(self) -> bool | None:
+        return self.subject.eval_heldout
+
+    # -- the SAE
+    @property
+    def sae(self) -> Any:
+        return self.sae_frame.sae if self.sae_frame else None
+
+    @property
+    def sae_dir(self) -> Path | None:
+        return self.sae_frame.sae_dir if self.sae_frame else None
+
+    # -- probing (before it ran: the subject's entities, none scored)
+    @property
+    def candidates(self) -> list[Entity]:
+        return self.probing_record.candidates if self.probing_record else self.subject.entities
+
+    @property
+    def probing(self) -> dict[str, float]:
+        return self.probing_record.shares if self.probing_record else {}
+
+    @property
+    def answerable_checked(self) -> bool:
+        return bool(self.probing_record and self.probing_record.answerable_checked)
+
+    @property
+    def all_answerable(self) -> list[str]:
+        return self.probing_record.all_answerable if self.probing_record else []
+
+    @property
+    def partly_answerable_only(self) -> list[str]:
+        return self.probing_record.partly_answerable_only if self.probing_record else []
+
+    # -- the split
+    @property
+    def split(self) -> EntitySplit | None:
+        return self.split_record.split if self.split_record else None
+
+    @property
+    def unknown_eval(self) -> list[Entity]:
+        return self.split_record.unknown_eval if self.split_record else []
+
+    @property
+    def n_known(self) -> int:
+        return self.split_record.n_known if self.split_record else 0
+
+    @property
+    def skipped_forget(self) -> list[str]:
+        return self.split_record.skipped_forget if self.split_record else []
+
+    @property
+    def forget_known_facts(self) -> dict[str, tuple[int, int]]:
+        return self.split_record.forget_known_facts if self.split_record else {}
+
+    @property
+    def described(self) -> list[DescribedName]:
+        return self.split_record.described if self.split_record else []
+
+    # -- the latent frame
+    @property
+    def scores(self) -> LatentScores | None:
+        return self.latents.scores if self.latents else None
+
+    @property
+    def probe(self) -> KnownUnknownProbe | None:
+        return self.latents.probe if self.latents else None
+
+    @property
+    def residual_probe(self) -> KnownUnknownProbe | None:
+        return self.latents.residual_probe if self.latents else None
+
+    @property
+    def mu_known(self) -> torch.Tensor | None:
+        return self.latents.mu_known if self.latents else None
+
+    @property
+    def mu_unknown(self) -> torch.Tensor | None:
+        return self.latents.mu_unknown if self.latents else None
+
+    # -- the original model's floors
+    @property
+    def relearn_floors(self) -> dict:
+        return self.floors.relearn_floors if self.floors else {}
+
+    @property
+    def original_codes(self) -> dict[str, torch.Tensor]:
+        return self.floors.codes if self.floors else {}
+
+    @cached_property
+    def forget_floor(self) -> float:
+        """The targets' validation prompts with unknown names swapped in, on the original model: what the
+        baselines' stop rule and the tuning compare the targets' validation recall against. Measured on first use
+        (methods without the stop rule never pay for it), once per workspace."""
+        targets = validation_entities(
+            self.training_split().forget, self.tokenizer, False if self.eval_heldout else None
+        )
+        return substituted_recall(
+            self.model,
+            self.tokenizer,
+            targets,
+            self.unknown_eval,
+            heldout=None,
+            max_new_tokens=self.cfg.eval.max_new_tokens,
+        )
 
     def scored(self, entities: list[Entity]) -> list[Entity]:
         """The entities of a set whose recall is scored: all, or a seeded sample of ``eval.max_scored_entities``.

@@ -6,6 +6,7 @@ import time
 from contextlib import nullcontext
 
 import numpy as np
+import torch
 from torch import nn
 
 from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_metrics, state_attacks
@@ -151,7 +152,15 @@ def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
         return _state_metrics(ws, model)
 
 
-def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
+def evaluate_original(ws: Workspace) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The original model's metrics (floors included), and the SAE codes it computed on the way at the entity's
+    last token ("forget", "unknown", "known": the other known entities), which the report's figures reuse."""
+    codes: dict[str, torch.Tensor] = {}
+    with reuse_greedy_continuations(ws.model):
+        return _state_metrics(ws, ws.model, codes), codes
+
+
+def _state_metrics(ws: Workspace, model: nn.Module, codes: dict[str, torch.Tensor] | None = None) -> dict:
     split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
     assert split is not None and ws.probe is not None
     m: dict[str, float] = {}
@@ -182,9 +191,9 @@ def _state_metrics(ws: Workspace, model: nn.Module) -> dict:
         if ws.cfg.attack.enabled or model is ws.model
         else None
     )
-    if model is ws.model:  # the report's figures read the original model's codes again
+    if codes is not None:  # the original model's: the report's figures read them again (evaluate_original)
         assert acts_k is not None
-        ws.original_codes = {"forget": z_f, "unknown": z_u, "known": sae_codes(ws.sae, acts_k)}
+        codes |= {"forget": z_f, "unknown": z_u, "known": sae_codes(ws.sae, acts_k)}
     m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
     m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
     m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)

@@ -60,6 +60,7 @@ register(
             floors=(f"unknown_{kind}_recall_same_prompts",),
             section="attacks",
             attack=ATTACK,
+            compare=kind == REVERSE,  # two-hop questions are mostly guessable (their floor): the panel shows them
             compute=indirect_recall,  # one function computes both kinds (run once: registry.computed)
         )
         for kind, label in _LABELS.items()

@@ -8,7 +8,7 @@ import torch
 
 from sae_unlearn.metrics.alignment import KnownUnknownProbe, entity_activations, sae_codes
 from sae_unlearn.sae.latents import separation_scores
-from sae_unlearn.state import Workspace
+from sae_unlearn.state import LatentFrame, Workspace
 
 
 def select_latents(ws: Workspace) -> Workspace:
@@ -17,10 +17,13 @@ def select_latents(ws: Workspace) -> Workspace:
     acts_known, owner = entity_activations(ws.model, ws.tokenizer, known, ws.layer)
     acts_unknown, _ = entity_activations(ws.model, ws.tokenizer, ws.split.unknown, ws.layer)
     z_known, z_unknown = sae_codes(ws.sae, acts_known), sae_codes(ws.sae, acts_unknown)
-    ws.scores = separation_scores(z_known, z_unknown)
-    ws.probe = KnownUnknownProbe.fit(z_known, z_unknown, seed=ws.cfg.seed)
-    ws.residual_probe = KnownUnknownProbe.fit(acts_known, acts_unknown, seed=ws.cfg.seed, standardize=True)
-    # centroids of the original model, the fixed reference of every "distance to known/unknown" metric
-    ws.mu_known = z_known[torch.from_numpy(owner >= len(ws.split.forget))].mean(0)
-    ws.mu_unknown = z_unknown.mean(0)
-    return ws
+    return ws.with_(
+        latents=LatentFrame(
+            scores=separation_scores(z_known, z_unknown),
+            probe=KnownUnknownProbe.fit(z_known, z_unknown, seed=ws.cfg.seed),
+            residual_probe=KnownUnknownProbe.fit(acts_known, acts_unknown, seed=ws.cfg.seed, standardize=True),
+            # centroids of the original model, the fixed reference of every "distance to known/unknown" metric
+            mu_known=z_known[torch.from_numpy(owner >= len(ws.split.forget))].mean(0),
+            mu_unknown=z_unknown.mean(0),
+        )
+    )

@@ -18,7 +18,7 @@ from sae_unlearn.models.prompts import EncodedPrompts, fact_prompts
 from sae_unlearn.sae.corpus import sae_corpus
 from sae_unlearn.sae.loading import check_sae_matches, load_sae
 from sae_unlearn.sae.training import save_sae, train_sae
-from sae_unlearn.state import Workspace
+from sae_unlearn.state import SAEFrame, Workspace
 
 
 def sae_training_texts(ws: Workspace) -> list[str]:
@@ -51,14 +51,14 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
     scfg = ws.cfg.sae
     device = str(model_device(ws.model))  # the SAE reads the model's residual stream: same device
     if scfg.path is not None or scfg.release is not None:
-        ws.sae = load_sae(scfg.path or scfg.release or "", scfg.sae_id, device=device)
-        ws.sae_dir = scfg.path or Path(f"{scfg.release}:{scfg.sae_id}")  # where it came from, for the report
+        sae = load_sae(scfg.path or scfg.release or "", scfg.sae_id, device=device)
+        sae_dir = scfg.path or Path(f"{scfg.release}:{scfg.sae_id}")  # where it came from, for the report
     elif not ws.cacheable:  # weights known only in memory (the Python API): trained for them, cached nowhere
-        sae = _train(ws, device)
+        trained = _train(ws, device)
         with tempfile.TemporaryDirectory() as tmp:  # the saved form loads as the inference SAE class
-            save_sae(sae, Path(tmp))
-            ws.sae = load_sae(Path(tmp), device=device)
-        ws.sae_dir = Path("trained-in-memory")
+            save_sae(trained, Path(tmp))
+            sae = load_sae(Path(tmp), device=device)
+        sae_dir = Path("trained-in-memory")
     else:
         entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
         key = hashlib.sha256(
@@ -74,18 +74,23 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
                 sort_keys=True,
             ).encode()
         ).hexdigest()[:16]
-        ws.sae_dir = cache_root() / "saes" / key
-        if not parallel.agree((ws.sae_dir / "cfg.json").exists()):
+        sae_dir = cache_root() / "saes" / key
+        if not parallel.agree((sae_dir / "cfg.json").exists()):
             # capture is split across processes; training is repeated in each (same seed, same SAE)
-            sae = _train(ws, device)
+            trained = _train(ws, device)
             if parallel.is_main():
-                save_sae(sae, ws.sae_dir)
+                save_sae(trained, sae_dir)
             parallel.barrier()
-        ws.sae = load_sae(ws.sae_dir, device=device)
-    check_sae_matches(ws.sae, ws.model, ws.layer)
-    ws.sae.eval()
+        sae = load_sae(sae_dir, device=device)
+    check_sae_matches(sae, ws.model, ws.layer)
+    sae.eval()
     ws.timings["sae"] = time.time() - t0
-    return ws
+    return with_sae(ws, sae, sae_dir)
+
+
+def with_sae(ws: Workspace, sae, sae_dir: Path) -> Workspace:
+    """``ws`` with its SAE stage done: a loaded, trained or given SAE (the Python API's)."""
+    return ws.with_(sae_frame=SAEFrame(sae, sae_dir))
 
 
 def _train(ws: Workspace, device: str):

@@ -12,7 +12,7 @@ from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.stages.name_only import NameOnlySettings, describe_names, evaluation_entity
 from sae_unlearn.stages.probing import probe_entities
-from sae_unlearn.state import Workspace
+from sae_unlearn.state import DescribedName, SplitRecord, Workspace
 
 log = logging.getLogger("sae_unlearn")
 
@@ -22,15 +22,14 @@ def make_split(ws: Workspace) -> Workspace:
     Ferrando et al.); unknown = never-seen entities, plus (real models) file entities recalled not at all."""
     cfg = ws.cfg
     t0 = time.time()
-    probe_entities(ws)
+    ws = probe_entities(ws)
     shares = [ws.probing[e.name] for e in ws.candidates]
     known = [
         e for e, s in zip(ws.candidates, shares) if s >= cfg.eval.known_threshold and e.name not in ws.all_answerable
     ]
-    ws.n_known = len(known)
     rng = random.Random(cfg.seed)
-    forget = _forget_targets(ws, known, rng)
-    ws.forget_known_facts = _known_fact_counts(ws, forget)
+    described = _describe_requested(ws, known) if cfg.unlearn.name_only else []
+    forget, skipped = _forget_targets(ws, known, rng, described)
     forget_names = {e.name for e in forget} | set(cfg.unlearn.forget)  # a skipped request is not kept either
     others = [e for e in known if e.name not in forget_names]
     rng.shuffle(others)
@@ -38,25 +37,36 @@ def make_split(ws: Workspace) -> Workspace:
     unknown = list(ws.never_seen)
     rng.shuffle(unknown)
     half = len(unknown) // 2
-    ws.split = EntitySplit(
+    split = EntitySplit(
         forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half]
     )
-    ws.unknown_eval = unknown[half:]
+    unknown_eval = unknown[half:]
     if ws.world is None:  # real file entities the model recalls nothing of are unknown too
         never = [e for e, s in zip(ws.candidates, shares) if s == 0 and e.name not in forget_names]
         rng.shuffle(never)
-        ws.unknown_eval += never[: cfg.entities.max_unknown_eval]
-    ws.split.validate()
+        unknown_eval += never[: cfg.entities.max_unknown_eval]
+    split.validate()
     ws.timings["probing"] = time.time() - t0
     log.info("probing: %d of %d entities known; %d targets", len(known), len(ws.candidates), len(forget))
-    return ws
+    record = SplitRecord(
+        split=split,
+        unknown_eval=unknown_eval,
+        n_known=len(known),
+        skipped_forget=skipped,
+        forget_known_facts=_known_fact_counts(ws, forget),
+        described=described,
+    )
+    return ws.with_(split_record=record)
 
 
-def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> list[Entity]:
-    """The user's names (each known to the model, at least in part) or ``n_forget`` random known entities."""
+def _forget_targets(
+    ws: Workspace, known: list[Entity], rng: random.Random, described: list[DescribedName] | None = None
+) -> tuple[list[Entity], list[str]]:
+    """The user's names (each known to the model, at least in part) or ``n_forget`` random known entities, and the
+    requested names skipped as not known. With --name-only, ``described`` holds what the model said of each name."""
     cfg = ws.cfg
     if cfg.unlearn.name_only:
-        return _name_only_targets(ws, known)
+        return _name_only_targets(ws, described or [])
     by_name = {e.name: e for e in known}
     if not cfg.unlearn.forget:
         if cfg.unlearn.n_forget >= len(known):
@@ -64,7 +74,7 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
                 f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
                 f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it."
             )
-        return rng.sample(known, cfg.unlearn.n_forget)
+        return rng.sample(known, cfg.unlearn.n_forget), []
     all_names = {e.name for e in ws.candidates} | (
         {e.name for e in ws.world.obscure + ws.world.unknown} if ws.world else set()
     )
@@ -82,6 +92,7 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
         and n not in ws.all_answerable + ws.partly_answerable_only
     }
     not_known = [n for n in cfg.unlearn.forget if n not in by_name]
+    skipped: list[str] = []
     if not_known:
         answerable = set(ws.all_answerable + ws.partly_answerable_only)
         detail = ", ".join(
@@ -90,12 +101,13 @@ def _forget_targets(ws: Workspace, known: list[Entity], rng: random.Random) -> l
             else f"{n} (recall {ws.probing.get(n, 0.0):.0%})"
             for n in not_known
         )
-        _skip_not_known(ws, not_known, detail)
-    return [by_name[n] for n in cfg.unlearn.forget if n in by_name]
+        skipped = _skip_not_known(ws, not_known, detail)
+    return [by_name[n] for n in cfg.unlearn.forget if n in by_name], skipped
 
 
-def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> None:
-    """Requested names the model does not know: an error under --strict (or when none is left), else skipped."""
+def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> list[str]:
+    """Requested names the model does not know: an error under --strict (or when none is left), else skipped
+    (returned)."""
     cfg = ws.cfg
     msg = f"Forget entities the model knows nothing of: {detail}; there is nothing to forget."
     if cfg.entities.strict or ws.world is not None or len(not_known) == len(cfg.unlearn.forget):
@@ -103,14 +115,13 @@ def _skip_not_known(ws: Workspace, not_known: list[str], detail: str) -> None:
             msg + (" Remove them, or run without --strict to skip them." if cfg.entities.strict else "")
         )
     log.warning("%s Skipping them (use --strict to stop instead).", msg)
-    ws.skipped_forget = not_known
+    return not_known
 
 
-def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
-    """--name-only: the losses get what the model says about each name (stages/name_only.py); evaluation
-    reads the file's facts of a name the file has (with their answerable flags), else the described ones."""
+def _describe_requested(ws: Workspace, known: list[Entity]) -> list[DescribedName]:
+    """--name-only: what the model says about each requested name (stages/name_only.py)."""
     cfg = ws.cfg  # config.load_config has checked that names and a real model are given
-    ws.described = describe_names(
+    return describe_names(
         ws.model,
         ws.tokenizer,
         list(cfg.unlearn.forget),
@@ -120,9 +131,15 @@ def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
         NameOnlySettings(max_new_tokens=cfg.eval.max_new_tokens),
         seed=cfg.seed,
     )
-    not_known = [d for d in ws.described if not d.known]
+
+
+def _name_only_targets(ws: Workspace, described: list[DescribedName]) -> tuple[list[Entity], list[str]]:
+    """--name-only: the losses get what the model says about each name; evaluation reads the file's facts of a
+    name the file has (with their answerable flags), else the described ones. Also the names skipped."""
+    not_known = [d for d in described if not d.known]
+    skipped: list[str] = []
     if not_known:
-        _skip_not_known(
+        skipped = _skip_not_known(
             ws,
             [d.name for d in not_known],
             ", ".join(
@@ -132,7 +149,7 @@ def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
             ),
         )
     in_file = {e.name: e for e in ws.candidates}
-    for d in ws.described:
+    for d in described:
         log.info(
             "name-only: %s read as a %s; %d facts the model gives: %s",
             d.name,
@@ -140,7 +157,7 @@ def _name_only_targets(ws: Workspace, known: list[Entity]) -> list[Entity]:
             len(d.facts),
             "; ".join(f"{f.prompt} {f.answer}" for f in d.facts[:6]),
         )
-    return [evaluation_entity(d, in_file.get(d.name)) for d in ws.described if d.known]
+    return [evaluation_entity(d, in_file.get(d.name)) for d in described if d.known], skipped
 
 
 def _known_fact_counts(ws: Workspace, targets: list[Entity]) -> dict[str, tuple[int, int]]:

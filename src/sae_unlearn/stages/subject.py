@@ -19,7 +19,7 @@ from sae_unlearn.io_utils import cache_root
 from sae_unlearn.models.layers import check_layer, num_layers
 from sae_unlearn.models.loading import DTYPES, load_causal_lm, resolve_model_source
 from sae_unlearn.models.world_model import get_or_train_world_model
-from sae_unlearn.state import Workspace
+from sae_unlearn.state import Subject, Workspace
 
 
 def build_synthetic(cfg: DemoConfig, progress: bool = True) -> Workspace:
@@ -81,18 +81,19 @@ def subject_from_model(
     its held-out templates; an entity file does when it has held-out facts."""
     layer = check_layer(model, cfg.layer if cfg.layer is not None else num_layers(model) // 2)
     has_heldout = world is not None or any(f.heldout for e in entities for f in e.facts)
-    return Workspace(
+    subject = Subject(
         cfg=cfg,
         model_dir=model_dir,
         model=model,
         tokenizer=tokenizer,
         layer=layer,
-        world=world,
-        candidates=entities,
+        entities=entities,
         never_seen=never_seen,
-        eval_heldout=True if has_heldout else None,
+        world=world,
         cacheable=cacheable,
+        eval_heldout=True if has_heldout else None,
     )
+    return Workspace(subject)
 
 
 def build_workspace(cfg: DemoConfig, progress: bool = True) -> Workspace:

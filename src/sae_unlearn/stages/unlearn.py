@@ -19,7 +19,7 @@ from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
 from sae_unlearn.metrics.alignment import entity_codes
-from sae_unlearn.metrics.recall import recall, substituted_recall
+from sae_unlearn.metrics.recall import recall
 from sae_unlearn.state import Workspace
 
 log = logging.getLogger("sae_unlearn")
@@ -78,16 +78,11 @@ def _validation(ws: Workspace, entities: list[Entity]) -> list[Entity]:
 
 
 def validation_forget_gap(ws: Workspace, model: nn.Module) -> float:
-    """The targets' recall on the validation split minus the same prompts' recall with unknown names (measured
-    once on the original model, on first use: methods without the stop rule never pay for it). Read by the
+    """The targets' recall on the validation split minus the same prompts' recall with unknown names
+    (``Workspace.forget_floor``: measured once on the original model, on first use). Read by the
     baselines' stop rule and by the tuning (stages/tuning.py); never by the evaluation."""
     targets = _validation(ws, ws.training_split().forget)
-    n_tok = ws.cfg.eval.max_new_tokens
-    if ws.forget_floor is None:
-        ws.forget_floor = substituted_recall(
-            ws.model, ws.tokenizer, targets, ws.unknown_eval, heldout=None, max_new_tokens=n_tok
-        )
-    return recall(model, ws.tokenizer, targets, None, n_tok) - ws.forget_floor
+    return recall(model, ws.tokenizer, targets, None, ws.cfg.eval.max_new_tokens) - ws.forget_floor
 
 
 def validation_retain_recall(ws: Workspace, model: nn.Module) -> float:
