@@ -241,14 +241,12 @@ def test_report_html_renders_in_chromium_with_every_image(micro_compare_dir, tmp
 
 
 def test_attacks_can_be_switched_off(micro_workspace):
-    from dataclasses import replace
-
     from sae_unlearn.evaluation.evaluate import evaluate_state
 
     cfg = micro_workspace.cfg.model_copy(
         update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})}
     )
-    m = evaluate_state(replace(micro_workspace, cfg=cfg), micro_workspace.model)
+    m = evaluate_state(micro_workspace.with_config(cfg), micro_workspace.model)
     assert "forget_recall" in m
     assert not [
         k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe", "forget_recall_quant"))

@@ -10,7 +10,6 @@ mended (issue 23), the test passes, the strict mark turns that into a failure, a
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import pytest
 from conftest import MICRO
@@ -62,7 +61,7 @@ def at_defaults(micro_workspace):
     data = copy.deepcopy(MICRO)
     data["unlearn"] = {"n_forget": MICRO["unlearn"]["n_forget"], "steps": STEPS}
     data["attack"] = {"enabled": False}  # the attacks have their own tests; the contracts read recall and codes
-    ws = dataclasses.replace(micro_workspace, cfg=DemoConfig.model_validate(data))
+    ws = micro_workspace.with_config(DemoConfig.model_validate(data))
     return ws, evaluate_state(ws, ws.model)
 
 

@@ -301,7 +301,7 @@ def test_scored_sample_is_capped_seeded_and_what_retain_recall_reads(micro_works
         ws.cfg.model_dump()
         | {"eval": ws.cfg.eval.model_dump() | {"max_scored_entities": 2}, "attack": {"enabled": False}}
     )
-    capped = dataclasses.replace(ws, cfg=cfg)
+    capped = ws.with_config(cfg)
     others = ws.split.other_known
     sample = capped.scored(others)
     assert len(sample) == 2 and all(e in others for e in sample)

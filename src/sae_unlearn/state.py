@@ -132,6 +132,10 @@ class Workspace:
         """This workspace with a stage's record added (the stages' one way forward)."""
         return dataclasses.replace(self, **records)
 
+    def with_config(self, cfg: DemoConfig) -> "Workspace":
+        """The same records read under another configuration (what a test varies); nothing is rebuilt."""
+        return self.with_(subject=dataclasses.replace(self.subject, cfg=cfg))
+
     # -- the subject
     @property
     def cfg(self) -> DemoConfig:
