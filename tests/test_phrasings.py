@@ -107,7 +107,8 @@ def _workspace(probing: dict[str, float], forget: list[str], strict: bool = Fals
     cfg = DemoConfig.model_validate(
         {"model": {"name": "some-model"}, "unlearn": {"forget": forget}, "entities": {"strict": strict}}
     )
-    subject = Subject(cfg=cfg, model_dir=None, model=None, tokenizer=None, layer=0, entities=entities, never_seen=[])  # type: ignore[arg-type]
+    # no model is needed to choose targets from probing shares
+    subject = Subject(cfg=cfg, model_dir=None, model=None, tokenizer=None, layer=0, entities=entities, never_seen=[])
     return Workspace(subject, probing_record=Probing(probing, entities))
 
 
