@@ -258,18 +258,24 @@ class Workspace:
     def original_codes(self) -> dict[str, torch.Tensor]:
         return self.floors.codes if self.floors else {}
 
+    def validation_of(self, entities: list[Entity]) -> list[Entity]:
+        """``entities``' validation facts (entities/validation.py): neither a loss's phrasings nor the evaluation's."""
+        return validation_entities(entities, self.tokenizer, False if self.eval_heldout else None)
+
+    @cached_property
+    def validation_targets(self) -> list[Entity]:
+        """The targets' validation facts, which the stop rule and the tuning ask at every check: built once."""
+        return self.validation_of(self.training_split().forget)
+
     @cached_property
     def forget_floor(self) -> float:
         """The targets' validation prompts with unknown names swapped in, on the original model: what the
         baselines' stop rule and the tuning compare the targets' validation recall against. Measured on first use
         (methods without the stop rule never pay for it), once per workspace."""
-        targets = validation_entities(
-            self.training_split().forget, self.tokenizer, False if self.eval_heldout else None
-        )
         return substituted_recall(
             self.model,
             self.tokenizer,
-            targets,
+            self.validation_targets,
             self.unknown_eval,
             heldout=None,
             max_new_tokens=self.cfg.eval.max_new_tokens,

@@ -13,8 +13,6 @@ from pathlib import Path
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
-from sae_unlearn.entities.types import Entity
-from sae_unlearn.entities.validation import validation_entities
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
@@ -72,23 +70,17 @@ def load_evaluation(cfg: DemoConfig, name: str, out: Path, sweep: bool) -> dict 
     return saved
 
 
-def _validation(ws: Workspace, entities: list[Entity]) -> list[Entity]:
-    """``entities``' validation facts (entities/validation.py): neither a loss's phrasings nor the evaluation's."""
-    return validation_entities(entities, ws.tokenizer, False if ws.eval_heldout else None)
-
-
 def validation_forget_gap(ws: Workspace, model: nn.Module) -> float:
     """The targets' recall on the validation split minus the same prompts' recall with unknown names
     (``Workspace.forget_floor``: measured once on the original model, on first use). Read by the
     baselines' stop rule and by the tuning (stages/tuning.py); never by the evaluation."""
-    targets = _validation(ws, ws.training_split().forget)
-    return recall(model, ws.tokenizer, targets, None, ws.cfg.eval.max_new_tokens) - ws.forget_floor
+    return recall(model, ws.tokenizer, ws.validation_targets, None, ws.cfg.eval.max_new_tokens) - ws.forget_floor
 
 
 def validation_retain_recall(ws: Workspace, model: nn.Module) -> float:
     """The retained entities' recall on the validation split (the retain loss trains their training phrasings)."""
     assert ws.split is not None
-    return recall(model, ws.tokenizer, _validation(ws, ws.scored(ws.split.retain)), None, ws.cfg.eval.max_new_tokens)
+    return recall(model, ws.tokenizer, ws.validation_of(ws.scored(ws.split.retain)), None, ws.cfg.eval.max_new_tokens)
 
 
 def run_method(
