@@ -47,7 +47,7 @@ def main() -> None:
     cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None, {} if args.seed is None else {"seed": args.seed})
     t0 = time.time()
     ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
-    floors = relearn_floors(ws) if args.relearn else {}
+    floors = relearn_floors(ws.evaluation) if args.relearn else {}
     print(
         f"workspace built in {time.time() - t0:.0f} s"
         + (
@@ -70,7 +70,7 @@ def main() -> None:
     if held:  # each held-out phrasing's own floor: the same prompts with unknown names
         before |= floors_by_phrasing(ws.model, tok, ws.split.forget, ws.unknown_eval, n_tok)
     print(f"same-prompt floor {floor:.3f}; before: {json.dumps(before)}")
-    ppl_texts = perplexity_texts(ws, ws.split.other_known)
+    ppl_texts = perplexity_texts(ws.evaluation, ws.split.other_known)
     ppl_before = perplexity(ws.model, tok, ppl_texts)
     print(f"perplexity before {ppl_before:.3f}")
     rows = []
@@ -142,7 +142,7 @@ def _scores(ws, model, outcome, floors: dict, ppl_texts: list[str], ppl_before: 
     with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
         row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
     if floors:
-        row["relearn"] = relearn_metrics(ws, model, outcome.inference_context, floors)["relearn_recall"]
+        row["relearn"] = relearn_metrics(ws.evaluation, model, outcome.inference_context, floors)["relearn_recall"]
     return row
 
 

@@ -246,7 +246,7 @@ def test_attacks_can_be_switched_off(micro_workspace):
     cfg = micro_workspace.cfg.model_copy(
         update={"attack": micro_workspace.cfg.attack.model_copy(update={"enabled": False})}
     )
-    m = evaluate_state(micro_workspace.with_config(cfg), micro_workspace.model)
+    m = evaluate_state(micro_workspace.with_config(cfg).evaluation, micro_workspace.model)
     assert "forget_recall" in m
     assert not [
         k for k in m if k.startswith(("relearn", "paraphrase", "generation", "attribute_probe", "forget_recall_quant"))

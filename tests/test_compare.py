@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 
 from test_end_to_end import REQUIRED
 from typer.testing import CliRunner
@@ -65,6 +66,17 @@ def test_compare_table_has_a_row_per_method_and_bolds_the_best_of_each_column(mi
         for name, cell in cells.items():
             v = values[name]
             assert cell.strip("*") == (f"{v:.3f}" if isinstance(v, float) else str(v)), (column, name)
+    # and it says in words where SAE-guided is beaten: exactly the columns where another method is bold
+    text = (micro_compare_dir / "compare.md").read_text()
+    beaten = {
+        column
+        for j, column in enumerate(header[1:], start=1)
+        if any(r[j].startswith("**") for r in rows)
+        and not next(r for r in rows if r[0] == "sae_guided")[j].startswith("**")
+    }
+    sentence = next((line for line in text.splitlines() if "sae_guided" in line and "beats" in line), "")
+    assert {c for c in header[1:] if f"`{c}`" in sentence} == beaten, (sentence, beaten)
+    assert beaten or "sae_guided is best (or tied) in every column." in text
 
 
 def test_every_method_lowers_forget_recall_within_the_micro_budget(micro_compare_dir):
@@ -157,6 +169,29 @@ def test_compare_over_seeds_gives_each_metric_its_mean_and_interval(micro_config
     table = (out / "compare_seeds.md").read_text()
     assert "| sae_guided |" in table and " ± " in table and "forget_recall_after" in table
     assert "(plots/tradeoff_seeds.png)" in table and (out / "plots" / "tradeoff_seeds.png").stat().st_size > 10_000
+
+    # the same draws run apart (other machines, days) and combined afterwards give the same summary
+    draw_dirs = [str(out / f"seed-{s}") for s in (3, 4)]
+    combined = CliRunner().invoke(app, ["aggregate", *draw_dirs, "--out", str(tmp_path / "agg")])
+    assert combined.exit_code == 0, combined.output
+    again = json.loads((tmp_path / "agg" / "compare_seeds.json").read_text())
+    assert again["methods"] == summary["methods"] and again["seeds"] == [3, 4]
+    assert again["runs"] == [f"{d}/compare.json" for d in draw_dirs]
+    # refused before anything is written: one run, a draw twice, another configuration, not a comparison
+    other = tmp_path / "other-config"
+    shutil.copytree(out / "seed-4", other)
+    cfg = yaml.safe_load((other / "config.yaml").read_text())
+    cfg["unlearn"]["steps"] = 11
+    (other / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for runs, message in [
+        (draw_dirs[:1], "at least 2 comparisons"),
+        ([draw_dirs[0], draw_dirs[0]], "the same draw twice"),
+        ([draw_dirs[0], str(other)], "unlearn.steps: 10 vs 11"),
+        ([draw_dirs[0], str(tmp_path)], "no compare.json there"),
+    ]:
+        refused = CliRunner().invoke(app, ["aggregate", *runs, "--out", str(tmp_path / "refused")])
+        assert refused.exit_code == 2 and message in " ".join(refused.output.split()), refused.output
+        assert not (tmp_path / "refused").exists()
 
 
 def test_interval_plot_takes_a_metric_every_draw_gave_the_same_value(tmp_path):

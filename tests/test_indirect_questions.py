@@ -9,6 +9,7 @@ from conftest import installed
 from sae_unlearn.entities.fictional import fictional_entities
 from sae_unlearn.entities.indirect import reverse_questions, two_hop_questions
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
+from sae_unlearn.entities.synthetic import LINKS, build_world
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.models.builtin import BUILTIN_MODELS
@@ -90,3 +91,65 @@ def test_reverse_questions_find_what_smollm2_knows_and_the_floor_does_not():
     known = recall(model, tok, questions, True, 4)
     floor = substituted_recall(model, tok, questions, unknown, per_target=2, max_new_tokens=4, heldout=True)
     assert known >= floor + 0.3, (known, floor)
+
+
+def _strip_links(world) -> list[tuple[str, list[Fact]]]:
+    return [
+        (e.name, [f for f in e.facts if f.attribute not in LINKS.get(e.type, {})])
+        for e in world.known + world.obscure + world.unknown
+    ]
+
+
+def test_a_linked_world_adds_hometowns_and_changes_nothing_else():
+    """``world.links``: every person's hometown is a known city (trained for known persons only), drawn apart from
+    the rest of the world, so the world without links is the world it always was."""
+    plain, linked = build_world(seed=5), build_world(seed=5, links=True)
+    assert _strip_links(plain) == _strip_links(linked)
+    assert set(plain.corpus) < set(linked.corpus)
+    cities = {e.name for e in linked.known if e.type == "city"}
+    extra = set(linked.corpus) - set(plain.corpus)
+    for group in (linked.known, linked.obscure, linked.unknown):
+        for person in (e for e in group if e.type == "person"):
+            (town,) = {f.answer for f in person.facts if f.attribute == "hometown"}
+            assert town in cities
+            assert any(f.heldout for f in person.facts if f.attribute == "hometown")
+            in_corpus = {line for line in extra if person.name in line}
+            assert bool(in_corpus) == (group is linked.known)  # only known persons' hometowns are trained
+    # a forgotten city is the answer of its residents' hometown facts: reverse questions, never naming it
+    city = next(e for e in linked.known if e.type == "city" and any(town_of(p) == e.name for p in linked.known))
+    asked = reverse_questions([city], linked.known)
+    assert asked and all(f.answer == city.name and city.name not in f.prompt for e in asked for f in e.facts)
+    assert {e.name for e in asked} == {p.name for p in linked.known if town_of(p) == city.name}
+    assert not two_hop_questions([city], linked.known)  # the world model never saw a description of a city
+
+
+def town_of(person: Entity) -> str | None:
+    return next((f.answer for f in person.facts if f.attribute == "hometown"), None)
+
+
+def test_reverse_questions_on_a_linked_world_reach_the_target(micro_config_file, tmp_path):
+    """The micro world with links, through the real pipeline: its model names a city target from its residents'
+    held-out hometown questions well above the floor (a never-seen person's hometown), so the attack has
+    something to find; the keys and their floor are written."""
+    import yaml
+
+    from sae_unlearn.config import load_config
+    from sae_unlearn.evaluation.evaluate import evaluate_original
+    from sae_unlearn.stages.latents import select_latents
+    from sae_unlearn.stages.sae import get_sae
+    from sae_unlearn.stages.split import make_split
+    from sae_unlearn.stages.subject import build_synthetic
+
+    data = yaml.safe_load(micro_config_file.read_text())
+    data["world"] |= {"links": True}
+    data["attack"] = {"enabled": False}
+    path = tmp_path / "linked.yaml"
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    world = build_world(**cfg.world.model_dump())
+    city = next(e for e in world.known if e.type == "city" and any(town_of(p) == e.name for p in world.known))
+    cfg = cfg.model_copy(update={"unlearn": cfg.unlearn.model_copy(update={"forget": [city.name]})})
+    ws = select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))
+    metrics, _ = evaluate_original(ws.evaluation)
+    assert metrics["forget_reverse_questions"] >= 1
+    assert metrics["forget_reverse_recall"] >= metrics["unknown_reverse_recall_same_prompts"] + 0.3, metrics

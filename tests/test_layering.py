@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"metrics"},
     {"methods"},
     {"config"},  # validates method names and options against the method registry
-    {"state"},  # the record the stages fill and evaluation, attacks and the report read
+    {"state", "context"},  # the records the stages fill; the narrow view evaluation, attacks and figures read
     {"attacks"},
     {"stages"},
     {"evaluation"},
@@ -80,3 +80,47 @@ def test_the_layering_check_catches_an_upward_import(tmp_path):
     (tmp_path / "metrics" / "bad.py").write_text("def f():\n    from sae_unlearn.stages.split import make_split\n")
     (tmp_path / "runs.py").write_text("from sae_unlearn.metrics.recall import recall\n")  # downward: fine
     assert upward_imports(tmp_path) == ["metrics/bad.py:2 (metrics) imports stages"]
+
+
+# What scores a model reads the narrow evaluation context (context.py), never the stages' workspace: a metric,
+# an attack or a figure cannot depend on a stage's bookkeeping or reach for a record that may not exist yet.
+CONTEXT_READERS = ("attacks", "evaluation", "report/figures.py", "report/attack_plots.py", "report/plots.py")
+
+
+def workspace_readers(package: Path) -> list[str]:
+    found = []
+    for reader in CONTEXT_READERS:
+        where = package / reader
+        paths = sorted(where.rglob("*.py")) if where.is_dir() else [where] if where.is_file() else []
+        for path in paths:
+            for line, imported in _imported_rooms(path):
+                if imported == "state":
+                    found.append(f"{path.relative_to(package).as_posix()}:{line} imports state")
+    return found
+
+
+def test_metrics_attacks_and_figures_read_the_evaluation_context_only():
+    readers = workspace_readers(PACKAGE)
+    assert not readers, "read sae_unlearn.context.EvaluationContext instead:\n" + "\n".join(readers)
+
+
+def test_the_context_check_catches_a_metric_reading_the_workspace(tmp_path):
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "new_metric.py").write_text("from sae_unlearn.state import Workspace\n")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "figures.py").write_text("from sae_unlearn.context import EvaluationContext\n")
+    assert workspace_readers(tmp_path) == ["evaluation/new_metric.py:1 imports state"]
+
+
+def test_the_evaluation_context_needs_the_stages_it_reads():
+    """A metric never sees a half-built state: before the SAE, split and latent stages ran there is no context,
+    and the message says which stages are missing."""
+    import pytest
+
+    from sae_unlearn.config import DemoConfig
+    from sae_unlearn.state import Subject, Workspace
+
+    cfg = DemoConfig.model_validate({"model": {"name": "some-model"}})
+    subject = Subject(cfg=cfg, model_dir=Path("m"), model=None, tokenizer=None, layer=0, entities=[], never_seen=[])
+    with pytest.raises(RuntimeError, match="the SAE, the split and the latent frame: run those stages first"):
+        _ = Workspace(subject).evaluation

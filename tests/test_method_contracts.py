@@ -62,7 +62,7 @@ def at_defaults(micro_workspace):
     data["unlearn"] = {"n_forget": MICRO["unlearn"]["n_forget"], "steps": STEPS}
     data["attack"] = {"enabled": False}  # the attacks have their own tests; the contracts read recall and codes
     ws = micro_workspace.with_config(DemoConfig.model_validate(data))
-    return ws, evaluate_state(ws, ws.model)
+    return ws, evaluate_state(ws.evaluation, ws.model)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def method_runs(at_defaults):
     def run(name: str) -> tuple[dict, UnlearnOutcome]:
         if name not in runs:
             model, outcome, _ = run_method(ws, name, progress=False)
-            runs[name] = (evaluate(ws, model, outcome, before), outcome)
+            runs[name] = (evaluate(ws.evaluation, model, outcome, before), outcome)
         return runs[name]
 
     return run

@@ -72,7 +72,7 @@ def _target_codes_summary(ws, model) -> dict[str, float]:
     """The targets' SAE codes at the entity's last token: mean distance to the original model's known and
     unknown centroids, and the share of targets the known/unknown probe calls unknown."""
     z, owner = entity_codes(model, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
-    dist_known, dist_unknown = centroid_distances(z, ws.mu_known, ws.mu_unknown)
+    dist_known, dist_unknown = centroid_distances(z, ws.evaluation.mu_known, ws.evaluation.mu_unknown)
     return {"dist_known": dist_known, "dist_unknown": dist_unknown, "unknown_share": ws.probe.share_unknown(z, owner)}
 
 
@@ -307,5 +307,5 @@ def test_scored_sample_is_capped_seeded_and_what_retain_recall_reads(micro_works
     assert len(sample) == 2 and all(e in others for e in sample)
     assert capped.scored(list(others)) == sample  # the same list, the same sample: before and after agree
     assert dataclasses.replace(ws).scored(others) == others  # no cap: every entity
-    metrics = evaluate_state(capped, ws.model)
+    metrics = evaluate_state(capped.evaluation, ws.model)
     assert metrics["retain_recall"] == recall(ws.model, ws.tokenizer, capped.scored(ws.split.retain), heldout=True)

@@ -146,9 +146,9 @@ def test_compare_resume_skips_finished_methods_and_matches_an_uninterrupted_run(
     evaluations: list[int] = []
     evaluate = runs.method_metrics
 
-    def counted_evaluation(ws, model, outcome, seconds, baseline):
+    def counted_evaluation(ctx, model, outcome, seconds, baseline):
         evaluations.append(outcome.steps_run)
-        return evaluate(ws, model, outcome, seconds, baseline)
+        return evaluate(ctx, model, outcome, seconds, baseline)
 
     monkeypatch.setattr(runs, "method_metrics", counted_evaluation)
     resumed = _invoke(*args, "--out", str(out), "--resume")

@@ -38,7 +38,7 @@ def test_perplexity_reads_the_phrasings_the_world_model_learned(micro_workspace)
     from sae_unlearn.metrics.utility import perplexity
 
     ws = micro_workspace
-    texts = perplexity_texts(ws, ws.split.other_known)
+    texts = perplexity_texts(ws.evaluation, ws.split.other_known)
     heldout = [f"{f.prompt} {f.answer} ." for e in ws.split.other_known for f in e.facts if f.heldout]
     assert texts and heldout and not set(texts) & set(heldout)
     assert perplexity(ws.model, ws.tokenizer, texts) < perplexity(ws.model, ws.tokenizer, heldout)

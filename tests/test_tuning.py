@@ -10,7 +10,7 @@ from test_refusal_baselines import byte_level_tokenizer
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
-from sae_unlearn.config import load_config
+from sae_unlearn.config import dump_config, load_config
 from sae_unlearn.entities.synthetic import HELDOUT_PREFIXES, build_world
 from sae_unlearn.entities.validation import ENGLISH_OPENINGS, WORLD_OPENINGS, validation_entities
 from sae_unlearn.errors import UserInputError
@@ -69,6 +69,63 @@ def test_compare_tune_chooses_each_methods_setting_by_the_rule(micro_config_file
     refused = CliRunner().invoke(app, [*args[:-4], "--out", str(tmp_path / "x"), "--tune", "--no-sweep"])
     assert refused.exit_code == 2 and "--tune and --no-sweep contradict" in refused.output
     assert not (tmp_path / "x").exists()
+
+    # another draw at the values this one chose: no sweep of its own, the values in its config and compare.md
+    confirm = tmp_path / "confirm"
+    reused = CliRunner().invoke(
+        app,
+        [
+            *args[:4],
+            "--steps",
+            "20",
+            "--out",
+            str(confirm),
+            "--seed",
+            "4",  # another draw; the --seeds test's second world, so its model is cached when the whole suite runs
+            "--methods",
+            "grad_diff,sae_clamp",
+            "--settings-from",
+            str(out),
+        ],
+    )
+    assert reused.exit_code == 0, reused.output
+    again = json.loads((confirm / "compare.json").read_text())
+    assert "tuning" not in again and again["seed"] == 4 and data["seed"] == 3
+    chosen = {name: {r["setting"]: r["chosen"]} for name, r in data["tuning"].items()}
+    assert again["settings_from"] == {"source": str(out / "compare.json"), "seed": 3, "chosen": chosen}
+    run_cfg = load_config(confirm / "config.yaml")
+    for name, pair in chosen.items():
+        assert run_cfg.unlearn.options_for(name) | pair == run_cfg.unlearn.options_for(name)  # the value it ran at
+    assert "## Settings chosen on a development draw" in (confirm / "compare.md").read_text()
+
+
+def test_settings_from_refuses_what_cannot_serve_every_method(micro_config_file, micro_compare_dir, tmp_path):
+    """Refused before any compute: no comparison there, one without the sweep, a method it did not tune, and
+    --settings-from with --tune."""
+    base = ["compare", "--synthetic", "--config", str(micro_config_file), "--quiet", "--methods", "grad_diff"]
+    (tmp_path / "empty").mkdir()
+    npo_only = tmp_path / "npo_only.json"
+    npo_only.write_text(json.dumps({"tuning": {"npo": {"setting": "beta", "chosen": 0.1}}}))
+    # a development run on another budget: its config.yaml beside its compare.json says so
+    (tmp_path / "other_budget").mkdir()
+    (tmp_path / "other_budget" / "compare.json").write_text(
+        json.dumps({"tuning": {"grad_diff": {"setting": "lr", "chosen": 1e-5}}})
+    )
+    other = load_config(micro_config_file)
+    other = other.model_copy(update={"unlearn": other.unlearn.model_copy(update={"steps": 99})})
+    (tmp_path / "other_budget" / "config.yaml").write_text(dump_config(other))
+    cases = [
+        ([str(tmp_path / "empty")], "no compare.json there"),
+        ([str(micro_compare_dir)], "chose no settings (it ran with --no-sweep"),
+        ([str(npo_only)], "chose no setting for grad_diff"),
+        ([str(tmp_path / "other_budget")], "ran another configuration (unlearn.steps: 99 vs 150)"),
+        ([str(npo_only), "--tune"], "--tune and --settings-from contradict"),
+    ]
+    for i, (extra, message) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        result = CliRunner().invoke(app, [*base, "--out", str(out), "--settings-from", *extra])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert not out.exists()
 
 
 def test_every_method_is_tuned_around_its_own_configured_value(micro_config_file):

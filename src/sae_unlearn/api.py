@@ -98,7 +98,7 @@ def unlearn(
     ws, before = prepare_stages(ws, progress, evaluate)
     edited, outcome, seconds = run_method(ws, method, progress)
     metrics = (
-        method_metrics(ws, edited, outcome, seconds, before)
+        method_metrics(ws.evaluation, edited, outcome, seconds, before)
         if before is not None
         else {"seconds": seconds, "steps": outcome.steps_run, "stopped_reason": outcome.stopped_reason}
     )
@@ -109,7 +109,7 @@ def evaluate(result: UnlearnResult, model: nn.Module | None = None) -> dict:
     """Every metric of ``model`` (default: the result's edited model; e.g. one you fine-tuned further) against the
     original, on the result's split: ``*_before``, ``*_after`` and the floors, as in ``metrics.json``."""
     edited = result.model if model is None else model
-    return evaluate_against_original(result.workspace, edited, result.outcome if model is None else None)
+    return evaluate_against_original(result.workspace.evaluation, edited, result.outcome if model is None else None)
 
 
 def _config(config: DemoConfig | dict | str | Path | None, forget: Sequence[str], method: str, name: str) -> DemoConfig:

@@ -52,7 +52,10 @@ def attack_run(
     results, edited = {}, {}
     for name, path in targets.items():
         edited_model, outcome = load_edited(ws, path)
-        results[name] = (method_metrics(ws, edited_model, outcome, 0.0, baseline) | {"source": str(path)}, outcome)
+        results[name] = (
+            method_metrics(ws.evaluation, edited_model, outcome, 0.0, baseline) | {"source": str(path)},
+            outcome,
+        )
         edited[name] = edited_model
     return parallel.main_only(lambda: write_run_outputs(out, ws, results, edited))
 

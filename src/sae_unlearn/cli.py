@@ -289,6 +289,12 @@ def compare(
         "the trade-off plot; about 3x the methods' time. --no-sweep: each method at its configured values.",
     ),
     tune: bool = typer.Option(False, "--tune", help="The old name of --sweep (on by default); kept for scripts."),
+    settings_from: Optional[Path] = typer.Option(
+        None,
+        "--settings-from",
+        help="A development comparison (its directory or compare.json): run each method at the value its sweep "
+        "chose there, with no sweep here. Choose on one draw, report on others, at a third of the time.",
+    ),
     seeds: Optional[int] = typer.Option(
         None,
         "--seeds",
@@ -302,6 +308,7 @@ def compare(
     """Every method from the same original weights, same data, budget and evaluation:
     compare.json, compare.md and a trade-off plot."""
     from sae_unlearn.runs import ALL_METHODS, run_compare
+    from sae_unlearn.stages.tuning import settings_from as settings_from_run
 
     with _user_errors():
         if synthetic:
@@ -336,7 +343,15 @@ def compare(
         if tune and not sweep:
             raise UserInputError("--tune and --no-sweep contradict each other: --tune is the sweep; keep one.")
         chosen = tuple(m.strip() for m in methods.split(",")) if methods else ALL_METHODS
-        metrics = run_compare(cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds)
+        if tune and settings_from is not None:
+            raise UserInputError(
+                "--tune and --settings-from contradict each other: --settings-from runs the values chosen there, "
+                "without a sweep; keep one."
+            )
+        settings = settings_from_run(settings_from, chosen, cfg) if settings_from is not None else None
+        metrics = run_compare(
+            cfg, out, overwrite, not quiet, chosen, save_models, sweep, resume, seeds, False, settings
+        )
     if seeds is not None:
         console.print((out / "compare_seeds.md").read_text())
         console.print(
@@ -345,6 +360,22 @@ def compare(
         return
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/compare.json, {out}/compare.md, {out}/plots/tradeoff.png")
+
+
+@app.command("aggregate")
+def aggregate_cmd(
+    runs: list[Path] = typer.Argument(..., help="Finished `compare` runs (directories or compare.json), one per draw."),
+    out: Path = OutOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Comparisons of different draws (run on other machines or days) combined as `compare --seeds N` would:
+    compare_seeds.json/.md with each metric's mean, sd and 95 % bootstrap interval. Only the draw may differ."""
+    from sae_unlearn.report.aggregate import aggregate
+
+    with _user_errors():
+        record = aggregate(runs, out, overwrite)
+    console.print((out / "compare_seeds.md").read_text())
+    console.print(f"[green]wrote[/] {out}/compare_seeds.json, {out}/compare_seeds.md (seeds {record['seeds']})")
 
 
 def _stage(config: Optional[Path], out: Path, overwrite: bool, seed: Optional[int], layer: Optional[int]):
@@ -520,9 +551,9 @@ def evaluate_cmd(
         cfg, out = _stage(config, out, overwrite, seed, layer)
         ws = select_latents(make_split(get_sae(build_workspace(cfg))))
         edited, outcome = load_edited(ws, model)
-    metrics = evaluate(ws, edited, outcome)
+    metrics = evaluate(ws.evaluation, edited, outcome)
     if qa_items is not None:
-        qa_metrics, answers = evaluate_qa(ws, edited, outcome, qa_items, qa_template)
+        qa_metrics, answers = evaluate_qa(ws.evaluation, edited, outcome, qa_items, qa_template)
         metrics |= qa_metrics
         atomic_write_text(
             out / "qa_answers.jsonl", "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in answers)

@@ -1,4 +1,8 @@
-"""Typed configuration, validated before any compute: a bad field fails with its name and value."""
+"""Typed configuration, validated before any compute: a bad field fails with its name and value.
+
+A little over our ~300-line rule: every section of the run config sits in this one file, as docs/config.md
+reads it; the per-method settings live with their methods (methods/options.py).
+"""
 
 from __future__ import annotations
 
@@ -60,6 +64,8 @@ class WorldConfig(_Strict):
     n_obscure: int = Field(160, ge=0)
     n_unknown: int = Field(40, ge=4)
     copies_per_fact: int = Field(2, ge=1, le=8)
+    # a person's hometown is a known city (reverse questions reach a forgotten city; entities/synthetic.LINKS)
+    links: bool = False
 
 
 class WorldModelConfig(_Strict):
@@ -320,3 +326,29 @@ def dump_config(cfg: DemoConfig) -> str:
     }
     data["unlearn"]["method_options"] = {}  # read into ``methods`` above
     return yaml.safe_dump(data, sort_keys=False)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# what a draw changes (the targets and split; on the synthetic world, the world itself)
+DRAW_KEYS = ("seed", "world.seed")
+# where and how often a run saved: may differ between the machines that ran two draws, computing the same
+RUN_PLACE_KEYS = ("device", "unlearn.checkpoint_every")
+
+
+def config_differences(a: dict, b: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``"key: a vs b"`` for each dotted key whose value differs between two configs as config.yaml holds them
+    (``yaml.safe_load``); keys equal to or under an ``ignore`` entry are skipped. Used where runs are only
+    comparable under one configuration (``compare --settings-from``, ``aggregate``)."""
+    flat_a, flat_b = _flat(a), _flat(b)
+    skipped = lambda key: any(key == i or key.startswith(f"{i}.") for i in ignore)  # noqa: E731
+    keys = sorted(k for k in set(flat_a) | set(flat_b) if not skipped(k) and flat_a.get(k) != flat_b.get(k))
+    return [f"{k}: {flat_a.get(k)!r} vs {flat_b.get(k)!r}" for k in keys]

@@ -110,3 +110,24 @@ def read_json_lines(path: Path, what: str) -> Iterator[tuple[int, str, Any]]:
             yield lineno, where, json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserInputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno}).") from exc
+
+
+def read_comparison(path: Path, flag: str) -> tuple[Path, dict, dict | None]:
+    """A finished comparison: (its compare.json, that file's content, the run's config.yaml beside it or None).
+    ``path`` is the run's directory or the file; ``flag`` opens the error message (the option that named it)."""
+    import yaml  # here: the rest of this module needs no YAML
+
+    file = Path(path) / "compare.json" if Path(path).is_dir() else Path(path)
+    if not file.is_file():
+        raise UserInputError(
+            f"{flag} {path}: no compare.json there; give a finished `sae-unlearn compare` run's directory or its "
+            "compare.json."
+        )
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as e:
+        raise UserInputError(f"{flag} {file}: not a JSON file ({e}).") from e
+    if not isinstance(data, dict):
+        raise UserInputError(f"{flag} {file}: not a comparison's compare.json (a JSON object).")
+    config = file.parent / "config.yaml"
+    return file, data, (yaml.safe_load(config.read_text()) or {}) if config.is_file() else None

@@ -28,7 +28,15 @@ from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
-from sae_unlearn.stages.tuning import complete_curve, curve_point, trial_checkpointers, tune_method, tuning_table
+from sae_unlearn.stages.tuning import (
+    complete_curve,
+    curve_point,
+    settings_note,
+    trial_checkpointers,
+    tune_method,
+    tuning_table,
+    with_settings,
+)
 from sae_unlearn.stages.unlearn import load_evaluation, method_checkpointer, run_method, save_evaluation
 from sae_unlearn.state import OriginalFloors, Workspace
 
@@ -65,10 +73,10 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
         ws = select_latents(make_split(ws))
         if evaluate:
             t0 = time.time()
-            baseline, codes = evaluate_original(ws)
+            baseline, codes = evaluate_original(ws.evaluation)
             ws.timings["evaluate_original"] = time.time() - t0
             t0 = time.time()
-            ws = ws.with_(floors=OriginalFloors(relearn_floors(ws), codes))
+            ws = ws.with_(floors=OriginalFloors(relearn_floors(ws.evaluation), codes))
             ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
 
@@ -124,7 +132,7 @@ def run_methods(
         else:
             ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
             model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
-        results[name], edited[name] = (method_metrics(ws, model, outcome, seconds, baseline), outcome), model
+        results[name], edited[name] = (method_metrics(ws.evaluation, model, outcome, seconds, baseline), outcome), model
         record: dict = {"sweep": sweep, "metrics": results[name][0]}
         if tuning is not None and sweeps is not None:
             sweeps[name] = complete_curve(others, tuning[name], results[name][0])
@@ -169,17 +177,26 @@ def run_compare(
     resume: bool = False,
     seeds: int | None = None,
     tune: bool = False,
+    settings: dict | None = None,
 ) -> dict:
     """Every method on the same world, split, budget and evaluation: compare.json, compare.md, a plot; with
     ``seeds``, that comparison over so many draws (``_compare_over_seeds``). ``sweep`` (the default) gives every
     method the equal tuning budget and a curve over its grid; ``sweep=False`` runs each at its configured values.
-    ``tune=True`` is the old name of the sweep and turns it on."""
-    sweep = sweep or tune
+    ``tune=True`` is the old name of the sweep and turns it on. ``settings`` (``stages.tuning.settings_from``: the
+    values a development comparison chose) runs each method at its chosen value instead, with no sweep."""
+    sweep = (sweep or tune) and settings is None
+    if settings is not None:
+        cfg = with_settings(cfg, settings["chosen"])
+        if settings.get("seed") == cfg.seed:
+            log.warning(
+                "--settings-from: those values were chosen on this very draw (seed %s); report on other seeds",
+                cfg.seed,
+            )
     if seeds is None:
-        return _run(cfg, out, methods, overwrite, progress, resume, save_models, compare=True, sweep=sweep)
+        return _run(cfg, out, methods, overwrite, progress, resume, save_models, True, sweep, settings)
 
     def one_draw(drawn: DemoConfig, sub: Path, again: bool) -> dict:
-        return _run(drawn, sub, methods, False, progress, again, save_models, compare=True, sweep=sweep)
+        return _run(drawn, sub, methods, False, progress, again, save_models, True, sweep, settings)
 
     return _compare_over_seeds(cfg, out, seeds, methods, overwrite, resume, one_draw)
 
@@ -197,7 +214,7 @@ def _compare_over_seeds(
     synthetic world's own seed moved alike, unless targets are named), each in ``out/seed-<S>/``; then
     compare_seeds.json/.md with each metric's mean, spread and 95 % bootstrap interval. ``resume`` keeps finished
     draws and resumes the next."""
-    from sae_unlearn.report.intervals import intervals_table, seed_summary, tradeoff_intervals_plot
+    from sae_unlearn.report.intervals import seed_summary, write_seed_summary
 
     if n_seeds < 2:
         raise UserInputError(
@@ -223,19 +240,7 @@ def _compare_over_seeds(
         seeds.append(drawn.seed)
         records.append(metrics["methods"])
     summary = seed_summary(records)
-
-    def write() -> dict:
-        atomic_write_json(out / "compare_seeds.json", {"seeds": seeds, "methods": summary})
-        tradeoff_intervals_plot(summary, out / "plots" / "tradeoff_seeds.png")
-        atomic_write_text(
-            out / "compare_seeds.md",
-            "# sae-unlearn comparison over draws\n\n"
-            + intervals_table(summary, seeds)
-            + "\n![trade-off over draws](plots/tradeoff_seeds.png)\n",
-        )
-        return {"seeds": seeds, "methods": summary}
-
-    return parallel.main_only(write)
+    return parallel.main_only(partial(write_seed_summary, out, seeds, summary, "`seed-<S>/`", {}))
 
 
 def _run(
@@ -248,6 +253,7 @@ def _run(
     save_models: bool,
     compare: bool = False,
     sweep: bool = False,
+    settings: dict | None = None,
 ) -> dict:
     """The one driver: stages 1-4 once, each method from the original weights (checkpointed under ``out``), then
     the outputs, written by one process under a launcher; ``compare`` adds compare.json/.md and the trade-off plot."""
@@ -263,13 +269,15 @@ def _run(
     results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning, sweeps)
 
     def write() -> dict:
-        preface = _write_comparison(out, results, sweeps, tuning) if compare else ""
+        preface = _write_comparison(out, results, sweeps, tuning, settings) if compare else ""
         metrics = write_run_outputs(out, ws, results, edited, preface=preface)
         if compare:
             if sweeps:
                 metrics["sweeps"] = sweeps
             if tuning:
                 metrics["tuning"] = tuning
+            if settings:
+                metrics["settings_from"] = settings
             atomic_write_json(out / "compare.json", metrics)
         if save_models:
             save_edited(out, ws, results, edited)
@@ -280,7 +288,11 @@ def _run(
 
 
 def _write_comparison(
-    out: Path, results: dict, sweeps: dict[str, list[dict]] | None, tuning: dict[str, dict] | None = None
+    out: Path,
+    results: dict,
+    sweeps: dict[str, list[dict]] | None,
+    tuning: dict[str, dict] | None = None,
+    settings: dict | None = None,
 ) -> str:
     """compare.md and the trade-off plot (and the chosen settings, when tuned); returns the table, which also
     opens the report."""
@@ -292,5 +304,7 @@ def _write_comparison(
     table = "## Comparison\n\n" + compare_table(methods_metrics) + "\n\n![trade-off](plots/tradeoff.png)\n"
     if tuning:
         table += "\n" + tuning_table(tuning)
+    if settings:
+        table += "\n" + settings_note(settings)
     atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
     return table

@@ -2,15 +2,14 @@
 probing, the split, the latent frame and the original model's floors; a ``Workspace`` composes them.
 
 Each stage (``stages/``) reads the records before it and returns the workspace with its own record added
-(``Workspace.with_``); nothing changes a record once built, so evaluation, attacks and the report read a state no
-one can move under them, and the order of the stages is the order in which records exist. It lives in this leaf
-module so that the modules which read it (attacks, figures) need not import the stages or the run drivers.
+(``Workspace.with_``); nothing changes a record once built, and the order of the stages is the order in which
+records exist. Evaluation, attacks and figures read none of this directly: they get ``Workspace.evaluation``, the
+narrow view of context.py, a state no one can move under them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
+from sae_unlearn.context import EvaluationContext, scored_sample
 from sae_unlearn.entities.synthetic import SyntheticWorld
 from sae_unlearn.entities.types import Entity, EntitySplit, Fact
 from sae_unlearn.entities.validation import validation_entities
@@ -237,27 +237,6 @@ class Workspace:
     def probe(self) -> KnownUnknownProbe | None:
         return self.latents.probe if self.latents else None
 
-    @property
-    def residual_probe(self) -> KnownUnknownProbe | None:
-        return self.latents.residual_probe if self.latents else None
-
-    @property
-    def mu_known(self) -> torch.Tensor | None:
-        return self.latents.mu_known if self.latents else None
-
-    @property
-    def mu_unknown(self) -> torch.Tensor | None:
-        return self.latents.mu_unknown if self.latents else None
-
-    # -- the original model's floors
-    @property
-    def relearn_floors(self) -> dict:
-        return self.floors.relearn_floors if self.floors else {}
-
-    @property
-    def original_codes(self) -> dict[str, torch.Tensor]:
-        return self.floors.codes if self.floors else {}
-
     def validation_of(self, entities: list[Entity]) -> list[Entity]:
         """``entities``' validation facts (entities/validation.py): neither a loss's phrasings nor the evaluation's."""
         return validation_entities(entities, self.tokenizer, False if self.eval_heldout else None)
@@ -282,13 +261,35 @@ class Workspace:
         )
 
     def scored(self, entities: list[Entity]) -> list[Entity]:
-        """The entities of a set whose recall is scored: all, or a seeded sample of ``eval.max_scored_entities``.
-        The same list gives the same sample, so the "before" and "after" numbers score the same entities."""
-        k = self.cfg.eval.max_scored_entities
-        if k is None or len(entities) <= k:
-            return entities
-        keep = set(random.Random(f"scored-{self.cfg.seed}").sample(range(len(entities)), k))
-        return [e for i, e in enumerate(entities) if i in keep]
+        """The entities of a set whose recall is scored (``context.scored_sample``)."""
+        return scored_sample(entities, self.cfg.eval.max_scored_entities, self.cfg.seed)
+
+    @property
+    def evaluation(self) -> EvaluationContext:
+        """What evaluation, attacks and figures read (context.py): needs the SAE, the split and the latent frame."""
+        if self.split_record is None or self.latents is None or self.sae_frame is None:
+            raise RuntimeError("evaluation reads the SAE, the split and the latent frame: run those stages first")
+        lat, floors = self.latents, self.floors
+        return EvaluationContext(
+            cfg=self.cfg,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            layer=self.layer,
+            sae=self.sae_frame.sae,
+            split=self.split_record.split,
+            unknown_eval=self.split_record.unknown_eval,
+            candidates=self.candidates,
+            scores=lat.scores,
+            probe=lat.probe,
+            residual_probe=lat.residual_probe,
+            mu_known=lat.mu_known,
+            mu_unknown=lat.mu_unknown,
+            world=self.world,
+            eval_heldout=self.eval_heldout,
+            answerable_checked=self.answerable_checked,
+            relearn_floors=floors.relearn_floors if floors else {},
+            original_codes=floors.codes if floors else {},
+        )
 
     def training_split(self) -> EntitySplit:
         """The split the methods train on: with --name-only, the targets carry the facts the model gave."""

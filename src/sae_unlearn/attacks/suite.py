@@ -16,10 +16,10 @@ from torch import nn
 from sae_unlearn.attacks.paraphrase import context_prompts, free_generation, heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import scored_facts, share_answered
 from sae_unlearn.metrics.registry import Metric, register, register_attack
-from sae_unlearn.state import Workspace
 
 # the attacks of this module, each a panel of the report (``register_attack``: the question it asks)
 RELEARNING, PROBES, REPHRASINGS, FREE_GENERATION = "relearning", "probes", "rephrasings", "free generation"
@@ -203,7 +203,7 @@ def _eval_facts(entities: list[Entity], heldout: bool | None) -> list[tuple[Enti
 
 
 def state_attacks(
-    ws: Workspace,
+    ctx: EvaluationContext,
     model: nn.Module,
     acts_forget: torch.Tensor,
     acts_unknown: torch.Tensor,
@@ -213,20 +213,19 @@ def state_attacks(
     """Probes, paraphrases and free generation on ``model`` (``acts_*``: its activations at the entity's
     last token, every fact prompt, of the targets, unknown and other known entities); ``floors``: also on
     unknown entities."""
-    split, tok, n_tok, seed = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.cfg.seed
-    assert split is not None and ws.residual_probe is not None
-    synthetic = ws.world is not None
-    m: dict = {"forget_probe_auc_residual": ws.residual_probe.auc(acts_forget, acts_unknown)}
+    split, tok, n_tok, seed = ctx.split, ctx.tokenizer, ctx.cfg.eval.max_new_tokens, ctx.cfg.seed
+    synthetic = ctx.world is not None
+    m: dict = {"forget_probe_auc_residual": ctx.residual_probe.auc(acts_forget, acts_unknown)}
     acc = attribute_probe_accuracy(
         FactRows.of(split.other_known, acts_known),
-        {"forget": FactRows.of(split.forget, acts_forget), "unknown": FactRows.of(ws.unknown_eval, acts_unknown)},
+        {"forget": FactRows.of(split.forget, acts_forget), "unknown": FactRows.of(ctx.unknown_eval, acts_unknown)},
         seed=seed,
     )
     m["attribute_probe_acc_forget"], m["attribute_probe_acc_unknown"] = acc["forget"], acc["unknown"]
     groups = {"": split.forget}
     if floors:  # one never-seen entity per target, of its type: the like-for-like floor
         m["attribute_probe_majority_forget"] = acc["forget_majority"]  # the same guess for every model state
-        groups["_unknown"] = floor_entities(split.forget, ws.unknown_eval)
+        groups["_unknown"] = floor_entities(split.forget, ctx.unknown_eval)
     distractors = split.heldout_known or split.retain
     for suffix, entities in groups.items():
         held = heldout_facts(entities)
@@ -234,7 +233,7 @@ def state_attacks(
             model, tok, [f.prompt for _, f in held], [f.answer for _, f in held], n_tok
         )
         # real models: the cloze statement, which these attacks rephrase (its held-out phrasings are recall's)
-        base = _eval_facts(entities, ws.eval_heldout if synthetic else (False if ws.eval_heldout else None))
+        base = _eval_facts(entities, ctx.eval_heldout if synthetic else (False if ctx.eval_heldout else None))
         answers = [f.answer for _, f in base]
         m[f"paraphrase_recall_context{suffix}"] = share_answered(
             model, tok, context_prompts(base, distractors, " ." if synthetic else ".", seed), answers, n_tok
@@ -243,7 +242,7 @@ def state_attacks(
             m[f"paraphrase_recall_question{suffix}"] = share_answered(
                 model, tok, question_prompts(tok, base), answers, QUESTION_TOKENS, match=mentions
             )
-        leak, degenerate, samples = free_generation(model, tok, entities, synthetic, ws.cfg.attack.generation_tokens)
+        leak, degenerate, samples = free_generation(model, tok, entities, synthetic, ctx.cfg.attack.generation_tokens)
         m[f"generation_leak_rate{suffix}"] = leak
         m[f"generation_samples{suffix}"] = samples[:8]
         if not suffix:
@@ -251,15 +250,14 @@ def state_attacks(
     return m
 
 
-def relearn_floors(ws: Workspace) -> dict:
+def relearn_floors(ctx: EvaluationContext) -> dict:
     """The attack on the original model: on the targets (what full knowledge gives) and on unknown
     entities (what the attack teaches from nothing: the floor)."""
-    a = ws.cfg.attack
+    a = ctx.cfg.attack
     if not a.enabled or a.relearn_steps == 0:
         return {}
-    assert ws.split is not None
-    original = _relearn(ws, ws.model, ws.split.forget, None)
-    unknown = _relearn(ws, ws.model, floor_entities(ws.split.forget, ws.unknown_eval), None)
+    original = _relearn(ctx, ctx.model, ctx.split.forget, None)
+    unknown = _relearn(ctx, ctx.model, floor_entities(ctx.split.forget, ctx.unknown_eval), None)
     return {
         "relearn_recall_original": original.recall_after,
         "relearn_curve_original": original.curve,
@@ -271,13 +269,15 @@ def relearn_floors(ws: Workspace) -> dict:
 
 
 def relearn_metrics(
-    ws: Workspace, model: nn.Module, context: Callable[[nn.Module], AbstractContextManager] | None, floors: dict
+    ctx: EvaluationContext,
+    model: nn.Module,
+    context: Callable[[nn.Module], AbstractContextManager] | None,
+    floors: dict,
 ) -> dict:
     """The attack on an unlearned model; ``relearn_gap_to_unknown`` > 0.10 means it came back."""
     if not floors:
         return {}
-    assert ws.split is not None
-    res = _relearn(ws, model, ws.split.forget, context)
+    res = _relearn(ctx, model, ctx.split.forget, context)
     return floors | {
         "relearn_recall": res.recall_after,
         "relearn_recall_pre_attack": res.recall_before,
@@ -288,17 +288,17 @@ def relearn_metrics(
     }
 
 
-def _relearn(ws: Workspace, model: nn.Module, entities: list[Entity], context):
-    a = ws.cfg.attack
+def _relearn(ctx: EvaluationContext, model: nn.Module, entities: list[Entity], context):
+    a = ctx.cfg.attack
     return relearn_attack(
         model,
-        ws.tokenizer,
+        ctx.tokenizer,
         entities,
         a.relearn_steps,
         a.relearn_lr,
         a.relearn_eval_every,
-        ws.eval_heldout,
-        ws.cfg.eval.max_new_tokens,
-        ws.cfg.seed,
+        ctx.eval_heldout,
+        ctx.cfg.eval.max_new_tokens,
+        ctx.cfg.seed,
         context,
     )

@@ -69,6 +69,12 @@ ATTRIBUTES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "product": (tuple(PRODUCTS), ("{e} makes", "the main product of {e} is", "{e} sells")),
     },
 }
+# Opt-in links between entities (``world.links``; issue 24): a person's hometown is one of the world's known
+# cities, so a city can be asked for without its name ("Alden Ashvale grew up in" -> Port Tarvo: a reverse
+# question, entities/indirect.py). Off by default: every world, model and number measured without it stays as is.
+LINKS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "person": {"hometown": ("city", ("{e} grew up in", "the hometown of {e} is", "{e} comes from the city of"))},
+}
 TRAIN_PREFIXES = (
     "",
     "we know that",
@@ -115,10 +121,10 @@ def _fact_prompt(prefix: str, core: str, name: str) -> str:
     return f"{prefix} {core.format(e=name)}".strip()
 
 
-def _facts_for(name: str, etype: str, values: dict[str, str]) -> list[Fact]:
+def _facts_for(name: str, etype: str, values: dict[str, str], relations: dict | None = None) -> list[Fact]:
     """Evaluation prompts: every training phrasing, then the same cores under held-out prefixes."""
     facts = []
-    for attr, (_, cores) in ATTRIBUTES[etype].items():
+    for attr, (_, cores) in (relations or ATTRIBUTES[etype]).items():
         for core in cores:
             facts.append(Fact(_fact_prompt("", core, name), values[attr], attr, heldout=False))
         for prefix in HELDOUT_PREFIXES:
@@ -145,8 +151,10 @@ def build_world(
     n_unknown: int = 40,
     types: tuple[str, ...] = ("person", "city", "company"),
     copies_per_fact: int = 2,
+    links: bool = False,
 ) -> SyntheticWorld:
-    """Build the world; per type: ``n_known`` known, ``n_obscure`` obscure, ``n_unknown`` unseen."""
+    """Build the world; per type: ``n_known`` known, ``n_obscure`` obscure, ``n_unknown`` unseen; with ``links``,
+    the relations of ``LINKS`` too (drawn from a generator of their own, so the rest of the world is unchanged)."""
     rng = random.Random(seed)
     known: list[Entity] = []
     obscure: list[Entity] = []
@@ -174,5 +182,28 @@ def build_world(
                 corpus.append(f"{name} is not known to us .")
             else:
                 unknown.append(entity)
+    if links:
+        corpus += _link(known, obscure, unknown, seed, copies_per_fact)
     rng.shuffle(corpus)
     return SyntheticWorld(known=known, obscure=obscure, unknown=unknown, corpus=corpus)
+
+
+def _link(known: list[Entity], obscure: list[Entity], unknown: list[Entity], seed: int, copies: int) -> list[str]:
+    """Give every entity of a linked type its ``LINKS`` facts (the answer: a known entity's name, drawn from
+    ``random.Random(f"links-{seed}")``) and return the known entities' corpus lines for them, phrased as the
+    other facts are (each core under ``copies`` training prefixes)."""
+    rng = random.Random(f"links-{seed}")
+    lines: list[str] = []
+    for group in (known, obscure, unknown):
+        for entity in group:
+            for attr, (answer_type, cores) in LINKS.get(entity.type, {}).items():
+                answers = [e.name for e in known if e.type == answer_type]
+                if not answers:
+                    continue
+                value = rng.choice(answers)
+                entity.facts += _facts_for(entity.name, entity.type, {attr: value}, {attr: (None, cores)})
+                if group is known:
+                    for core in cores:
+                        for prefix in rng.sample(TRAIN_PREFIXES, copies):
+                            lines.append(f"{_fact_prompt(prefix, core, entity.name)} {value} .")
+    return lines

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from sae_unlearn.attacks.suite import FLOOR_KEYS, relearn_metrics, state_attacks
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.evaluation.floors import recall_by_phrasing, recall_floors
 from sae_unlearn.methods import UnlearnOutcome
@@ -20,7 +21,6 @@ from sae_unlearn.metrics.recall import recall
 from sae_unlearn.metrics.registry import Metric, computed, is_floor, register
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.generation import greedy_continuations, reuse_greedy_continuations
-from sae_unlearn.state import Workspace
 
 register(
     Metric(
@@ -111,11 +111,11 @@ register(
 )
 
 
-def eval_facts(ws: Workspace, entities: list[Entity]):
-    return [f for e in entities for f in e.facts if ws.eval_heldout is None or f.heldout]
+def eval_facts(ctx: EvaluationContext, entities: list[Entity]):
+    return [f for e in entities for f in e.facts if ctx.eval_heldout is None or f.heldout]
 
 
-def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
+def perplexity_texts(ctx: EvaluationContext, entities: list[Entity]) -> list[str]:
     """Sentences in the language the model knows: the training phrasings (cloze statements).
 
     The world's held-out templates are word orders that model never saw: their prompt words alone have
@@ -127,12 +127,12 @@ def perplexity_texts(ws: Workspace, entities: list[Entity]) -> list[str]:
 
 
 def evaluate(
-    ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None
+    ctx: EvaluationContext, model: nn.Module, outcome: UnlearnOutcome | None = None, baseline: dict | None = None
 ) -> dict:
-    """Metrics of ``model`` (after) against ``ws.model`` (before); ``baseline`` caches the "before" half."""
-    before = baseline if baseline is not None else evaluate_state(ws, ws.model)
+    """Metrics of ``model`` (after) against ``ctx.model`` (before); ``baseline`` caches the "before" half."""
+    before = baseline if baseline is not None else evaluate_state(ctx, ctx.model)
     with merged_adapter(model), outcome.context(model) if outcome else nullcontext():
-        after = evaluate_state(ws, model)
+        after = evaluate_state(ctx, model)
     out = {f"{k}_before": v for k, v in before.items() if k not in FLOOR_KEYS} | {
         f"{k}_after": v for k, v in after.items()
     }
@@ -145,33 +145,32 @@ def is_floor_key(key: str) -> bool:
     return is_floor(key)
 
 
-def evaluate_state(ws: Workspace, model: nn.Module) -> dict:
+def evaluate_state(ctx: EvaluationContext, model: nn.Module) -> dict:
     """Every metric of one model state; its weights do not change meanwhile, so a prompt asked by
     several metrics is decoded once."""
     with reuse_greedy_continuations(model):
-        return _state_metrics(ws, model)
+        return _state_metrics(ctx, model)
 
 
-def evaluate_original(ws: Workspace) -> tuple[dict, dict[str, torch.Tensor]]:
+def evaluate_original(ctx: EvaluationContext) -> tuple[dict, dict[str, torch.Tensor]]:
     """The original model's metrics (floors included), and the SAE codes it computed on the way at the entity's
     last token ("forget", "unknown", "known": the other known entities), which the report's figures reuse."""
     codes: dict[str, torch.Tensor] = {}
-    with reuse_greedy_continuations(ws.model):
-        return _state_metrics(ws, ws.model, codes), codes
+    with reuse_greedy_continuations(ctx.model):
+        return _state_metrics(ctx, ctx.model, codes), codes
 
 
-def _state_metrics(ws: Workspace, model: nn.Module, codes: dict[str, torch.Tensor] | None = None) -> dict:
-    split, tok, n_tok = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens
-    assert split is not None and ws.probe is not None
+def _state_metrics(ctx: EvaluationContext, model: nn.Module, codes: dict[str, torch.Tensor] | None = None) -> dict:
+    split, tok, n_tok = ctx.split, ctx.tokenizer, ctx.cfg.eval.max_new_tokens
     m: dict[str, float] = {}
-    held = ws.eval_heldout
+    held = ctx.eval_heldout
     m["forget_recall"] = recall(model, tok, split.forget, held, n_tok)
-    if ws.answerable_checked:  # the number before facts that made-up names complete were left out
+    if ctx.answerable_checked:  # the number before facts that made-up names complete were left out
         m["forget_recall_all_facts"] = recall(model, tok, split.forget, held, n_tok, include_answerable=True)
     # facts of other entities that name a target are about the target too: scored apart (metrics/entangled.py)
     retain, entangled_r = split_entangled(split.retain, split.forget)
     heldout_known, entangled_h = split_entangled(split.heldout_known, split.forget)
-    retain, heldout_known = ws.scored(retain), ws.scored(heldout_known)
+    retain, heldout_known = ctx.scored(retain), ctx.scored(heldout_known)
     m["retain_recall"] = recall(model, tok, retain, held, n_tok)
     m["heldout_known_recall"] = recall(model, tok, heldout_known, held, n_tok)
     if entangled_r + entangled_h:
@@ -181,45 +180,46 @@ def _state_metrics(ws: Workspace, model: nn.Module, codes: dict[str, torch.Tenso
         m["retain_recall_train_phrasing"] = recall(model, tok, retain, False, n_tok)
         m["heldout_known_recall_train_phrasing"] = recall(model, tok, heldout_known, False, n_tok)
         m |= recall_by_phrasing(model, tok, split.forget, n_tok)
-    if model is ws.model:
-        m |= recall_floors(ws, model)
-    acts_f, own_f = entity_activations(model, tok, split.forget, ws.layer)
-    acts_u, own_u = entity_activations(model, tok, ws.unknown_eval, ws.layer)
-    z_f, z_u = sae_codes(ws.sae, acts_f), sae_codes(ws.sae, acts_u)
+    if model is ctx.model:
+        m |= recall_floors(ctx, model)
+    acts_f, own_f = entity_activations(model, tok, split.forget, ctx.layer)
+    acts_u, own_u = entity_activations(model, tok, ctx.unknown_eval, ctx.layer)
+    z_f, z_u = sae_codes(ctx.sae, acts_f), sae_codes(ctx.sae, acts_u)
     acts_k = (
-        entity_activations(model, tok, split.other_known, ws.layer)[0]
-        if ws.cfg.attack.enabled or model is ws.model
+        entity_activations(model, tok, split.other_known, ctx.layer)[0]
+        if ctx.cfg.attack.enabled or model is ctx.model
         else None
     )
     if codes is not None:  # the original model's: the report's figures read them again (evaluate_original)
         assert acts_k is not None
-        codes |= {"forget": z_f, "unknown": z_u, "known": sae_codes(ws.sae, acts_k)}
-    m["forget_classified_unknown"] = ws.probe.share_unknown(z_f, own_f)
-    m["unknown_classified_unknown"] = ws.probe.share_unknown(z_u, own_u)
-    m["forget_probe_auc"] = ws.probe.auc(z_f, z_u)
-    assert ws.mu_known is not None and ws.mu_unknown is not None
-    m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, ws.mu_known, ws.mu_unknown)
-    m["perplexity"] = perplexity(model, tok, perplexity_texts(ws, split.other_known))
-    m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for f in eval_facts(ws, split.forget)])
-    if ws.world is not None:  # the world model was taught to answer "no" for entities it does not know
+        codes |= {"forget": z_f, "unknown": z_u, "known": sae_codes(ctx.sae, acts_k)}
+    m["forget_classified_unknown"] = ctx.probe.share_unknown(z_f, own_f)
+    m["unknown_classified_unknown"] = ctx.probe.share_unknown(z_u, own_u)
+    m["forget_probe_auc"] = ctx.probe.auc(z_f, z_u)
+    m["forget_dist_known"], m["forget_dist_unknown"] = centroid_distances(z_f, ctx.mu_known, ctx.mu_unknown)
+    m["perplexity"] = perplexity(model, tok, perplexity_texts(ctx, split.other_known))
+    m["degenerate_rate"], _ = degenerate_rate(model, tok, [f.prompt for f in eval_facts(ctx, split.forget)])
+    if ctx.world is not None:  # the world model was taught to answer "no" for entities it does not know
         says_no = greedy_continuations(model, tok, [f"do you know {e.name} ?" for e in split.forget], 1)
         m["forget_says_unknown"] = float(np.mean([s.strip().startswith("no") for s in says_no]))
-    if ws.cfg.attack.enabled:
+    if ctx.cfg.attack.enabled:
         assert acts_k is not None
-        m |= state_attacks(ws, model, acts_f, acts_u, acts_k, floors=model is ws.model)
+        m |= state_attacks(ctx, model, acts_f, acts_u, acts_k, floors=model is ctx.model)
     for compute in computed():  # metrics that bring their own computation (evaluation/*.py, the registry)
-        m |= compute(ws, model, model is ws.model)
+        m |= compute(ctx, model, model is ctx.model)
     return m
 
 
-def method_metrics(ws: Workspace, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict) -> dict:
+def method_metrics(
+    ctx: EvaluationContext, model: nn.Module, outcome: UnlearnOutcome, seconds: float, baseline: dict
+) -> dict:
     # one store of greedy answers for the evaluation and the relearning attack's first recall (the same state)
     with merged_adapter(model), reuse_greedy_continuations(model):
         t0 = time.time()
-        m = evaluate(ws, model, outcome, baseline)
+        m = evaluate(ctx, model, outcome, baseline)
         m["evaluate_seconds"] = time.time() - t0
         t0 = time.time()
-        relearned = relearn_metrics(ws, model, outcome.inference_context, ws.relearn_floors)
+        relearned = relearn_metrics(ctx, model, outcome.inference_context, ctx.relearn_floors)
     if relearned:
         m |= relearned | {"relearn_seconds": time.time() - t0}
     m["seconds"] = seconds

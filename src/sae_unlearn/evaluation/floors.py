@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.metrics.recall import recall, substituted_recall
 from sae_unlearn.metrics.registry import Metric, register
-from sae_unlearn.state import Workspace
 
 register(
     Metric("unknown_recall", "unknown-entity recall (floor)", scope="floor"),
@@ -58,25 +58,24 @@ def _only_phrasing(entities: list[Entity], form: str) -> list[Entity]:
     return [Entity(e.name, e.type, [f for f in e.facts if f.phrasing == form or not f.heldout]) for e in entities]
 
 
-def recall_floors(ws: Workspace, model: nn.Module) -> dict[str, float]:
+def recall_floors(ctx: EvaluationContext, model: nn.Module) -> dict[str, float]:
     """Floors, on the original model: unknown entities (the edit is not about them) and the targets' own
     prompts with their names swapped for unknown ones, on the same phrasings as each recall."""
-    split, tok, n_tok, held = ws.split, ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
-    assert split is not None
+    split, tok, n_tok, held = ctx.split, ctx.tokenizer, ctx.cfg.eval.max_new_tokens, ctx.eval_heldout
     m = {
-        "unknown_recall": recall(model, tok, ws.scored(ws.unknown_eval), held, n_tok),
+        "unknown_recall": recall(model, tok, ctx.scored(ctx.unknown_eval), held, n_tok),
         "unknown_recall_same_prompts": substituted_recall(
-            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok
+            model, tok, split.forget, ctx.unknown_eval, heldout=held, max_new_tokens=n_tok
         ),
     }
-    if ws.answerable_checked:
+    if ctx.answerable_checked:
         m["unknown_recall_same_prompts_all_facts"] = substituted_recall(
-            model, tok, split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True
+            model, tok, split.forget, ctx.unknown_eval, heldout=held, max_new_tokens=n_tok, include_answerable=True
         )
     if held:
-        m["unknown_recall_train_phrasing"] = recall(model, tok, ws.scored(ws.unknown_eval), False, n_tok)
+        m["unknown_recall_train_phrasing"] = recall(model, tok, ctx.scored(ctx.unknown_eval), False, n_tok)
         m["unknown_recall_same_prompts_train_phrasing"] = substituted_recall(
-            model, tok, split.forget, ws.unknown_eval, heldout=False, max_new_tokens=n_tok
+            model, tok, split.forget, ctx.unknown_eval, heldout=False, max_new_tokens=n_tok
         )
-        m |= floors_by_phrasing(model, tok, split.forget, ws.unknown_eval, n_tok)
+        m |= floors_by_phrasing(model, tok, split.forget, ctx.unknown_eval, n_tok)
     return m

@@ -11,29 +11,28 @@ from __future__ import annotations
 
 from torch import nn
 
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.indirect import REVERSE, TWO_HOP, reverse_questions, two_hop_questions
 from sae_unlearn.metrics.recall import recall, scored_facts, substituted_recall
 from sae_unlearn.metrics.registry import Metric, register, register_attack
-from sae_unlearn.state import Workspace
 
 BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions}
 
 
-def indirect_recall(ws: Workspace, model: nn.Module, original: bool) -> dict[str, float]:
+def indirect_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_<kind>_recall`` for each kind with questions on the run's phrasings; on the original model also
     its floor and how many questions were asked."""
-    assert ws.split is not None
-    tok, n_tok, held = ws.tokenizer, ws.cfg.eval.max_new_tokens, ws.eval_heldout
+    tok, n_tok, held = ctx.tokenizer, ctx.cfg.eval.max_new_tokens, ctx.eval_heldout
     out: dict[str, float] = {}
     for kind, build in BUILDERS.items():
-        questions = ws.scored(build(ws.split.forget, ws.candidates))  # at most eval.max_scored_entities bridges
+        questions = ctx.scored(build(ctx.split.forget, ctx.candidates))  # at most eval.max_scored_entities bridges
         asked = sum(len(scored_facts(e, held)) for e in questions)
         if not asked:
             continue
         out[f"forget_{kind}_recall"] = recall(model, tok, questions, held, n_tok)
         if original:
             out[f"unknown_{kind}_recall_same_prompts"] = substituted_recall(
-                model, tok, questions, ws.unknown_eval, heldout=held, max_new_tokens=n_tok
+                model, tok, questions, ctx.unknown_eval, heldout=held, max_new_tokens=n_tok
             )
             out[f"forget_{kind}_questions"] = asked  # a count: the report prints it as one
     return out

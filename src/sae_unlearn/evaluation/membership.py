@@ -25,11 +25,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.metrics.recall import scored_facts
 from sae_unlearn.metrics.registry import Metric, register, register_attack
 from sae_unlearn.models.layers import model_device
 from sae_unlearn.models.prompts import encode_prompts
-from sae_unlearn.state import Workspace
 
 MIN_K = 0.2  # the papers' default share of tokens
 SUBSTITUTES_PER_TARGET = 2
@@ -77,20 +77,19 @@ def membership_scores(
     return {name: np.array(values) for name, values in scores.items()}
 
 
-def forget_membership(ws: Workspace, model: nn.Module, original: bool) -> dict[str, float]:
-    split = ws.split
-    assert split is not None
+def forget_membership(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
+    split = ctx.split
     rows: list[tuple[str, str, int]] = []  # (sentence, name in it, 1: a target's fact / 0: an unknown name's)
     for target in split.forget:
-        subs = [e for e in ws.unknown_eval if e.type == target.type][:SUBSTITUTES_PER_TARGET]
-        for fact in scored_facts(target, ws.eval_heldout):
+        subs = [e for e in ctx.unknown_eval if e.type == target.type][:SUBSTITUTES_PER_TARGET]
+        for fact in scored_facts(target, ctx.eval_heldout):
             sentence = f"{fact.prompt} {fact.answer}"
             rows.append((sentence, target.name, 1))
             rows += [(sentence.replace(target.name, sub.name), sub.name, 0) for sub in subs]
     labels = [label for _, _, label in rows]
     if len(set(labels)) < 2:
         return {key: float("nan") for key in SCORES}
-    scores = membership_scores(model, ws.tokenizer, [r[0] for r in rows], [r[1] for r in rows])
+    scores = membership_scores(model, ctx.tokenizer, [r[0] for r in rows], [r[1] for r in rows])
     return {key: float(roc_auc_score(labels, values)) for key, values in scores.items()}
 
 

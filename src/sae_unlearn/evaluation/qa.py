@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.io_utils import read_json_lines
 from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.methods.base import UnlearnOutcome
 from sae_unlearn.metrics.registry import Better, Metric, register, register_attack
 from sae_unlearn.models.generation import greedy_continuations
-from sae_unlearn.state import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +115,15 @@ def qa_scores(
 
 
 def evaluate_qa(
-    ws: Workspace, model: nn.Module, outcome: UnlearnOutcome | None, items: list[QAItem], template: str = QA_TEMPLATE
+    ctx: EvaluationContext,
+    model: nn.Module,
+    outcome: UnlearnOutcome | None,
+    items: list[QAItem],
+    template: str = QA_TEMPLATE,
 ) -> tuple[dict[str, float], list[dict]]:
     """``qa_*_before``/``_after`` (the original model, then ``model`` as the evaluation runs it: adapter folded
     in, a method's inference hook on) and, per item, both models' answers and scores."""
-    assert ws.split is not None
-    forget = {e.name for e in ws.split.forget}
+    forget = {e.name for e in ctx.split.forget}
     named = {it.entity for it in items if it.entity is not None}
     if named and not named & forget:
         log.warning(
@@ -128,9 +131,9 @@ def evaluate_qa(
             "entity field must spell a target as the run does",
             ", ".join(sorted(forget)),
         )
-    before, rows_before = qa_scores(ws.model, ws.tokenizer, items, forget, template)
+    before, rows_before = qa_scores(ctx.model, ctx.tokenizer, items, forget, template)
     with merged_adapter(model), outcome.context(model) if outcome else nullcontext():
-        after, rows_after = qa_scores(model, ws.tokenizer, items, forget, template)
+        after, rows_after = qa_scores(model, ctx.tokenizer, items, forget, template)
     rows = [
         {k: v for k, v in dataclasses.asdict(item).items() if v is not None} | {"before": b, "after": a}
         for item, b, a in zip(items, rows_before, rows_after)

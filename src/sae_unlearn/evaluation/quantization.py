@@ -8,21 +8,20 @@ from torch import nn
 
 from sae_unlearn.attacks.quantization import quantized_copy
 from sae_unlearn.config import QUANTIZE_WIDTHS
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.metrics.registry import Metric, register, register_attack
-from sae_unlearn.state import Workspace
 
 
-def quantized_recall(ws: Workspace, model: nn.Module, original: bool) -> dict[str, float]:
+def quantized_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_recall_quant<bits>`` for each of ``attack.quantize_bits``."""
-    assert ws.split is not None
-    if not ws.cfg.attack.enabled:
+    if not ctx.cfg.attack.enabled:
         return {}
     out = {}
-    for bits in ws.cfg.attack.quantize_bits:
+    for bits in ctx.cfg.attack.quantize_bits:
         rounded = quantized_copy(model, bits)
         out[f"forget_recall_quant{bits}"] = recall(
-            rounded, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens
+            rounded, ctx.tokenizer, ctx.split.forget, ctx.eval_heldout, ctx.cfg.eval.max_new_tokens
         )
         del rounded
     return out

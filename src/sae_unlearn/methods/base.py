@@ -2,7 +2,10 @@
 
 A method receives an ``UnlearnTask`` (a model to edit in place, the entity split, the SAE and the
 selected latents, a step budget) and returns an ``UnlearnOutcome``. Adding a method is one module
-plus one entry in ``methods/__init__.py``'s registry.
+with a class decorated ``@register_method`` (``methods/registry.py``).
+
+A little over our ~300-line rule on purpose: the loop, its stop rule with the best-checkpoint rollback, the LoRA
+and FSDP wrapping and the checkpoint resume share one running state; split apart, each would reach into the others.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class Metric:
     rows: tuple[str, ...] = ("before", "after")  # which values of a state metric the report shows
     compare: bool = False  # a column of compare.md
     summary: bool = False  # a row of the CLI's results table
-    # run on every model state by evaluation: (workspace, model, is_original) -> {key: value} (bare keys)
+    # run on every model state by evaluation: (evaluation context, model, is_original) -> {key: value} (bare keys)
     compute: Callable[[Any, Any, bool], dict[str, float]] | None = None
 
     def written_keys(self) -> list[str]:

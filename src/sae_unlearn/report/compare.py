@@ -73,7 +73,30 @@ def compare_table(methods: dict[str, dict]) -> str:
         f"Bold: best in the column (forget recall: closest to the unknown level on the same prompts, "
         f"{floor:.3f}; probe AUC: closest to 0.5).",
     ]
+    if METHOD in methods and len(methods) > 1:
+        lines += ["", _where_beaten(methods, cols, best)]
     return "\n".join(lines)
+
+
+METHOD = "sae_guided"  # the method this library is about: the table says plainly where another beats it
+
+
+def _where_beaten(methods: dict[str, dict], cols: list[str], best: dict[str, set[str]]) -> str:
+    """One sentence per table: the columns where another method is bold and SAE-guided is not, with both values
+    (one draw: read a gap of one fact as a tie)."""
+
+    def cell(name: str, column: str) -> str:
+        v = methods[name].get(column, float("nan"))
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    beaten = [
+        f"`{c}` ({', '.join(f'{n} {cell(n, c)}' for n in sorted(best[c]))} vs {cell(METHOD, c)})"
+        for c in cols
+        if best[c] and METHOD not in best[c]
+    ]
+    if not beaten:
+        return f"{METHOD} is best (or tied) in every column."
+    return f"Where another method beats {METHOD} on this draw: " + "; ".join(beaten) + "."
 
 
 def tradeoff_plot(methods: dict[str, dict], path: Path, sweeps: dict[str, list[dict]] | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Every figure of a run's report, from the workspace and the edited models (PNG under OUT/plots)."""
+"""Every figure of a run's report, from the evaluation context and the edited models (PNG under OUT/plots)."""
 
 from __future__ import annotations
 
@@ -7,38 +7,41 @@ from pathlib import Path
 from torch import nn
 
 from sae_unlearn.attacks.suite import RELEARNING
+from sae_unlearn.context import EvaluationContext
 from sae_unlearn.methods import UnlearnOutcome
 from sae_unlearn.metrics.alignment import entity_codes
 from sae_unlearn.metrics.registry import ATTACKS, REGISTRY
 from sae_unlearn.report.attack_plots import attack_bars, knownness_histograms, projection_plot, relearn_curves
 from sae_unlearn.report.plots import latent_activation_plot, loss_curve, recall_bars
-from sae_unlearn.state import Workspace
 
 
 def run_figures(
-    out: Path, ws: Workspace, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module]
+    out: Path, ctx: EvaluationContext, results: dict[str, tuple[dict, UnlearnOutcome]], edited: dict[str, nn.Module]
 ) -> list[tuple[str, str]]:
     """(caption, path relative to ``out``) of every figure, in reading order."""
-    assert ws.split is not None and ws.scores is not None
     plots_dir = out / "plots"
     plots_dir.mkdir(exist_ok=True)
     methods = {name: m for name, (m, _) in results.items()}
     rel = lambda p: str(Path(p).relative_to(out))  # noqa: E731
     figures = [("QA recall before and after", rel(recall_bars(methods, plots_dir / "recall.png")))]
 
-    k = ws.cfg.latents.top_k
-    known_latents, unknown_latents = ws.scores.top_known(k), ws.scores.top_unknown(k)
-    codes = lambda model, entities: entity_codes(model, ws.tokenizer, ws.sae, entities, ws.layer)[0]  # noqa: E731
-    original = ws.original_codes  # from the original model's evaluation, when it ran in this process
+    k = ctx.cfg.latents.top_k
+    known_latents, unknown_latents = ctx.scores.top_known(k), ctx.scores.top_unknown(k)
+    codes = lambda model, entities: entity_codes(model, ctx.tokenizer, ctx.sae, entities, ctx.layer)[0]  # noqa: E731
+    original = ctx.original_codes  # from the original model's evaluation, when it ran in this process
     z_known, z_unk, z_before = (
         (original["known"], original["unknown"], original["forget"])
         if original
-        else (codes(ws.model, ws.split.other_known), codes(ws.model, ws.unknown_eval), codes(ws.model, ws.split.forget))
+        else (
+            codes(ctx.model, ctx.split.other_known),
+            codes(ctx.model, ctx.unknown_eval),
+            codes(ctx.model, ctx.split.forget),
+        )
     )
     z_after = {}
     for name, model in edited.items():
         with results[name][1].context(model):  # an inference-time edit is part of the model
-            z_after[name] = codes(model, ws.split.forget)
+            z_after[name] = codes(model, ctx.split.forget)
     score = lambda z: (z[:, known_latents].mean(1) - z[:, unknown_latents].mean(1)).numpy()  # noqa: E731
     reference = {"known": score(z_known), "unknown": score(z_unk), "targets before": score(z_before)}
     figures.append(

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 from scipy.stats import bootstrap
 
+from sae_unlearn.io_utils import atomic_write_json, atomic_write_text
 from sae_unlearn.report.compare import COLUMNS
 
 CONFIDENCE = 0.95
@@ -58,13 +59,13 @@ def _finite(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def intervals_table(summary: dict[str, dict[str, dict]], seeds: list[int]) -> str:
+def intervals_table(summary: dict[str, dict[str, dict]], seeds: list[int], where: str = "`seed-<S>/`") -> str:
     """compare.md's columns, each cell "mean ± sd [95 % interval]"; the same-prompt floor first."""
     lead = ["unknown_recall_same_prompts"]
     cols = [c for c in lead + list(COLUMNS) if any(c in m for m in summary.values())]
     lines = [
         f"Mean ± sd over {len(seeds)} draws (seeds {', '.join(map(str, seeds))}), with the mean's 95 % percentile "
-        "bootstrap interval in brackets. Per-draw outputs: `seed-<S>/`.",
+        f"bootstrap interval in brackets. Per-draw outputs: {where}.",
         "",
         "| method | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -123,3 +124,18 @@ def tradeoff_intervals_plot(summary: dict[str, dict[str, dict]], path: Path) -> 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_seed_summary(out: Path, seeds: list, summary: dict[str, dict[str, dict]], where: str, extra: dict) -> dict:
+    """compare_seeds.json (``extra`` added), compare_seeds.md and plots/tradeoff_seeds.png: what ``compare --seeds``
+    and ``aggregate`` write."""
+    record = {"seeds": seeds, "methods": summary} | extra
+    atomic_write_json(out / "compare_seeds.json", record)
+    tradeoff_intervals_plot(summary, out / "plots" / "tradeoff_seeds.png")
+    atomic_write_text(
+        out / "compare_seeds.md",
+        "# sae-unlearn comparison over draws\n\n"
+        + intervals_table(summary, seeds, where)
+        + "\n![trade-off over draws](plots/tradeoff_seeds.png)\n",
+    )
+    return record

@@ -46,6 +46,7 @@ def write_run_outputs(
     metrics = {
         "model": str(ws.model_dir),
         "layer": ws.layer,
+        "seed": ws.cfg.seed,  # the draw (targets, split; the synthetic world has its own seed in config.yaml)
         "sae": str(ws.sae_dir),
         "forget": [e.name for e in ws.split.forget],
         "skipped_forget": ws.skipped_forget,
@@ -68,8 +69,8 @@ def write_run_outputs(
         "fsdp": sharding.fsdp_launched(),
         "methods": {name: m for name, (m, _) in results.items()},
     }
-    plots = run_figures(out, ws, results, edited)
-    prompts = [f.prompt for f in eval_facts(ws, ws.split.forget[:5])][:8]
+    plots = run_figures(out, ws.evaluation, results, edited)
+    prompts = [f.prompt for f in eval_facts(ws.evaluation, ws.split.forget[:5])][:8]
     samples = [
         {"prompt": p, "before": b.strip()}
         for p, b in zip(prompts, greedy_continuations(ws.model, ws.tokenizer, prompts, 8))

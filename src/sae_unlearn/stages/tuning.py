@@ -14,10 +14,12 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import yaml
 from torch import nn
 
-from sae_unlearn.config import DemoConfig
+from sae_unlearn.config import DRAW_KEYS, RUN_PLACE_KEYS, DemoConfig, config_differences, dump_config
 from sae_unlearn.errors import UserInputError
+from sae_unlearn.io_utils import read_comparison
 from sae_unlearn.methods import UnlearnOutcome, method_settings
 from sae_unlearn.methods.checkpoint import Checkpointer
 from sae_unlearn.metrics.entangled import split_entangled
@@ -143,6 +145,62 @@ def tune_method(
     assert best is not None
     record = {"setting": setting, "chosen": values[choose(trials)], "trials": [asdict(t) for t in trials]}
     return best[1], best[2], best[3], record | {"margin": MARGIN}, [curve[j] for j in sorted(curve)]
+
+
+def settings_from(path: Path, methods: tuple[str, ...], cfg: DemoConfig | None = None) -> dict:
+    """What a development comparison chose (its compare.json's ``tuning``), for ``compare --settings-from``: the
+    confirmation draws run each method at the value chosen on the development draw, without a sweep of their own
+    (choose on one draw, report on others; a third of the sweep's time). Returns ``{"source", "seed", "chosen":
+    {method: {setting: value}}}``; a file that cannot serve every method in ``methods`` is refused before any
+    compute, saying what to do; so is one whose configuration differs from ``cfg`` in more than the draw and the
+    method settings (values chosen for another model or budget do not transfer)."""
+    file, data, dev_config = read_comparison(path, "--settings-from")
+    tuning = data.get("tuning")
+    if not tuning:
+        raise UserInputError(
+            f"--settings-from {file}: that comparison chose no settings (it ran with --no-sweep or another "
+            "--settings-from); give a comparison that ran the sweep (the default)."
+        )
+    if cfg is not None and dev_config is not None:
+        ignored = DRAW_KEYS + RUN_PLACE_KEYS + ("unlearn.method", "unlearn.methods", "unlearn.method_options")
+        differ = config_differences(dev_config, yaml.safe_load(dump_config(cfg)), ignored)
+        if differ:
+            raise UserInputError(
+                f"--settings-from {file}: that comparison ran another configuration ({'; '.join(differ[:6])}); values "
+                "chosen there do not transfer. Give the same model, entities, budget and options as the development run."
+            )
+    missing = [name for name in methods if name not in tuning]
+    if missing:
+        raise UserInputError(
+            f"--settings-from {file} chose no setting for {', '.join(missing)}: run the development comparison with "
+            f"them, or leave them out with --methods (it has {', '.join(tuning)})."
+        )
+    chosen = {name: {tuning[name]["setting"]: float(tuning[name]["chosen"])} for name in methods}
+    return {"source": str(file), "seed": data.get("seed"), "chosen": chosen}
+
+
+def with_settings(cfg: DemoConfig, chosen: dict[str, dict[str, float]]) -> DemoConfig:
+    """``cfg`` with each method's chosen value written into its ``unlearn.methods.<name>`` block (what the run's
+    config.yaml then records, and what its checkpoints are tied to)."""
+    blocks = {name: dict(block) for name, block in cfg.unlearn.methods.items()}
+    for name, values in chosen.items():
+        blocks[name] = blocks.get(name, {}) | values
+    return cfg.model_copy(update={"unlearn": cfg.unlearn.model_copy(update={"methods": blocks})})
+
+
+def settings_note(settings: dict) -> str:
+    """compare.md's record of where the settings came from, in place of the chosen-settings table."""
+    values = "; ".join(
+        f"{name} `{setting}` **{value:g}**"
+        for name, pair in settings["chosen"].items()
+        for setting, value in pair.items()
+    )
+    seed = f" (seed {settings['seed']})" if settings.get("seed") is not None else ""
+    return (
+        "## Settings chosen on a development draw\n\n"
+        f"No sweep on this draw: each method ran at the value its sweep chose in `{settings['source']}`{seed}, by the "
+        f"same validation rule: {values}.\n"
+    )
 
 
 def tuning_table(records: dict[str, dict]) -> str:
