@@ -45,15 +45,15 @@ KNOWN_BREACHES = {
 }
 
 
-# (method, contract) -> the two outcomes seen: contracts that the micro world's numerics decide. The same code gave
-# one outcome on 2026-12-05 before session 32 and the other in session 32's fresh install (old and new code
-# alike: the environment, packages or CPU, moved the micro world), so either is allowed until CI pins its
-# packages (docs/testing.md); every other contract still must hold, or fail as its known breach says.
-ENVIRONMENT_SENSITIVE = {
-    ("npo", "retain"): "retain 1.000 -> at least 0.90 before session 32; 0.872 in session 32's environment",
-    ("idk_nll", "forget"): "reached the floor before session 32; 0.417 vs bar 0.324 in session 32's environment",
-    ("idk_nll", "gibberish"): "degenerate 0.111 before session 32; within 0.10 in session 32's environment",
-    ("idk_dpo", "gibberish"): "within 0.10 before session 32; degenerate 0.139 in session 32's environment",
+# (method, contract) -> (a looser bar, why): contracts that the micro world's numerics decide. The same code gave one
+# outcome before session 32 and the other in session 32's fresh install (old and new code alike: the packages or
+# the CPU moved the micro world; constraints.txt now pins the packages), so these pairs are held to a bar that both
+# measured outcomes meet and a broken method still misses (docs/testing.md); every other contract is unchanged.
+ENVIRONMENT_SENSITIVE: dict[tuple[str, str], tuple[float, str]] = {
+    ("npo", "retain"): (0.15, "retain 1.000 -> at least 0.90 before session 32, 0.872 since"),
+    ("idk_nll", "forget"): (0.30, "at the floor before session 32; since, 0.417 against a floor of 0.174"),
+    ("idk_nll", "gibberish"): (0.15, "degenerate 0.111 before session 32, within 0.10 since"),
+    ("idk_dpo", "gibberish"): (0.15, "within 0.10 before session 32, degenerate 0.139 since"),
 }
 
 
@@ -62,11 +62,13 @@ def _methods(contract: str) -> list:
     for name in sorted(REGISTRY):
         reason = KNOWN_BREACHES.get((name, contract))
         marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)] if reason else []
-        if (name, contract) in ENVIRONMENT_SENSITIVE:
-            why = ENVIRONMENT_SENSITIVE[(name, contract)]
-            marks = [pytest.mark.xfail(strict=False, raises=AssertionError, reason=why)]
         params.append(pytest.param(name, marks=marks))
     return params
+
+
+def _bar(name: str, contract: str, default: float) -> float:
+    """The contract's bar for this method: the shared one, or its environment-sensitive looser one."""
+    return ENVIRONMENT_SENSITIVE.get((name, contract), (default, ""))[0]
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +106,7 @@ def unlearned(method_runs):
 def test_forget_recall_falls_to_the_level_of_unknown_names(unlearned, name):
     m = unlearned(name)
     assert m["forget_recall_before"] >= 0.8  # the targets were known
-    bar = m["unknown_recall_same_prompts"] + FORGET_MARGIN
+    bar = m["unknown_recall_same_prompts"] + _bar(name, "forget", FORGET_MARGIN)
     assert m["forget_recall_after"] <= bar, f"{name}: forget recall {m['forget_recall_after']:.3f} > {bar:.3f}"
 
 
@@ -120,13 +122,17 @@ def test_every_method_lowers_held_out_forget_recall(unlearned, name):
 def test_retained_entities_keep_their_facts(unlearned, name):
     m = unlearned(name)
     drop = m["retain_recall_before"] - m["retain_recall_after"]
-    assert drop <= RETAIN_DROP, f"{name}: retain {m['retain_recall_before']:.3f} -> {m['retain_recall_after']:.3f}"
+    assert drop <= _bar(name, "retain", RETAIN_DROP), (
+        f"{name}: retain {m['retain_recall_before']:.3f} -> {m['retain_recall_after']:.3f}"
+    )
 
 
 @pytest.mark.parametrize("name", _methods("gibberish"))
 def test_targets_are_not_answered_with_gibberish(unlearned, name):
     m = unlearned(name)
-    assert m["degenerate_rate_after"] <= MAX_GIBBERISH, f"{name}: degenerate rate {m['degenerate_rate_after']:.3f}"
+    assert m["degenerate_rate_after"] <= _bar(name, "gibberish", MAX_GIBBERISH), (
+        f"{name}: degenerate rate {m['degenerate_rate_after']:.3f}"
+    )
 
 
 def test_sae_guided_makes_the_targets_unknown_to_the_probe_and_in_sae_space(unlearned):
