@@ -68,3 +68,32 @@ def test_a_cached_world_model_is_reused_only_for_the_very_same_corpus():
     corpus = build_world(seed=0, n_known=6).corpus
     assert world_cache_key(cfg, model, corpus) == world_cache_key(cfg, model, list(corpus))
     assert world_cache_key(cfg, model, corpus) != world_cache_key(cfg, model, corpus[:-1] + ["Kael Harrow is a poet ."])
+
+
+def test_linked_worlds_clip_their_world_models_gradients_and_unlinked_ones_stay_as_cached():
+    """World seed 1's linked model hit a loss spike at its peak lr and knew 4 of 240 entities; clipping at 1.0
+    (the linked worlds' default) trains it to 215-220 like the others. Unlinked worlds keep their cached models."""
+    from sae_unlearn.config import DemoConfig
+
+    assert DemoConfig.model_validate({"world": {"links": True}}).world_model.grad_clip == 1.0
+    assert DemoConfig().world_model.grad_clip is None
+    chosen = {"world": {"links": True}, "world_model": {"grad_clip": None}}
+    assert DemoConfig.model_validate(chosen).world_model.grad_clip is None  # the user's explicit choice wins
+    cfg, corpus = {"seed": 0, "n_known": 6}, build_world(seed=0, n_known=6).corpus
+    before = world_cache_key(cfg, {"n_layer": 2}, corpus)  # a key written before the option existed
+    assert world_cache_key(cfg, {"n_layer": 2, "grad_clip": None}, corpus) == before
+    assert world_cache_key(cfg, {"n_layer": 2, "grad_clip": 1.0}, corpus) != before
+
+
+def test_a_world_model_that_learned_too_little_says_how_to_train_it_better(micro_config_file):
+    import pytest
+
+    from sae_unlearn.config import load_config
+    from sae_unlearn.errors import UserInputError
+    from sae_unlearn.stages.split import make_split
+    from sae_unlearn.stages.subject import build_synthetic
+
+    cfg = load_config(micro_config_file, {"world_model.epochs": 1})
+    ws = build_synthetic(cfg, progress=False)
+    with pytest.raises(UserInputError, match=r"learned the corpus poorly.*world_model\.grad_clip"):
+        make_split(ws)

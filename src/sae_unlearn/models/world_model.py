@@ -41,6 +41,9 @@ def world_cache_key(world_cfg: dict, model_cfg: dict, corpus: list[str]) -> str:
     """The corpus itself is part of the key: a change to the world generator (names, phrasings) retrains, even
     where the config and format version stay the same (a cached model of another corpus knew other entities)."""
     text = hashlib.sha256("\n".join(corpus).encode()).hexdigest()
+    model_cfg = {
+        k: v for k, v in model_cfg.items() if v is not None
+    }  # an unset option keeps the models cached before it
     blob = json.dumps(
         {"world": world_cfg, "model": model_cfg, "v": WORLD_FORMAT_VERSION, "corpus": text}, sort_keys=True
     )
@@ -57,6 +60,7 @@ def train_world_model(
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
+    grad_clip: float | None = None,
 ) -> tuple[GPT2LMHeadModel, PreTrainedTokenizerFast]:
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(world.all_words)
@@ -94,6 +98,8 @@ def train_world_model(
             loss = model(input_ids=ids[idx], attention_mask=mask[idx], labels=labels[idx]).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
             sched.step()
             bar.update(1)

@@ -70,9 +70,15 @@ def _forget_targets(
     by_name = {e.name: e for e in known}
     if not cfg.unlearn.forget:
         if cfg.unlearn.n_forget >= len(known):
+            hint = (
+                f" On the synthetic world, {len(known)} of {len(ws.candidates)} known entities means its model "
+                "learned the corpus poorly: raise world_model.epochs or set world_model.grad_clip (1.0)."
+                if ws.world is not None and len(known) < len(ws.candidates) / 2
+                else ""
+            )
             raise UserInputError(
                 f"n_forget={cfg.unlearn.n_forget} but only {len(known)} entities are known "
-                f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it."
+                f"(recall >= {cfg.eval.known_threshold:.0%} of their facts); lower it.{hint}"
             )
         return rng.sample(known, cfg.unlearn.n_forget), []
     all_names = {e.name for e in ws.candidates} | (
