@@ -77,8 +77,10 @@ def test_linked_worlds_clip_their_world_models_gradients_and_unlinked_ones_stay_
 
     assert DemoConfig.model_validate({"world": {"links": True}}).world_model.grad_clip == 1.0
     assert DemoConfig().world_model.grad_clip is None
-    chosen = {"world": {"links": True}, "world_model": {"grad_clip": None}}
-    assert DemoConfig.model_validate(chosen).world_model.grad_clip is None  # the user's explicit choice wins
+    chosen = {"world": {"links": True}, "world_model": {"grad_clip": 5.0}}
+    assert DemoConfig.model_validate(chosen).world_model.grad_clip == 5.0  # the user's value wins
+    written = {"world": {"links": True}, "world_model": {"grad_clip": None}}  # an unlinked run's config.yaml, edited
+    assert DemoConfig.model_validate(written).world_model.grad_clip == 1.0
     cfg, corpus = {"seed": 0, "n_known": 6}, build_world(seed=0, n_known=6).corpus
     before = world_cache_key(cfg, {"n_layer": 2}, corpus)  # a key written before the option existed
     assert world_cache_key(cfg, {"n_layer": 2, "grad_clip": None}, corpus) == before

@@ -77,8 +77,8 @@ class WorldModelConfig(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
-    # gradient-norm clipping; None: none (every unlinked world's model as measured). A linked world gets 1.0 when
-    # unset (DemoConfig): world seed 1's linked model hit a loss spike at its peak lr without it (docs/synthetic_world.md)
+    # gradient-norm clipping; None: 1.0 for a linked world (DemoConfig; world seed 1's linked model hit a loss spike
+    # at its peak lr without it, docs/synthetic_world.md), no clipping otherwise (every unlinked model as measured)
     grad_clip: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
@@ -257,7 +257,7 @@ class DemoConfig(_Strict):
 
     @model_validator(mode="after")
     def _linked_worlds_clip(self) -> "DemoConfig":
-        if self.world.links and "grad_clip" not in self.world_model.model_fields_set:
+        if self.world.links and self.world_model.grad_clip is None:  # None, not unset: config.yaml writes it out
             self.world_model.grad_clip = 1.0
         return self
 
