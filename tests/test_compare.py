@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 
+import pytest
 from test_end_to_end import REQUIRED
 from typer.testing import CliRunner
 
@@ -206,3 +207,24 @@ def test_interval_plot_takes_a_metric_every_draw_gave_the_same_value(tmp_path):
     summary = seed_summary(draws)
     path = tradeoff_intervals_plot(summary, tmp_path / "tradeoff_seeds.png")
     assert path.stat().st_size > 10_000
+
+
+def test_a_metric_some_draws_lack_is_summarised_over_the_draws_that_have_it():
+    """Reverse questions exist only where a target is another entity's answer (draw 2 of the linked-world
+    comparison, 2026-12-06, had none): the summary keeps the key over the draws that have it and says how many;
+    a key only one draw has gets no spread, so it is left out."""
+    from sae_unlearn.report.intervals import intervals_table, seed_summary
+
+    draws = [
+        {"sae_guided": {"forget_recall_after": 0.1, "forget_reverse_recall_after": 1.0, "only_here": 0.3}},
+        {"sae_guided": {"forget_recall_after": 0.2}},
+        {"sae_guided": {"forget_recall_after": 0.15, "forget_reverse_recall_after": 0.5}},
+    ]
+    summary = seed_summary(draws)["sae_guided"]
+    assert summary["forget_recall_after"]["n"] == 3
+    assert summary["forget_reverse_recall_after"]["n"] == 2
+    assert summary["forget_reverse_recall_after"]["mean"] == pytest.approx(0.75)
+    assert "only_here" not in summary
+    table = intervals_table({"sae_guided": summary}, [1, 2, 3])
+    assert "0.750 ± 0.354" in table and "(n=2)" in table
+    assert table.count("(n=2)") == 1 and "(n=3)" not in table  # the key every draw has is not marked

@@ -36,14 +36,18 @@ def interval(values: list[float], seed: int = 0) -> tuple[float, float]:
 
 
 def seed_summary(records: list[dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """Per method, per numeric key every draw has: the values, mean, sample sd and the mean's interval."""
+    """Per method, per numeric key at least two draws have: the values, mean, sample sd, the mean's interval and
+    ``n``, the draws that had it (a draw can lack a key for want of data: reverse questions need a target that is
+    another entity's answer, and some draws of targets have none)."""
     out: dict[str, dict[str, dict]] = {}
     for name in records[0]:
         runs = [r[name] for r in records if name in r]
-        keys = [k for k in runs[0] if all(_finite(r.get(k)) for r in runs)]
+        keys = list(dict.fromkeys(k for r in runs for k in r))
         out[name] = {}
         for key in keys:
-            values = [float(r[key]) for r in runs]
+            values = [float(r[key]) for r in runs if _finite(r.get(key))]
+            if len(values) < min(2, len(runs)):
+                continue
             low, high = interval(values)
             out[name][key] = {
                 "mean": float(np.mean(values)),
@@ -65,7 +69,7 @@ def intervals_table(summary: dict[str, dict[str, dict]], seeds: list[int], where
     cols = [c for c in lead + list(COLUMNS) if any(c in m for m in summary.values())]
     lines = [
         f"Mean ± sd over {len(seeds)} draws (seeds {', '.join(map(str, seeds))}), with the mean's 95 % percentile "
-        f"bootstrap interval in brackets. Per-draw outputs: {where}.",
+        f"bootstrap interval in brackets; (n=K): only K draws had that metric. Per-draw outputs: {where}.",
         "",
         "| method | " + " | ".join(cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -74,7 +78,8 @@ def intervals_table(summary: dict[str, dict[str, dict]], seeds: list[int], where
         cells = []
         for c in cols:
             s = stats.get(c)
-            cells.append(f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]" if s else "")
+            few = f" (n={s['n']})" if s and s["n"] < len(seeds) else ""  # the draws that had the key
+            cells.append(f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]{few}" if s else "")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -117,7 +122,7 @@ def tradeoff_intervals_plot(summary: dict[str, dict[str, dict]], path: Path) -> 
         ax.set_xlabel("forget recall after (goal: the unknown level)")
         ax.set_ylabel(f"{label} (higher is better)")
         ax.legend(fontsize=7)
-    n = next(iter(next(iter(summary.values())).values()))["n"]
+    n = max(s["n"] for stats in summary.values() for s in stats.values())
     fig.suptitle(f"mean over {n} draws, 95 % bootstrap intervals", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
