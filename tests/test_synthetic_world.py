@@ -71,8 +71,8 @@ def test_a_cached_world_model_is_reused_only_for_the_very_same_corpus():
 
 
 def test_linked_worlds_clip_their_world_models_gradients_and_unlinked_ones_stay_as_cached():
-    """World seed 1's linked model hit a loss spike at its peak lr and knew 4 of 240 entities; clipping at 1.0
-    (the linked worlds' default) trains it to 215-220 like the others. Unlinked worlds keep their cached models."""
+    """World seed 1's linked model hit a loss spike at its peak lr and knew 4 of 240 entities; clipped at 1.0 (the
+    linked worlds' default) it knows 230, like the others (215-230). Unlinked worlds keep their cached models."""
     from sae_unlearn.config import DemoConfig
 
     assert DemoConfig.model_validate({"world": {"links": True}}).world_model.grad_clip == 1.0

@@ -41,9 +41,8 @@ def world_cache_key(world_cfg: dict, model_cfg: dict, corpus: list[str]) -> str:
     """The corpus itself is part of the key: a change to the world generator (names, phrasings) retrains, even
     where the config and format version stay the same (a cached model of another corpus knew other entities)."""
     text = hashlib.sha256("\n".join(corpus).encode()).hexdigest()
-    model_cfg = {
-        k: v for k, v in model_cfg.items() if v is not None
-    }  # an unset option keeps the models cached before it
+    # an option left unset (None) is left out, so the models cached before the option existed keep their key
+    model_cfg = {k: v for k, v in model_cfg.items() if v is not None}
     blob = json.dumps(
         {"world": world_cfg, "model": model_cfg, "v": WORLD_FORMAT_VERSION, "corpus": text}, sort_keys=True
     )
