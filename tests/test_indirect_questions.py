@@ -7,7 +7,7 @@ import pytest
 from conftest import installed
 
 from sae_unlearn.entities.fictional import fictional_entities
-from sae_unlearn.entities.indirect import reverse_questions, two_hop_questions
+from sae_unlearn.entities.indirect import reverse_questions, split_off_answers, two_hop_questions
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.synthetic import LINKS, build_world
 from sae_unlearn.entities.types import Entity, Fact
@@ -72,6 +72,23 @@ def test_questions_reach_the_target_without_naming_it():
     )
 
 
+def test_a_fact_answered_by_a_target_leaves_the_retain_set():
+    """Keeping "The capital of France is -> Paris" in a retain loss would ask a method to keep what it must forget
+    about Paris, and scoring it as a held-out known fact would count forgetting Paris as collateral damage: the
+    split moves such facts out (they stay reverse questions, built from the whole probed pool)."""
+    kept, answering = split_off_answers([FRANCE, LYON, UNESCO, PARIS], [PARIS])
+    assert [(e.name, [f.answer for f in e.facts]) for e in kept] == [
+        ("France", ["Europe"]),  # its other facts stay
+        ("Lyon", ["France"]),
+        ("Paris", ["France", "Europe", "Tower"]),
+    ]  # UNESCO had only the fact that names Paris: it leaves the retain set
+    assert [(e.name, [f.prompt for f in e.facts]) for e in answering] == [
+        ("France", ["The capital of France is", "Q: What is the capital of France? A:"]),
+        ("UNESCO", ["UNESCO is headquartered in"]),
+    ]
+    assert split_off_answers([FRANCE, LYON], [UNESCO]) == ([FRANCE, LYON], [])  # nothing answers UNESCO
+
+
 SMOLLM2 = BUILTIN_MODELS["smollm2-135m"]
 
 
@@ -127,10 +144,10 @@ def town_of(person: Entity) -> str | None:
     return next((f.answer for f in person.facts if f.attribute == "hometown"), None)
 
 
-def test_reverse_questions_on_a_linked_world_reach_the_target(micro_config_file, tmp_path):
-    """The micro world with links, through the real pipeline: its model names a city target from its residents'
-    held-out hometown questions well above the floor (a never-seen person's hometown), so the attack has
-    something to find; the keys and their floor are written."""
+@pytest.fixture(scope="module")
+def linked_micro(micro_config_file, tmp_path_factory):
+    """The micro world with links, through the real pipeline, forgetting one city that is some known person's
+    hometown: (workspace, the original model's metrics)."""
     import yaml
 
     from sae_unlearn.config import load_config
@@ -143,13 +160,42 @@ def test_reverse_questions_on_a_linked_world_reach_the_target(micro_config_file,
     data = yaml.safe_load(micro_config_file.read_text())
     data["world"] |= {"links": True}
     data["attack"] = {"enabled": False}
-    path = tmp_path / "linked.yaml"
+    path = tmp_path_factory.mktemp("linked") / "linked.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)
     world = build_world(**cfg.world.model_dump())
     city = next(e for e in world.known if e.type == "city" and any(town_of(p) == e.name for p in world.known))
     cfg = cfg.model_copy(update={"unlearn": cfg.unlearn.model_copy(update={"forget": [city.name]})})
     ws = select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))
-    metrics, _ = evaluate_original(ws.evaluation)
+    return ws, evaluate_original(ws.evaluation)[0]
+
+
+def test_reverse_questions_on_a_linked_world_reach_the_target(linked_micro):
+    """The micro world with links: its model names a city target from its residents' held-out hometown questions
+    well above the floor (a never-seen person's hometown), so the attack has something to find; the keys and their
+    floor are written. The residents' hometown facts left the retain and held-out known sets (``answering``)."""
+    ws, metrics = linked_micro
     assert metrics["forget_reverse_questions"] >= 1
     assert metrics["forget_reverse_recall"] >= metrics["unknown_reverse_recall_same_prompts"] + 0.3, metrics
+    (city,) = ws.split.forget
+    assert ws.split.answering and all(f.answer == city.name for e in ws.split.answering for f in e.facts)
+    kept = ws.split.retain + ws.split.heldout_known
+    assert not any(f.answer == city.name for e in kept for f in e.facts)
+
+
+def test_reverse_facts_make_sae_guided_forget_the_target_as_an_answer(linked_micro):
+    """``unlearn.reverse_facts``: SAE-guided moves what the model reads at the target's name, and a question that
+    ends where the target would be said never reads it, so without the residents' hometown facts in the loss the
+    reverse questions keep their answer; with them (aligned at the last position to the same prompt with a
+    stranger as the resident) the held-out reverse questions fall toward their floor."""
+    from sae_unlearn.evaluation.evaluate import evaluate_state
+    from sae_unlearn.stages.unlearn import run_method
+
+    ws, before = linked_micro
+    reverse = {}
+    for on in (False, True):
+        unlearn = ws.cfg.unlearn.model_copy(update={"reverse_facts": on})
+        model, _, _ = run_method(ws.with_config(ws.cfg.model_copy(update={"unlearn": unlearn})), "sae_guided", False)
+        reverse[on] = evaluate_state(ws.evaluation, model)["forget_reverse_recall"]
+    print(before["forget_reverse_recall"], before["unknown_reverse_recall_same_prompts"], reverse)
+    assert reverse[True] <= reverse[False] - 0.3, reverse

@@ -156,6 +156,10 @@ class UnlearnConfig(_Strict):
     name_only: bool = False
     retain_fraction: float = Field(0.5, gt=0, lt=1)  # of the other known entities, used in the retain loss
     steps: int = Field(400, ge=1)  # every method's step budget
+    # every method also forgets the training phrasings of other known entities' facts whose answer is a target
+    # ("X grew up in <target>"): the target as an answer, which reverse questions ask (docs/method.md; on since
+    # 2026-12-06: SAE-guided's reverse questions 1.000 -> 0.000-0.167 on linked worlds, floor 0.000)
+    reverse_facts: bool = True
     checkpoint_every: int = Field(25, ge=0)  # steps between crash-safe checkpoints in OUT/checkpoints; 0: none
     # Per-method settings, e.g. {npo: {beta: 0.1, lr: 1e-4}}: names and keys checked against the method registry
     # and each method's typed settings (methods/options.py) when the config loads, before any compute

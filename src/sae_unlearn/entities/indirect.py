@@ -15,6 +15,7 @@ Relations that many entities share ("is a city in the country of") give reverse 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from sae_unlearn.entities.types import Entity, Fact
@@ -68,6 +69,26 @@ def reverse_questions(targets: list[Entity], pool: list[Entity]) -> list[Entity]
         if facts:
             out.append(Entity(bridge.name, bridge.type, facts))
     return out
+
+
+def split_off_answers(entities: list[Entity], targets: list[Entity]) -> tuple[list[Entity], list[Entity]]:
+    """(``entities`` without their facts whose answer is a target's name, and the entities that had such facts
+    holding only those). Why: "Belgrade is the capital of Serbia" is what the model knows about Belgrade as much
+    as about Serbia; kept in a retain set it would ask a method to keep the target's knowledge, and counted as a
+    retained or held-out known fact it would score forgetting the target as collateral damage. Reverse questions
+    score these facts (``reverse_questions``, built from the whole probed pool). An entity left with no fact is
+    dropped from the first list."""
+    kept, bridges = [], []
+    for entity in entities:
+        answers_target = [any(_names_target(f, t) for t in targets) for f in entity.facts]
+        if not any(answers_target):
+            kept.append(entity)
+            continue
+        rest = [f for f, hit in zip(entity.facts, answers_target) if not hit]
+        if rest:
+            kept.append(dataclasses.replace(entity, facts=rest))
+        bridges.append(dataclasses.replace(entity, facts=[f for f, hit in zip(entity.facts, answers_target) if hit]))
+    return kept, bridges
 
 
 def two_hop_questions(targets: list[Entity], pool: list[Entity]) -> list[Entity]:

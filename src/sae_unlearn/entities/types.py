@@ -53,6 +53,10 @@ class EntitySplit:
     retain: list[Entity]
     heldout_known: list[Entity]
     unknown: list[Entity]
+    # the other known entities' facts whose answer is a target ("X grew up in <target>"), taken out of ``retain`` and
+    # ``heldout_known``: the target's knowledge seen from another entity (entities/indirect.py ``split_off_answers``);
+    # a method may forget their training phrasings, reverse questions score their held-out ones
+    answering: list[Entity] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.forget:

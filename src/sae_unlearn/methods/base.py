@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
-from sae_unlearn.entities.types import EntitySplit
+from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.methods import sharding
 from sae_unlearn.methods.adapters import (
     deterministic_train_mode,
@@ -53,6 +53,12 @@ class UnlearnTask:
     lora: dict | None = None  # {"rank": r, "alpha": a}: train a LoRA adapter on the trained layers
     gradient_checkpointing: bool = False
     checkpointer: Checkpointer | None = None  # periodic crash-safe state; resumes when its ``resume`` is set
+
+    @property
+    def forget_facts(self) -> list[Entity]:
+        """Everything a method forgets: the targets' facts and the other entities' facts whose answer is a target
+        (``split.answering``; empty with ``unlearn.reverse_facts: false``), the same rows for every method."""
+        return self.split.forget + self.split.answering
 
 
 @dataclass

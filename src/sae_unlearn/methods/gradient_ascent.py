@@ -28,7 +28,7 @@ class GradientAscentUnlearner(GradientUnlearner):
 
     def prepare(self, task: UnlearnTask) -> None:
         device = model_device(task.model)
-        self.forget = encode_fact_answers(task.tokenizer, task.split.forget, device)
+        self.forget = encode_fact_answers(task.tokenizer, task.forget_facts, device)
         self.retain = encode_fact_answers(task.tokenizer, task.split.retain, device)
 
     def _rows(self, n: int, rng: random.Random) -> torch.Tensor:

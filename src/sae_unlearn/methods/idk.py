@@ -65,7 +65,7 @@ class _RefusalUnlearner(RetainTermUnlearner):
 
     def prepare(self, task: UnlearnTask) -> None:
         super().prepare(task)
-        prompts, _, _ = fact_prompts(task.split.forget, False)
+        prompts, _, _ = fact_prompts(task.forget_facts, False)
         choices = writable_refusals(task.tokenizer)
         draw = random.Random(task.seed)
         answers = [draw.choice(choices) for _ in prompts]

@@ -92,7 +92,7 @@ class RMUUnlearner(GradientUnlearner):
     def prepare(self, task: UnlearnTask) -> None:
         device = model_device(task.model)
         self.layer = self.steered_layer(task)
-        self.forget = encode_fact_answers(task.tokenizer, task.split.forget, device)
+        self.forget = encode_fact_answers(task.tokenizer, task.forget_facts, device)
         self.retain = encode_fact_answers(task.tokenizer, task.split.retain, device)
         gen = torch.Generator().manual_seed(task.seed)
         with torch.no_grad():

@@ -183,12 +183,13 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def _reference_codes(
         self,
         task: UnlearnTask,
-        keys: list[tuple[str, str, int]],
+        keys: list[tuple[str, str, int, bool]],
         pool: list[Entity],
         with_next: bool,
         keys_at_once: int = 32,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Per (template, entity type, positions after the entity), in order: the mean SAE code and
+        """Per (template, entity type, positions after the entity, whether they are counted from the prompt's
+        end), in order: the mean SAE code and
         reconstruction error, per position after the entity, of the template filled with pool entities of that
         type [n_pos, d_sae + d_model] and, ``with_next``, their mean next-token distribution at the prompt's end
         (log-probabilities, [vocab]). Templates run together, batched by length, ``keys_at_once`` at a time
@@ -197,10 +198,10 @@ class SAEGuidedUnlearner(GradientUnlearner):
             yield from self._reference_chunk(task, keys[start : start + keys_at_once], pool, with_next)
 
     def _reference_chunk(
-        self, task: UnlearnTask, keys: list[tuple[str, str, int]], pool: list[Entity], with_next: bool
+        self, task: UnlearnTask, keys: list[tuple[str, str, int, bool]], pool: list[Entity], with_next: bool
     ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         prompts, names, owner = [], [], []
-        for k, (template, etype, _) in enumerate(keys):
+        for k, (template, etype, _, _) in enumerate(keys):
             chosen = ([e for e in pool if e.type == etype] or pool)[: self.cfg.n_reference]
             prompts += [template.replace(_SLOT, e.name) for e in chosen]
             names += [e.name for e in chosen]
@@ -209,17 +210,19 @@ class SAEGuidedUnlearner(GradientUnlearner):
         hidden, logp = self._forward_by_length(task, enc, with_next)
         owner_t = torch.tensor(owner)
         out = []
-        for k, (_, _, n_pos) in enumerate(keys):
+        for k, (_, _, n_pos, from_end) in enumerate(keys):
             rows = (owner_t == k).nonzero().squeeze(1).tolist()
             # log of the mean probability over the substitutes
             next_token = None if logp is None else torch.logsumexp(logp[rows], dim=0) - math.log(len(rows))
-            # the template's suffix follows each name, so the lengths agree (unless a name merges with it)
-            same_length = [r for r in rows if int(enc.prompt_last[r] - enc.entity_last[r]) + 1 == n_pos] or [
-                r for r in rows if int(enc.entity_last[r]) + n_pos <= hidden.shape[1]
-            ]
-            spans = torch.stack(
-                [hidden[r, int(enc.entity_last[r]) : int(enc.entity_last[r]) + n_pos] for r in same_length]
-            )
+            if from_end:  # reverse rows: the prompt's last n_pos positions
+                same_length, first = rows, [int(enc.prompt_last[r]) - n_pos + 1 for r in rows]
+            else:
+                # the template's suffix follows each name, so the lengths agree (unless a name merges with it)
+                same_length = [r for r in rows if int(enc.prompt_last[r] - enc.entity_last[r]) + 1 == n_pos] or [
+                    r for r in rows if int(enc.entity_last[r]) + n_pos <= hidden.shape[1]
+                ]
+                first = [int(enc.entity_last[r]) for r in same_length]
+            spans = torch.stack([hidden[r, a : a + n_pos] for r, a in zip(same_length, first)])
             flat = spans.flatten(0, 1)
             z = task.sae.encode(flat)
             codes = torch.cat([z, flat - task.sae.decode(z)], dim=-1).view(len(same_length), n_pos, -1)
@@ -241,12 +244,28 @@ class SAEGuidedUnlearner(GradientUnlearner):
         # references grow with the targets: they wait in scratch files, a step reads its rows (row_files.py)
         self.files = ScratchRows()
         forget_entities = self._with_extra_rows(task.split.forget)
-        self.forget = encode_facts(task.tokenizer, forget_entities).to(device)
+        n_target_rows = len(encode_facts(task.tokenizer, forget_entities))
+        # the other entities' facts whose answer is a target ("X grew up in <target>"; ``unlearn.reverse_facts``)
+        # are aligned at their last position only, where the model is about to name the target, to the same prompt
+        # with unknown entities in X's place: the target forgotten as an answer, not only as a subject
+        forget_entities = forget_entities + task.split.answering
+        self.forget = self._answer_rows_from_end(encode_facts(task.tokenizer, forget_entities), n_target_rows)
+        self.forget = self.forget.to(device)
+        self.from_end = torch.arange(len(self.forget)) >= n_target_rows  # rows aligned at their last position only
         self._prepare_forget_references(task, forget_entities)
         self._prepare_scales(task)
         self._prepare_retain(task, forget_entities)
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
+
+    @staticmethod
+    def _answer_rows_from_end(enc: EncodedPrompts, first: int) -> EncodedPrompts:
+        """Rows from ``first`` on (the reverse rows) with their "entity" moved to the prompt's last token, so the
+        loss reads only the position that names the answer: aligning the other entity's own tokens would forget
+        *it* (its last token's residual is the same in every prompt that opens with its name)."""
+        entity_last = enc.entity_last.clone()
+        entity_last[first:] = enc.prompt_last[first:]
+        return dataclasses.replace(enc, entity_last=entity_last)
 
     def _prepare_forget_references(self, task: UnlearnTask, forget_entities: list[Entity]) -> None:
         """Per distinct (template, entity type, positions after the entity): the unknown and known entities' codes
@@ -257,12 +276,12 @@ class SAEGuidedUnlearner(GradientUnlearner):
         known_pool = list(task.split.retain)
         rng.shuffle(unknown_pool)
         rng.shuffle(known_pool)
-        row_keys: list[tuple[str, str, int]] = []
+        row_keys: list[tuple[str, str, int, bool]] = []
         for ent in forget_entities:
             for template in _templates(ent):
                 row = len(row_keys)
                 n_pos = int(self.forget.prompt_last[row] - self.forget.entity_last[row]) + 1
-                row_keys.append((template, ent.type, n_pos))
+                row_keys.append((template, ent.type, n_pos, bool(self.from_end[row])))
         keys = list(dict.fromkeys(row_keys))
         key_id = {k: i for i, k in enumerate(keys)}
         self.row_key = torch.tensor([key_id[k] for k in row_keys], dtype=torch.long)

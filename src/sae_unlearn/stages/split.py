@@ -8,6 +8,7 @@ import logging
 import random
 import time
 
+from sae_unlearn.entities.indirect import split_off_answers
 from sae_unlearn.entities.types import Entity, EntitySplit
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.stages.name_only import NameOnlySettings, describe_names, evaluation_entity
@@ -37,8 +38,16 @@ def make_split(ws: Workspace) -> Workspace:
     unknown = list(ws.never_seen)
     rng.shuffle(unknown)
     half = len(unknown) // 2
+    # a fact whose answer is a target is the target's knowledge: neither kept by a retain loss nor scored as
+    # collateral damage (reverse questions score its held-out phrasings); its training phrasings may be forgotten
+    retain, retained_answers = split_off_answers(others[:n_retain], forget)
+    heldout_known, heldout_answers = split_off_answers(others[n_retain:], forget)
     split = EntitySplit(
-        forget=forget, retain=others[:n_retain], heldout_known=others[n_retain:], unknown=unknown[:half]
+        forget=forget,
+        retain=retain,
+        heldout_known=heldout_known,
+        unknown=unknown[:half],
+        answering=retained_answers + heldout_answers,
     )
     unknown_eval = unknown[half:]
     if ws.world is None:  # real file entities the model recalls nothing of are unknown too
