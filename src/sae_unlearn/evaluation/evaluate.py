@@ -17,7 +17,7 @@ from sae_unlearn.methods import UnlearnOutcome
 from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.metrics.alignment import centroid_distances, entity_activations, sae_codes
 from sae_unlearn.metrics.entangled import split_entangled
-from sae_unlearn.metrics.recall import recall
+from sae_unlearn.metrics.recall import recall, scored_facts
 from sae_unlearn.metrics.registry import Metric, computed, is_floor, register
 from sae_unlearn.metrics.utility import degenerate_rate, perplexity
 from sae_unlearn.models.generation import greedy_continuations, reuse_greedy_continuations
@@ -173,7 +173,8 @@ def _state_metrics(ctx: EvaluationContext, model: nn.Module, codes: dict[str, to
     retain, heldout_known = ctx.scored(retain), ctx.scored(heldout_known)
     m["retain_recall"] = recall(model, tok, retain, held, n_tok)
     m["heldout_known_recall"] = recall(model, tok, heldout_known, held, n_tok)
-    if entangled_r + entangled_h:
+    # only where one is scored (a file's entangled facts may all be training phrasings: recall over none is nan)
+    if any(scored_facts(e, held) for e in entangled_r + entangled_h):
         m["entangled_recall"] = recall(model, tok, entangled_r + entangled_h, held, n_tok)
     if held:  # the phrasings the losses train on: what suppression of the prompts alone would move
         m["forget_recall_train_phrasing"] = recall(model, tok, split.forget, False, n_tok)
