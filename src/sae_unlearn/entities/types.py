@@ -45,8 +45,9 @@ class Entity:
 class EntitySplit:
     """Who is forgotten, who is protected by the retain loss, who is only watched, who is unknown.
 
-    ``heldout_known`` never enters any loss: damage to it is the honest measure of collateral
-    damage (the retain set is protected by construction, so its recall flatters a method).
+    ``heldout_known``'s facts never enter any loss: damage to them is the honest measure of collateral
+    damage (the retain set is protected by construction, so its recall flatters a method). A known entity's
+    facts whose answer is a target are the target's knowledge: they sit in ``answering``, not in either set.
     """
 
     forget: list[Entity]

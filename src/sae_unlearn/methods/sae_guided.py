@@ -244,7 +244,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         # references grow with the targets: they wait in scratch files, a step reads its rows (row_files.py)
         self.files = ScratchRows()
         forget_entities = self._with_extra_rows(task.split.forget)
-        n_target_rows = len(encode_facts(task.tokenizer, forget_entities))
+        n_target_rows = len(fact_prompts(forget_entities)[0])  # the rows encode_facts makes of them
         # the other entities' facts whose answer is a target ("X grew up in <target>"; ``unlearn.reverse_facts``)
         # are aligned at their last position only, where the model is about to name the target, to the same prompt
         # with unknown entities in X's place: the target forgotten as an answer, not only as a subject
