@@ -117,6 +117,24 @@ def test_relearning_brings_back_suppressed_knowledge_but_not_unknown_entities(mi
     assert all(torch.equal(a, b) for a, b in zip(before, rmu_model.parameters()))  # the attack works on a copy
 
 
+def test_a_relearning_rate_that_wrecks_the_original_model_is_called_out(micro_workspace, caplog):
+    """On Gemma-3-270M the default rate took the original model's own held-back facts from 0.524 to 0.000 in 10
+    steps, so every method "resisted" relearning; a rate that damages the ceiling now says so and what to set."""
+    from sae_unlearn.attacks.suite import relearn_floors
+
+    ws = micro_workspace
+    wreck = ws.cfg.attack.model_copy(update={"relearn_lr": 1.0, "relearn_steps": 5, "relearn_eval_every": 5})
+    with caplog.at_level("WARNING", logger="sae_unlearn"):
+        floors = relearn_floors(ws.with_config(ws.cfg.model_copy(update={"attack": wreck})).evaluation)
+    curve = floors["relearn_curve_original"]
+    assert curve[-1]["recall"] < curve[0]["recall"] - 0.1, curve
+    assert "damages the original model" in caplog.text and "attack.relearn_lr" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sae_unlearn"):
+        relearn_floors(ws.evaluation)  # the default rate keeps the micro model's facts (test above): no warning
+    assert "damages the original model" not in caplog.text
+
+
 def test_compare_reports_every_attack_for_every_method(micro_compare_dir):
     data = json.loads((micro_compare_dir / "compare.json").read_text())
     for name in ALL_METHODS:

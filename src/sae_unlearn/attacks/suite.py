@@ -7,6 +7,7 @@ once per method, with floors computed once per run by ``relearn_floors``).
 
 from __future__ import annotations
 
+import logging
 from contextlib import AbstractContextManager
 from typing import Callable
 
@@ -20,6 +21,8 @@ from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import scored_facts, share_answered
 from sae_unlearn.metrics.registry import Metric, register, register_attack
+
+log = logging.getLogger("sae_unlearn")
 
 # the attacks of this module, each a panel of the report (``register_attack``: the question it asks)
 RELEARNING, PROBES, REPHRASINGS, FREE_GENERATION = "relearning", "probes", "rephrasings", "free generation"
@@ -250,6 +253,11 @@ def state_attacks(
     return m
 
 
+# the original model relearning its own held-back facts may lose this much of them before the attack is called
+# miscalibrated (the recall of a few dozen facts moves by a fact or two with any update)
+DAMAGE_MARGIN = 0.1
+
+
 def relearn_floors(ctx: EvaluationContext) -> dict:
     """The attack on the original model: on the targets (what full knowledge gives) and on unknown
     entities (what the attack teaches from nothing: the floor)."""
@@ -258,6 +266,18 @@ def relearn_floors(ctx: EvaluationContext) -> dict:
         return {}
     original = _relearn(ctx, ctx.model, ctx.split.forget, None)
     unknown = _relearn(ctx, ctx.model, floor_entities(ctx.split.forget, ctx.unknown_eval), None)
+    if original.recall_after < original.recall_before - DAMAGE_MARGIN:
+        # measured on Gemma-3-270M at 1e-4 (2026-12-06): 0.524 -> 0.000 in 10 steps, so every method "resisted"
+        log.warning(
+            "the relearning attack damages the original model (its held-back facts %.3f -> %.3f after %d steps at "
+            "lr %g): on this model it measures damage, not recovery; lower attack.relearn_lr (--relearn-lr), "
+            "e.g. to %g",
+            original.recall_before,
+            original.recall_after,
+            a.relearn_steps,
+            a.relearn_lr,
+            a.relearn_lr / 10,
+        )
     return {
         "relearn_recall_original": original.recall_after,
         "relearn_curve_original": original.curve,
