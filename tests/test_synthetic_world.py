@@ -1,3 +1,5 @@
+import pytest
+
 from sae_unlearn.entities.synthetic import ATTRIBUTES, build_world
 from sae_unlearn.models.world_model import world_cache_key
 
@@ -42,6 +44,28 @@ def test_perplexity_reads_the_phrasings_the_world_model_learned(micro_workspace)
     heldout = [f"{f.prompt} {f.answer} ." for e in ws.split.other_known for f in e.facts if f.heldout]
     assert texts and heldout and not set(texts) & set(heldout)
     assert perplexity(ws.model, ws.tokenizer, texts) < perplexity(ws.model, ws.tokenizer, heldout)
+
+
+def test_perplexity_does_not_depend_on_the_tokenizers_padding_side(micro_workspace):
+    """A tokenizer that pads on the left (Gemma's default, and the copy `attack` loads from a saved run) shifts
+    every real token's position; perplexity read 59.0 instead of 40.1 on a Gemma-3-270M run that way. It now pads
+    right whatever the tokenizer says, and leaves the tokenizer as it found it."""
+    from sae_unlearn.evaluation.evaluate import perplexity_texts
+    from sae_unlearn.metrics.utility import perplexity
+
+    ws = micro_workspace
+    texts = perplexity_texts(ws.evaluation, ws.split.other_known)
+    assert len({len(ws.tokenizer(t)["input_ids"]) for t in texts}) > 1  # the batch pads
+    side = ws.tokenizer.padding_side
+    read = {}
+    try:
+        for pad in ("left", "right"):
+            ws.tokenizer.padding_side = pad
+            read[pad] = perplexity(ws.model, ws.tokenizer, texts)
+            assert ws.tokenizer.padding_side == pad
+    finally:
+        ws.tokenizer.padding_side = side
+    assert read["left"] == pytest.approx(read["right"], rel=1e-5), read
 
 
 def test_a_world_larger_than_the_name_pools_adds_three_word_names_and_leaves_smaller_worlds_as_they_were():

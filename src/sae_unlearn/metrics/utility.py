@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from sae_unlearn.models.generation import greedy_continuations
+from sae_unlearn.models.generation import greedy_continuations, padding_on
 from sae_unlearn.models.layers import model_device
 
 
@@ -16,7 +16,8 @@ def perplexity(model: nn.Module, tokenizer, texts: list[str], batch_size: int = 
     device = model_device(model)
     total_nll, total_tokens = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
+        with padding_on(tokenizer, "right"):  # every text's tokens at the positions they have alone
+            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         logits = model(**enc, use_cache=False).logits[:, :-1].float()
         target = labels[:, 1:]
