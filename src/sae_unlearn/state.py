@@ -292,10 +292,13 @@ class Workspace:
         )
 
     def training_split(self) -> EntitySplit:
-        """The split the methods train on: with --name-only, the targets carry the facts the model gave, and no
-        fact of the entity file reaches a loss (not even another entity's fact naming a target)."""
+        """The split the methods train on: the other entities' facts answered by a target only with
+        ``unlearn.reverse_facts``; with --name-only, the targets carry the facts the model gave, and no fact of the
+        entity file reaches a loss (not even another entity's fact naming a target)."""
         assert self.split is not None
-        if not self.described:
-            return self.split
-        by_name = {d.name: d.entity() for d in self.described if d.known}
-        return dataclasses.replace(self.split, forget=[by_name[e.name] for e in self.split.forget], answering=[])
+        if self.described:
+            by_name = {d.name: d.entity() for d in self.described if d.known}
+            return dataclasses.replace(self.split, forget=[by_name[e.name] for e in self.split.forget], answering=[])
+        if not self.cfg.unlearn.reverse_facts:
+            return dataclasses.replace(self.split, answering=[])
+        return self.split

@@ -15,10 +15,9 @@ Relations that many entities share ("is a city in the country of") give reverse 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 
-from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.entities.types import Entity, Fact, partition_facts
 
 # the bridge's relation (its fact's ``attribute``, "{e}" the bridge) -> a noun phrase naming the one answer; a
 # group named "the" keeps the article some names take ("The capital of the United Kingdom")
@@ -78,17 +77,7 @@ def split_off_answers(entities: list[Entity], targets: list[Entity]) -> tuple[li
     retained or held-out known fact it would score forgetting the target as collateral damage. Reverse questions
     score these facts (``reverse_questions``, built from the whole probed pool). An entity left with no fact is
     dropped from the first list."""
-    kept, bridges = [], []
-    for entity in entities:
-        answers_target = [any(_names_target(f, t) for t in targets) for f in entity.facts]
-        if not any(answers_target):
-            kept.append(entity)
-            continue
-        rest = [f for f, hit in zip(entity.facts, answers_target) if not hit]
-        if rest:
-            kept.append(dataclasses.replace(entity, facts=rest))
-        bridges.append(dataclasses.replace(entity, facts=[f for f, hit in zip(entity.facts, answers_target) if hit]))
-    return kept, bridges
+    return partition_facts(entities, lambda f: any(_names_target(f, t) for t in targets))
 
 
 def two_hop_questions(targets: list[Entity], pool: list[Entity]) -> list[Entity]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 from sae_unlearn.errors import UserInputError
 
@@ -39,6 +40,22 @@ class Entity:
     @classmethod
     def from_dict(cls, d: dict) -> "Entity":
         return cls(name=d["entity"], type=d["type"], facts=[Fact(**f) for f in d["facts"]])
+
+
+def partition_facts(entities: list[Entity], picked: Callable[[Fact], bool]) -> tuple[list[Entity], list[Entity]]:
+    """(the entities without their picked facts, the entities that had picked facts holding only those); an entity
+    left with no fact drops out of the first list, an unchanged one is passed through as it is."""
+    rest: list[Entity] = []
+    taken: list[Entity] = []
+    for entity in entities:
+        hit = [picked(f) for f in entity.facts]
+        if not any(hit):
+            rest.append(entity)
+            continue
+        if kept := [f for f, h in zip(entity.facts, hit) if not h]:
+            rest.append(replace(entity, facts=kept))
+        taken.append(replace(entity, facts=[f for f, h in zip(entity.facts, hit) if h]))
+    return rest, taken
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.entities.types import Entity, Fact, partition_facts
 
 
 def names_a_target(fact: Fact, targets: list[Entity]) -> bool:
@@ -24,13 +24,4 @@ def names_a_target(fact: Fact, targets: list[Entity]) -> bool:
 def split_entangled(entities: list[Entity], targets: list[Entity]) -> tuple[list[Entity], list[Entity]]:
     """(the entities with their target-naming facts removed, those facts as entities of their own);
     an entity left without facts drops out of the first list."""
-    clean: list[Entity] = []
-    entangled: list[Entity] = []
-    for ent in entities:
-        hit = [f for f in ent.facts if names_a_target(f, targets)]
-        rest = [f for f in ent.facts if not names_a_target(f, targets)]
-        if rest:
-            clean.append(Entity(ent.name, ent.type, rest) if hit else ent)
-        if hit:
-            entangled.append(Entity(ent.name, ent.type, hit))
-    return clean, entangled
+    return partition_facts(entities, lambda f: names_a_target(f, targets))

@@ -5,7 +5,6 @@ checkpoints and the stop rules that read the workspace.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import time
@@ -94,8 +93,6 @@ def run_method(
     assert ws.split is not None and ws.probe is not None and ws.scores is not None
     model = copy.deepcopy(ws.model)
     probe, split = ws.probe, ws.training_split()
-    if not ws.cfg.unlearn.reverse_facts:
-        split = dataclasses.replace(split, answering=[])
 
     def targets_classified_unknown(m: nn.Module) -> float:
         z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
