@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from sae_unlearn.cli import app
+from sae_unlearn.methods.row_files import SCRATCH_PREFIX
 
 KILL_AT_STEP = 8  # after the checkpoint of step 5 and before the one of step 10
 
@@ -63,15 +65,17 @@ def _numbers(metrics_file: Path) -> dict:
 
 def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):
     killed = tmp_path / "killed"
-    child = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-c", CHILD, "unlearn", "--config", str(resume_config), "--out", str(killed)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
-        timeout=600,
-        check=False,
     )
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    _, stderr = child.communicate(timeout=600)
+    assert child.returncode == -signal.SIGKILL, stderr[-2000:]
+    left_behind = list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{child.pid}@*"))
+    assert left_behind  # SIGKILL runs no finaliser: the killed run's references are still on disk
     assert not (killed / "metrics.json").exists()  # killed mid-run: no outputs, half-written or otherwise
     steps = sorted(p.name for p in (killed / "checkpoints" / "sae_guided").iterdir())
     assert steps == ["step-000005"]
@@ -85,6 +89,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):
     resumed = _unlearn(resume_config, killed, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert not (killed / "checkpoints").exists()  # finished: checkpoints cleaned up
+    assert not any(d.exists() for d in left_behind)  # ... and the killed run's scratch references too
 
     straight = tmp_path / "straight"
     assert _unlearn(resume_config, straight).exit_code == 0

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import copy
 import gc
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from sae_unlearn.methods.row_files import ScratchRows
+from sae_unlearn.methods.row_files import SCRATCH_PREFIX, ScratchRows
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
 from tests.test_split_and_methods import _task
 
@@ -54,6 +59,33 @@ def test_scratch_directory_is_removed_on_close_and_when_collected():
     del dropped
     gc.collect()
     assert not directory.exists()
+
+
+def test_a_killed_runs_scratch_directory_is_removed_by_the_next_one_and_no_other():
+    """SIGKILL runs no finaliser: the next scratch directory on this host removes the one a dead process left, and
+    keeps those of living processes, of other hosts and of unknown owners."""
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
+    dead_pid, host, tmp = int(dead.stdout), socket.gethostname(), Path(tempfile.gettempdir())
+    orphan = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{dead_pid}@{host}-"))
+    (orphan / "known_codes.f32").write_bytes(b"\0" * 64)
+    kept = [
+        Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}1@{host}-")),  # pid 1 lives as long as the machine does
+        Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{dead_pid}@another-host.example-")),
+        Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}legacy")),
+    ]
+    try:
+        scratch = ScratchRows()
+        assert scratch.directory.parent == tmp and f"@{host}-" in scratch.directory.name
+        assert not orphan.exists()
+        assert all(k.exists() for k in kept)
+        ScratchRows().close()  # a second one in the same (living) process leaves the first alone
+        assert scratch.directory.exists()
+        scratch.close()
+    finally:
+        for k in kept:
+            k.rmdir()
 
 
 def test_sae_guided_keeps_its_references_on_disk_once_per_template(micro_workspace):

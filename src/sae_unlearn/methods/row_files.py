@@ -11,7 +11,9 @@ No maintained library offers append-then-random-row-reads for tensors (safetenso
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 import weakref
 from collections.abc import Sequence
@@ -86,12 +88,20 @@ class RowFile:
         self._handle.close()
 
 
+SCRATCH_PREFIX = "sae-unlearn-references-"
+
+
 class ScratchRows:
     """A scratch directory of ``RowFile``s, removed on ``close`` or when this object is collected (also after an
-    exception), so no run leaves its references on disk. Lives under ``$TMPDIR`` (``tempfile``'s rule)."""
+    exception), so no run leaves its references on disk. Lives under ``$TMPDIR`` (``tempfile``'s rule).
 
-    def __init__(self, prefix: str = "sae-unlearn-references-"):
-        self.directory = Path(tempfile.mkdtemp(prefix=prefix))
+    A process killed outright (SIGKILL, the OOM killer) runs no finaliser: its directory (gigabytes at a thousand
+    targets) would stay for good. So the name carries the owner's host and process id, and each new scratch
+    directory first removes those of this host whose process is gone (``remove_orphaned_scratch``)."""
+
+    def __init__(self, prefix: str = SCRATCH_PREFIX):
+        remove_orphaned_scratch(prefix)
+        self.directory = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}@{socket.gethostname()}-"))
         self.files: dict[str, RowFile] = {}
         self._cleanup = weakref.finalize(self, _remove, self.files, self.directory)
 
@@ -103,6 +113,31 @@ class ScratchRows:
 
     def close(self) -> None:
         self._cleanup()
+
+
+def remove_orphaned_scratch(prefix: str = SCRATCH_PREFIX) -> list[Path]:
+    """Remove the scratch directories under ``$TMPDIR`` that a process of this host left when it was killed; return
+    them. A directory whose owner is alive, of another host (whose processes this one cannot see), or named without
+    an owner is kept."""
+    host = socket.gethostname()
+    removed = []
+    for directory in Path(tempfile.gettempdir()).glob(f"{prefix}*@*"):
+        pid, _, rest = directory.name[len(prefix) :].partition("@")
+        if not pid.isdigit() or rest.rpartition("-")[0] != host or _alive(int(pid)):
+            continue
+        shutil.rmtree(directory, ignore_errors=True)
+        removed.append(directory)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove(files: dict[str, RowFile], directory: Path) -> None:
