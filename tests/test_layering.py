@@ -13,7 +13,7 @@ PACKAGE = Path(sae_unlearn.__file__).parent
 
 # Lowest first. A module may import from its own room and from any room below it.
 LAYERS: list[set[str]] = [
-    {"errors", "io_utils", "parallel"},
+    {"errors", "io_utils", "parallel", "progress"},
     {"entities"},
     {"models"},
     {"sae"},

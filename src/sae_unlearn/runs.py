@@ -22,6 +22,7 @@ from sae_unlearn.evaluation.evaluate import evaluate_original, method_metrics
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
 from sae_unlearn.models.generation import reuse_greedy_continuations
+from sae_unlearn.progress import phase
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
 from sae_unlearn.sae.loading import check_sae_source
 from sae_unlearn.stages.latents import select_latents
@@ -70,13 +71,16 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
         ws = get_sae(ws, progress)
     baseline = None
     with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
-        ws = select_latents(make_split(ws))
+        with phase("probing the entities, split and latent selection", progress):
+            ws = select_latents(make_split(ws))
         if evaluate:
             t0 = time.time()
-            baseline, codes = evaluate_original(ws.evaluation)
+            with phase("evaluating the original model (recall on every phrasing, probes, floors)", progress):
+                baseline, codes = evaluate_original(ws.evaluation)
             ws.timings["evaluate_original"] = time.time() - t0
             t0 = time.time()
-            ws = ws.with_(floors=OriginalFloors(relearn_floors(ws.evaluation), codes))
+            with phase("the relearning attack on the original model and on unknown entities (its floors)", progress):
+                ws = ws.with_(floors=OriginalFloors(relearn_floors(ws.evaluation), codes))
             ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
 
@@ -132,7 +136,9 @@ def run_methods(
         else:
             ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
             model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
-        results[name], edited[name] = (method_metrics(ws.evaluation, model, outcome, seconds, baseline), outcome), model
+        with phase(f"evaluating {name} (recall, probes, attacks)", progress):
+            metrics = method_metrics(ws.evaluation, model, outcome, seconds, baseline)
+        results[name], edited[name] = (metrics, outcome), model
         record: dict = {"sweep": sweep, "metrics": results[name][0]}
         if tuning is not None and sweeps is not None:
             sweeps[name] = complete_curve(others, tuning[name], results[name][0])
