@@ -24,6 +24,9 @@ ATTACK_KEYS = (
     "relearn_recall",
     "relearn_recall_unknown",
     "relearn_recall_original",
+    "relearn_recall_best",
+    "relearn_recall_unknown_best",
+    "relearn_recall_original_best",
     "relearn_recovery",
     "forget_probe_auc_after",
     "forget_probe_auc_residual_after",
@@ -129,6 +132,8 @@ def test_a_relearning_rate_that_wrecks_the_original_model_is_called_out(micro_wo
     curve = floors["relearn_curve_original"]
     assert curve[-1]["recall"] < curve[0]["recall"] - 0.1, curve
     assert "damages the original model" in caplog.text and "attack.relearn_lr" in caplog.text
+    # what the damaging attack brought back on its way still counts: the best evaluated step, not the last
+    assert floors["relearn_recall_original_best"] == max(p["recall"] for p in curve) > floors["relearn_recall_original"]
     caplog.clear()
     with caplog.at_level("WARNING", logger="sae_unlearn"):
         relearn_floors(ws.evaluation)  # the default rate keeps the micro model's facts (test above): no warning
@@ -142,6 +147,7 @@ def test_compare_reports_every_attack_for_every_method(micro_compare_dir):
         for key in ATTACK_KEYS:
             assert isinstance(m[key], float) and m[key] == m[key], (name, key)
         assert m["relearn_curve"][0]["step"] == 0 and m["relearn_curve"][-1]["step"] == 20
+        assert m["relearn_recall_best"] == max(p["recall"] for p in m["relearn_curve"]) >= m["relearn_recall"]
         assert m["generation_samples_after"] and m["generation_samples_unknown"]
     gd = data["methods"]["grad_diff"]
     assert gd["relearn_recall_original"] > gd["relearn_recall_unknown"] + 0.5  # ceiling and floor far apart

@@ -57,6 +57,12 @@ class RelearnResult:
     def recall_after(self) -> float:
         return self.curve[-1]["recall"] if self.curve else float("nan")
 
+    @property
+    def recall_best(self) -> float:
+        """The most the attack brought back at any evaluated step: an attacker keeps the best checkpoint, and a
+        rate that ends up damaging the model (Gemma-3-270M, docs/attacks.md) can still recover facts midway."""
+        return max((point["recall"] for point in self.curve), default=float("nan"))
+
 
 def relearn_attack(
     model: nn.Module,

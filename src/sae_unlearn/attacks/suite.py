@@ -75,6 +75,29 @@ ATTACK_METRICS = (
         section="attacks",
         attack=RELEARNING,
     ),
+    Metric(
+        "relearn_recall_best",
+        "relearning: held-back facts recalled at the attack's best evaluated step",
+        scope="method",
+        better="min",
+        floors=("relearn_recall_unknown_best",),
+        section="attacks",
+        attack=RELEARNING,
+    ),
+    Metric(
+        "relearn_recall_unknown_best",
+        "relearning: same on unknown entities (floor)",
+        scope="method",
+        section="attacks",
+        attack=RELEARNING,
+    ),
+    Metric(
+        "relearn_recall_original_best",
+        "relearning: same on the original model",
+        scope="method",
+        section="attacks",
+        attack=RELEARNING,
+    ),
     Metric("relearn_recovery", "relearning: recall gained by the attack", scope="method", section="hidden"),
     *(
         Metric(key, key, scope="method", section="hidden")
@@ -280,8 +303,10 @@ def relearn_floors(ctx: EvaluationContext) -> dict:
         )
     return {
         "relearn_recall_original": original.recall_after,
+        "relearn_recall_original_best": original.recall_best,
         "relearn_curve_original": original.curve,
         "relearn_recall_unknown": unknown.recall_after,
+        "relearn_recall_unknown_best": unknown.recall_best,
         "relearn_curve_unknown": unknown.curve,
         "relearn_steps": a.relearn_steps,
         "relearn_lr": a.relearn_lr,
@@ -301,6 +326,7 @@ def relearn_metrics(
     return floors | {
         "relearn_recall": res.recall_after,
         "relearn_recall_pre_attack": res.recall_before,
+        "relearn_recall_best": res.recall_best,
         "relearn_recovery": res.recall_after - res.recall_before,
         "relearn_curve": res.curve,
         "relearn_entities": res.n_entities,
