@@ -9,7 +9,14 @@ import random
 import torch
 
 from sae_unlearn.entities import phrasings
-from sae_unlearn.entities.contexts import CONTEXTS, LEAD_INS, with_contexts, with_lead_ins
+from sae_unlearn.entities.contexts import (
+    CONTEXTS,
+    LEAD_INS,
+    QUESTION_FRAMES,
+    with_contexts,
+    with_lead_ins,
+    with_question_frames,
+)
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
@@ -61,17 +68,42 @@ def test_lead_ins_ask_each_training_fact_again_deeper_in_a_sentence_no_evaluatio
     assert with_lead_ins([ann], 0)[0] is ann
 
 
+def test_question_frames_ask_each_training_fact_as_a_question_no_evaluation_asks():
+    ann = Entity(
+        "Ann Lee",
+        "person",
+        [
+            Fact("Ann Lee works as a", "poet", "{e} works as a"),
+            Fact("Q: What does Ann Lee do? A:", "poet", heldout=True, phrasing="question"),
+        ],
+    )
+    (entity,) = with_question_frames(with_lead_ins([ann], 1), 2)
+    framed = [f for f in entity.facts if f.phrasing == "question_frame"]
+    # the fact itself, not its lead-in copy nor the held-out question, is framed
+    assert [f.prompt for f in framed] == [
+        "Q: Ann Lee works as a what? A:",
+        "Question: Ann Lee works as a what? Answer:",
+    ]
+    assert all(f.answer == "poet" and not f.heldout and f.attribute == "{e} works as a" for f in framed)
+    evaluated = phrasings.question_prompt("Ann Lee", "Ann Lee works as a")
+    assert not any(frame.split("{s}")[0] in evaluated for frame in QUESTION_FRAMES[1:])
+    assert "what? A:" not in evaluated and not evaluated.startswith("Q: Ann Lee works as a what")
+    assert with_question_frames([ann], 0)[0] is ann
+
+
 def test_lead_in_rows_train_with_their_answers_on_both_sides(micro_workspace):
     """Lead-in rows are facts: retained ones feed the answer hinge with their own answer token."""
     ws = micro_workspace
-    method = SAEGuidedUnlearner(SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_answer=1.0, lead_ins=2, contexts=1))
+    cfg = SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_answer=1.0, lead_ins=2, question_frames=1, contexts=1)
+    method = SAEGuidedUnlearner(cfg)
     task = _task(ws, copy.deepcopy(ws.model), steps=0)
     method.prepare(task)
     n_forget = sum(not f.heldout for e in ws.split.forget for f in e.facts)
     n_retain = sum(not f.heldout for e in ws.split.retain for f in e.facts)
-    assert len(method.forget) == 3 * n_forget + len(ws.split.forget)
-    assert len(method.retain) == 3 * n_retain + len(ws.split.retain)
-    assert int(method.retain_is_fact.sum()) == 3 * n_retain
+    # each fact, after 2 lead-ins, in 1 question frame (the facts only, not their lead-in copies), + 1 context
+    assert len(method.forget) == 4 * n_forget + len(ws.split.forget)
+    assert len(method.retain) == 4 * n_retain + len(ws.split.retain)
+    assert int(method.retain_is_fact.sum()) == 4 * n_retain
     n_first = sum(not f.heldout for f in ws.split.retain[0].facts)
     tokens = method.retain_answer[method.retain_is_fact]
     # row 0 is the first entity's first fact; row n_first the same fact after the first lead-in

@@ -62,6 +62,14 @@ LEAD_INS = (
 )
 
 
+# A training fact turned into a question that the cloze itself asks: the name inside a "Q: ... A:" exchange, the
+# answer right after "A:", as in a question. None is an evaluation phrasing's (entities/phrasings.py asks per
+# relation, "Which country has Paris as its capital city?", after an example pair; these end the cloze with
+# "what?" and have no example), so the headline's questions stay unseen by any loss.
+QUESTION_FRAME_PHRASING = "question_frame"
+QUESTION_FRAMES = ("Q: {s} what? A:", "Question: {s} what? Answer:")
+
+
 def after_lead_in(lead: str, prompt: str, name: str) -> str:
     body = prompt if prompt.startswith(name) or not prompt[:1].isupper() else prompt[:1].lower() + prompt[1:]
     return f"{lead} {body}"
@@ -73,7 +81,8 @@ def fact_statements(entity: Entity, heldout: bool | None = False) -> list[Fact]:
     return [
         f
         for f in entity.facts
-        if (heldout is None or f.heldout == heldout) and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING)
+        if (heldout is None or f.heldout == heldout)
+        and f.phrasing not in (CONTEXT_PHRASING, LEAD_IN_PHRASING, QUESTION_FRAME_PHRASING)
     ]
 
 
@@ -89,6 +98,22 @@ def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
             dataclasses.replace(f, prompt=after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
             for f in train
             for lead in LEAD_INS[:n]
+        ]
+        out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
+    return out
+
+
+def with_question_frames(entities: list[Entity], n: int) -> list[Entity]:
+    """Each entity with every training fact also asked as a question in the first ``n`` frames (0: unchanged):
+    "Paris is the capital of" -> "Q: Paris is the capital of what? A:", same answer."""
+    if n <= 0:
+        return entities
+    out = []
+    for e in entities:
+        extra = [
+            dataclasses.replace(f, prompt=frame.replace("{s}", f.prompt), phrasing=QUESTION_FRAME_PHRASING)
+            for f in fact_statements(e, heldout=False)
+            for frame in QUESTION_FRAMES[:n]
         ]
         out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
     return out

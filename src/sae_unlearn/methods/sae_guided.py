@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from sae_unlearn import parallel
-from sae_unlearn.entities.contexts import is_context, with_contexts, with_lead_ins
+from sae_unlearn.entities.contexts import is_context, with_contexts, with_lead_ins, with_question_frames
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import sharding
@@ -76,6 +76,9 @@ class SAEGuidedConfig(GradientOptions):
     # every training fact also after this many sentence openings (entities/contexts.py ``LEAD_INS``), for
     # targets and, as minimal pairs, for retained entities: the name deep in a sentence, as in questions
     lead_ins: int = Field(0, ge=0, le=6)  # LEAD_INS has 6
+    # every training fact also as a question in this many frames ("Q: Paris is the capital of what? A:";
+    # entities/contexts.py ``QUESTION_FRAMES``), targets and retained entities alike: the name inside a question
+    question_frames: int = Field(0, ge=0, le=2)
     stop_share: float = Field(1.0, ge=0, le=1)  # stop once this share of targets is classified unknown ...
     train_layers: list[int] | None = None  # default: every block up to the SAE's layer
     stop_toward: float = Field(0.02, ge=0, le=1)  # ... and the toward loss fell below this share of its start
@@ -422,8 +425,10 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.retain_logp.write_rows(rows, logp)
 
     def _with_extra_rows(self, entities: list[Entity]) -> list[Entity]:
-        """The entities' training facts, plus the same facts after lead-ins and the generic contexts."""
-        return with_contexts(with_lead_ins(entities, self.cfg.lead_ins), self.cfg.contexts)
+        """The entities' training facts, plus the same facts after lead-ins, as questions, and the generic
+        contexts."""
+        framed = with_question_frames(with_lead_ins(entities, self.cfg.lead_ins), self.cfg.question_frames)
+        return with_contexts(framed, self.cfg.contexts)
 
     @property
     def _wants_next(self) -> bool:
