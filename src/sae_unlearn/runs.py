@@ -79,7 +79,10 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
                 baseline, codes = evaluate_original(ws.evaluation)
             ws.timings["evaluate_original"] = time.time() - t0
             t0 = time.time()
-            with phase("the relearning attack on the original model and on unknown entities (its floors)", progress):
+            attacked = ws.cfg.attack.enabled and ws.cfg.attack.relearn_steps > 0
+            with phase(
+                "the relearning attack on the original model and unknown entities (floors)", progress and attacked
+            ):
                 ws = ws.with_(floors=OriginalFloors(relearn_floors(ws.evaluation), codes))
             ws.timings["relearn_floors"] = time.time() - t0
     return ws, baseline
