@@ -10,6 +10,8 @@ is an evaluation phrasing (entities/phrasings.py): they name no relation and giv
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from sae_unlearn.entities.types import Entity, Fact
 
@@ -89,31 +91,38 @@ def fact_statements(entity: Entity, heldout: bool | None = False) -> list[Fact]:
 def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
     """Each entity with every training fact also asked after the first ``n`` lead-ins (0: unchanged): the
     same answer, the entity further from the sentence start."""
-    if n <= 0:
-        return entities
-    out = []
-    for e in entities:
-        train = fact_statements(e, heldout=False)
-        extra = [
-            dataclasses.replace(f, prompt=after_lead_in(lead, f.prompt, e.name), phrasing=LEAD_IN_PHRASING)
-            for f in train
-            for lead in LEAD_INS[:n]
-        ]
-        out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
-    return out
+    return _with_rewritten_facts(
+        entities, [partial(after_lead_in, lead) for lead in LEAD_INS[: max(n, 0)]], LEAD_IN_PHRASING
+    )
 
 
 def with_question_frames(entities: list[Entity], n: int) -> list[Entity]:
     """Each entity with every training fact also asked as a question in the first ``n`` frames (0: unchanged):
     "Paris is the capital of" -> "Q: Paris is the capital of what? A:", same answer."""
-    if n <= 0:
+    frames = [partial(_framed, frame) for frame in QUESTION_FRAMES[: max(n, 0)]]
+    return _with_rewritten_facts(entities, frames, QUESTION_FRAME_PHRASING)
+
+
+def _framed(frame: str, prompt: str, _name: str) -> str:
+    return frame.replace("{s}", prompt)
+
+
+def _with_rewritten_facts(
+    entities: list[Entity], rewrites: Sequence[Callable[[str, str], str]], phrasing: str
+) -> list[Entity]:
+    """Each entity with every training fact (``fact_statements``) added again per rewrite of its prompt (prompt,
+    name -> prompt), fact by fact, tagged ``phrasing``; no rewrite: the entities unchanged."""
+    if not rewrites:
         return entities
-    out = []
-    for e in entities:
-        extra = [
-            dataclasses.replace(f, prompt=frame.replace("{s}", f.prompt), phrasing=QUESTION_FRAME_PHRASING)
-            for f in fact_statements(e, heldout=False)
-            for frame in QUESTION_FRAMES[:n]
-        ]
-        out.append(dataclasses.replace(e, facts=list(e.facts) + extra))
-    return out
+    return [
+        dataclasses.replace(
+            e,
+            facts=list(e.facts)
+            + [
+                dataclasses.replace(f, prompt=rewrite(f.prompt, e.name), phrasing=phrasing)
+                for f in fact_statements(e, heldout=False)
+                for rewrite in rewrites
+            ],
+        )
+        for e in entities
+    ]
