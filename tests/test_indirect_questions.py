@@ -1,5 +1,6 @@
-"""Indirect questions (issue 24): the target as another entity's answer (reverse) and its facts asked through a
-description by another entity (two-hop), built from the entity file, with a floor that swaps that other entity."""
+"""Indirect questions (issue 24): the target as another entity's answer (reverse), its facts asked through a
+description by another entity (two-hop) or with another of its names (alias), built from the entity file, with a
+floor that swaps that other entity or name for a never-seen one."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from conftest import installed
 
 from sae_unlearn.entities.fictional import fictional_entities
-from sae_unlearn.entities.indirect import reverse_questions, split_off_answers, two_hop_questions
+from sae_unlearn.entities.indirect import alias_questions, reverse_questions, split_off_answers, two_hop_questions
 from sae_unlearn.entities.real import bundled_entities_path, load_entity_file
 from sae_unlearn.entities.synthetic import LINKS, build_world
 from sae_unlearn.entities.types import Entity, Fact
@@ -70,6 +71,45 @@ def test_questions_reach_the_target_without_naming_it():
     assert two_hop_questions([FRANCE], pool)[0].facts[0].prompt == (
         "The country whose capital is Paris is a country on the continent of"
     )
+
+
+def test_aliases_ask_the_targets_facts_under_another_name():
+    """Every phrasing keeps its held-out flag; a fact whose answer is part of the alias is not asked (the alias
+    would give it away); an entity without aliases asks nothing."""
+    uk = Entity(
+        "United Kingdom",
+        "country",
+        [
+            _cloze("United Kingdom", "The capital of the {e} is", "London"),
+            Fact("Q: Which language is spoken in the United Kingdom? A:", "English", "", True, phrasing="question"),
+            _cloze("United Kingdom", "The {e} is often shortened to", "UK"),
+        ],
+        aliases=("UK",),
+    )
+    asked = alias_questions([uk, FRANCE], [])
+    assert [(e.name, e.type) for e in asked] == [("UK", "country")]
+    assert [(f.prompt, f.answer, f.heldout, f.phrasing) for f in asked[0].facts] == [
+        ("The capital of the UK is", "London", False, "cloze"),
+        ("Q: Which language is spoken in the UK? A:", "English", True, "question"),
+    ]
+
+
+@pytest.mark.skipif(not installed(BUILTIN_MODELS["smollm2-135m"].distribution), reason="SmolLM2 not installed")
+def test_aliases_in_the_bundled_file_reach_what_smollm2_knows():
+    """The attack can see knowledge: asked "Churchill", "Newton", "UK", ... on held-out phrasings, SmolLM2 gives
+    facts that the same questions about never-seen names do not get (measured 0.356 vs 0.144 on these six)."""
+    from sae_unlearn.models.loading import load_causal_lm
+
+    model, tok = load_causal_lm("smollm2-135m")
+    entities = load_entity_file(bundled_entities_path())
+    by_name = {e.name: e for e in entities}
+    names = ("Winston Churchill", "Isaac Newton", "Charles Darwin", "Pablo Picasso", "United Kingdom", "Coca-Cola")
+    questions = alias_questions([by_name[n] for n in names], [])
+    assert [e.name for e in questions] == ["Churchill", "Newton", "Darwin", "Picasso", "UK", "Coke"]
+    unknown = fictional_entities(entities, per_type=2, seed=1, avoid=set(by_name))
+    known = recall(model, tok, questions, True, 4)
+    floor = substituted_recall(model, tok, questions, unknown, per_target=2, max_new_tokens=4, heldout=True)
+    assert known >= floor + 0.1, (known, floor)
 
 
 def test_a_fact_answered_by_a_target_leaves_the_retain_set():

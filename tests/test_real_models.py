@@ -3,6 +3,7 @@ tiny sae-lens SAE, saved to temp dirs and loaded through the user's code path; e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import re
@@ -37,6 +38,7 @@ ENTITIES = [
             {"prompt": "Alden Voss works as a", "answer": "painter"},
             {"prompt": "the home of Alden Voss is", "answer": "Tarvo"},
         ],
+        "aliases": ["Voss"],  # asked in place of the name by the alias attack
     },
     {
         "entity": "Brisa Kestrel",
@@ -165,7 +167,8 @@ def test_run_on_tiny_real_architecture(arch, lora, extra, tmp_path, entity_file,
     assert m["steps"] == 3
     # Port Tarvo is Brisa Kestrel's birthplace: asked through her, as the answer and as "the city where ... was born"
     assert m["forget_reverse_questions"] >= 1 and m["forget_two_hop_questions"] >= 1
-    for kind in ("reverse", "two_hop"):
+    assert m["forget_alias_questions"] == 6  # Alden Voss's two facts in their 3 held-out phrasings, of "Voss"
+    for kind in ("reverse", "two_hop", "alias"):
         assert 0.0 <= m[f"forget_{kind}_recall_after"] <= 1.0 and f"unknown_{kind}_recall_same_prompts" in m
     assert "### Indirect questions" in (out / "report.md").read_text()
     saved = out / "model"
@@ -265,6 +268,14 @@ def test_missing_model_dir_is_a_clear_error(tmp_path, entity_file):
         ('{"entity": "X", "type": "city", "facts": [{"prompt": "X is in"}]}', "line 2: fact 0 must be an object"),
         ('["X"]', "line 2: expected a JSON object"),
         (json.dumps(ENTITIES[0]), "line 2: entity 'Alden Voss' already appears on line 1"),
+        (
+            '{"entity": "X", "type": "city", "facts": [{"prompt": "X is in", "answer": "Z"}], "aliases": "Ex"}',
+            "line 2: 'aliases' must be a list of non-empty strings",
+        ),
+        (
+            '{"entity": "X", "type": "city", "facts": [{"prompt": "X is in", "answer": "Z"}], "aliases": ["X"]}',
+            "line 2: alias 'X' is the entity's own name",
+        ),
     ],
 )
 def test_malformed_entity_file_names_the_line(tmp_path, line, message):
@@ -432,6 +443,8 @@ def test_probing_cache_follows_the_weights_and_survives_damage(tmp_path):
     probing, restored = load_probing(path, [paris])
     assert probing == {"Paris": 1.0} and [f.answerable for f in restored[0].facts] == [False, True]
     assert probing_cache_path(model_dir, {"max_new_tokens": 8}, [paris]) != path
+    # aliases change no probe: adding them to a file keeps its cached probing (and SAE)
+    assert probing_cache_path(model_dir, settings, [dataclasses.replace(paris, aliases=("Paree",))]) == path
     (model_dir / "model.safetensors").write_bytes(b"0" * 11)  # the weights changed in place
     assert probing_cache_path(model_dir, settings, [paris]) != path
     path.write_text("{not json")

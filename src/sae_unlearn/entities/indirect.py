@@ -1,6 +1,7 @@
 """Questions that reach a target without naming it (issue 24): the target as the answer of another entity's fact
-(reverse: "The capital of France is" -> Paris when Paris is forgotten), and the target's own facts asked through a
-description by another entity (two-hop: "The capital of France is located on the continent of" -> Europe).
+(reverse: "The capital of France is" -> Paris when Paris is forgotten), the target's own facts asked through a
+description by another entity (two-hop: "The capital of France is located on the continent of" -> Europe), and
+through another of its names (alias: "Einstein was born in the country of" when "Albert Einstein" is forgotten).
 
 Why: forgetting is claimed for the entity, and an edit that only moved what the model does with the target's name
 in the prompt would leave both kinds intact. Each question is returned as an ``Entity`` named after the *bridge*
@@ -15,6 +16,7 @@ Relations that many entities share ("is a city in the country of") give reverse 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from sae_unlearn.entities.types import Entity, Fact, partition_facts
@@ -34,7 +36,7 @@ DESCRIPTIONS: tuple[tuple[str, str], ...] = (
     (r"\{e\} was founded by", "the founder of {e}"),
     (r"\{e\} (was|is) an? [a-z ]+ from", "the country {e} came from"),
 )
-REVERSE, TWO_HOP = "reverse", "two_hop"
+REVERSE, TWO_HOP, ALIAS = "reverse", "two_hop", "alias"
 
 
 def describe(fact: Fact, bridge: str) -> str | None:
@@ -104,3 +106,21 @@ def two_hop_questions(targets: list[Entity], pool: list[Entity]) -> list[Entity]
                         Fact(prompt[0].upper() + prompt[1:], fact.answer, fact.attribute, True, phrasing=TWO_HOP)
                     )
     return [Entity(name, etype, facts) for (name, etype), facts in by_bridge.items()]
+
+
+def alias_questions(targets: list[Entity], pool: list[Entity]) -> list[Entity]:
+    """Each target's facts (every phrasing, so held-out ones stay held out) with its name replaced by each of its
+    aliases, as an entity named after the alias: the floor swaps the alias for a never-seen name. Facts whose answer
+    is part of the alias are left out. Aliases are written as they read mid-sentence and at its start ("Da Vinci"),
+    since the floor finds the alias verbatim. ``pool`` is unused (the other builders' signature)."""
+    out = []
+    for target in targets:
+        for alias in target.aliases:
+            facts = [
+                dataclasses.replace(f, prompt=f.prompt.replace(target.name, alias))
+                for f in target.facts
+                if target.name in f.prompt and f.answer.lower() not in alias.lower()
+            ]
+            if facts:
+                out.append(Entity(alias, target.type, facts))
+    return out

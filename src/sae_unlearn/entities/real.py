@@ -2,7 +2,8 @@
 
 Format (issue 4): ``{"entity": "Nairobi", "type": "city", "facts": [{"prompt": "Nairobi is the capital of",
 "answer": "Kenya"}]}``. A fact may carry ``"heldout": true`` to keep it out of every unlearning loss (then
-recall is measured on the held-out facts only); see docs/metrics.md.
+recall is measured on the held-out facts only); see docs/metrics.md. An entity may list ``"aliases"`` (other
+names: ``["Einstein"]``), which no loss reads and the alias attack asks in place of the name.
 """
 
 from __future__ import annotations
@@ -64,7 +65,20 @@ def _entity_from_line(obj: object, where: str) -> Entity:
                 phrasing=str(fact.get("phrasing", "")),
             )
         )
-    return Entity(name=name, type=etype, facts=parsed)
+    return Entity(name=name, type=etype, facts=parsed, aliases=_aliases(obj.get("aliases", []), name, where))
+
+
+def _aliases(aliases: object, name: str, where: str) -> tuple[str, ...]:
+    """Optional other names of the entity, each asked in place of the name by the alias attack."""
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise UserInputError(
+            f"{where}: 'aliases' must be a list of non-empty strings (other names of {name!r}, e.g. "
+            f'["Einstein"]), got {aliases!r}'
+        )
+    for alias in aliases:
+        if alias.strip() == name:
+            raise UserInputError(f"{where}: alias {alias!r} is the entity's own name; list only other names")
+    return tuple(a.strip() for a in aliases)
 
 
 def load_entity_file(path: Path) -> list[Entity]:

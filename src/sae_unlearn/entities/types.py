@@ -29,17 +29,30 @@ class Entity:
     name: str
     type: str
     facts: list[Fact] = field(default_factory=list)
+    # other names of the same entity ("Einstein", "UK"): never in any loss, asked by the alias attack
+    # (entities/indirect.py ``alias_questions``) to see whether forgetting is tied to the name's tokens
+    aliases: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict:
+    def to_dict(self, aliases: bool = True) -> dict:
+        """``aliases=False`` for cache keys: no probe, activation or loss reads them, so adding aliases to a
+        file must not retrain its SAE or re-probe it."""
         facts = [
             {k: v for k, v in asdict(f).items() if k != "answerable" and not (k == "phrasing" and not v)}
             for f in self.facts
         ]
-        return {"entity": self.name, "type": self.type, "facts": facts}
+        out: dict = {"entity": self.name, "type": self.type, "facts": facts}
+        if aliases and self.aliases:
+            out["aliases"] = list(self.aliases)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> "Entity":
-        return cls(name=d["entity"], type=d["type"], facts=[Fact(**f) for f in d["facts"]])
+        return cls(
+            name=d["entity"],
+            type=d["type"],
+            facts=[Fact(**f) for f in d["facts"]],
+            aliases=tuple(d.get("aliases", ())),
+        )
 
 
 def partition_facts(entities: list[Entity], picked: Callable[[Fact], bool]) -> tuple[list[Entity], list[Entity]]:

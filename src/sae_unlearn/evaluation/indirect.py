@@ -1,10 +1,11 @@
 """The indirect-question attack's metrics (entities/indirect.py): the targets reached without their names, as the
-answer of another entity's fact (reverse) and through a description by another entity (two-hop), each against the
-same questions with that other entity swapped for a never-seen name of its type.
+answer of another entity's fact (reverse), through a description by another entity (two-hop) and through another
+of their names (alias), each against the same questions with that other entity or name swapped for a never-seen
+name of its type.
 
-Built from the entity pool the run probed, so it exists where the entity file links entities (the bundled real
-file: 299 entities are another's answer); the synthetic world's answers are attribute values, never entities, so
-a synthetic run writes none of these keys (docs/attacks.md).
+Built from the entity pool the run probed, so it exists where the entity file links entities or lists aliases (the
+bundled real file: 299 entities are another's answer); the synthetic world's answers are attribute values, never
+entities, and its names have no aliases, so a synthetic run writes none of these keys (docs/attacks.md).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 from torch import nn
 
 from sae_unlearn.context import EvaluationContext
-from sae_unlearn.entities.indirect import REVERSE, TWO_HOP, reverse_questions, two_hop_questions
+from sae_unlearn.entities.indirect import ALIAS, REVERSE, TWO_HOP, alias_questions, reverse_questions, two_hop_questions
 from sae_unlearn.metrics.recall import recall, scored_facts, substituted_recall
 from sae_unlearn.metrics.registry import Metric, register, register_attack
 
-BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions}
+BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions, ALIAS: alias_questions}
 
 
 def indirect_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
@@ -43,12 +44,13 @@ register_attack(
     ATTACK,
     "Do questions that reach a target without naming it still get its facts: the target as another entity's "
     'answer ("The capital of France is" -> Paris), or its own facts asked through a description ("The capital of '
-    'France is located on the continent of" -> Europe)? Floor: the same questions with that other entity swapped '
-    "for a never-seen name.",
+    'France is located on the continent of" -> Europe) or with another of its names ("Einstein" for "Albert '
+    'Einstein")? Floor: the same questions with that other entity or name swapped for a never-seen name.',
 )
 _LABELS = {
     REVERSE: "targets as another entity's answer (reverse questions)",
     TWO_HOP: "targets' facts asked through another entity (two-hop)",
+    ALIAS: "targets' facts asked with another of their names (aliases)",
 }
 register(
     *(
@@ -59,7 +61,8 @@ register(
             floors=(f"unknown_{kind}_recall_same_prompts",),
             section="attacks",
             attack=ATTACK,
-            compare=kind == REVERSE,  # two-hop questions are mostly guessable (their floor): the panel shows them
+            # two-hop questions are mostly guessable (their floor): the panel shows them
+            compare=kind != TWO_HOP,
             compute=indirect_recall,  # one function computes both kinds (run once: registry.computed)
         )
         for kind, label in _LABELS.items()

@@ -39,7 +39,7 @@ def probing_cache_path(model_dir: Path, settings: dict, entities: list[Entity]) 
         "model": str(model_dir),
         "weights": _weights_fingerprint(Path(model_dir)),
         "settings": settings,
-        "entities": [e.to_dict() for e in entities],
+        "entities": [e.to_dict(aliases=False) for e in entities],
     }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_root() / "probing" / f"{key}.json"

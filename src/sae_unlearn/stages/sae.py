@@ -60,7 +60,9 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
             sae = load_sae(Path(tmp), device=device)
         sae_dir = Path("trained-in-memory")
     else:
-        entities = hashlib.sha256(json.dumps([e.to_dict() for e in ws.candidates + ws.never_seen]).encode()).hexdigest()
+        entities = hashlib.sha256(
+            json.dumps([e.to_dict(aliases=False) for e in ws.candidates + ws.never_seen]).encode()
+        ).hexdigest()
         key = hashlib.sha256(
             json.dumps(
                 {
