@@ -228,3 +228,33 @@ def test_a_metric_some_draws_lack_is_summarised_over_the_draws_that_have_it():
     table = intervals_table({"sae_guided": summary}, [1, 2, 3])
     assert "0.750 ± 0.354" in table and "(n=2)" in table
     assert table.count("(n=2)") == 1 and "(n=3)" not in table  # the key every draw has is not marked
+
+
+def test_a_method_that_cannot_run_is_reported_and_the_comparison_goes_on(micro_config_file, tmp_path, monkeypatch):
+    """SAE clamping finding no latent of the targets' own (as on Gemma-3-270M's SAE, docs/results.md session 36)
+    must not cost the other methods' hour: its row is missing, compare.json and compare.md say why."""
+    from sae_unlearn.errors import UserInputError
+    from sae_unlearn.methods import sae_clamp
+
+    def no_latent(*_args, **_kwargs):
+        raise UserInputError("sae_clamp: no SAE latent fires on the targets' prompts (as raised by topic_latents)")
+
+    monkeypatch.setattr(sae_clamp, "topic_latents", no_latent)
+    out = tmp_path / "cmp"
+    args = ["compare", "--synthetic", "--out", str(out), "--config", str(micro_config_file), "--steps", "10"]
+    result = CliRunner().invoke(app, args + ["--no-sweep", "--quiet", "--methods", "sae_clamp,gradient_ascent"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "compare.json").read_text())
+    assert list(data["methods"]) == ["gradient_ascent"]
+    assert data["failed"] == {
+        "sae_clamp": "sae_clamp: no SAE latent fires on the targets' prompts (as raised by topic_latents)"
+    }
+    assert (
+        "**Did not run**" in (out / "compare.md").read_text()
+        and "- sae_clamp: no SAE latent" in (out / "compare.md").read_text()
+    )
+    # with nothing left to compare it is an error, not an empty table
+    again = CliRunner().invoke(
+        app, args[:3] + [str(tmp_path / "none")] + args[4:] + ["--no-sweep", "--quiet", "--methods", "sae_clamp"]
+    )
+    assert again.exit_code != 0 and "No method ran: sae_clamp: no SAE latent" in again.output

@@ -112,8 +112,13 @@ def run_methods(
     resume: bool = False,
     tuning: dict[str, dict] | None = None,
     sweeps: dict[str, list[dict]] | None = None,
+    failed: dict[str, str] | None = None,
 ):
     """Each method from a fresh copy of the original weights, same split, budget and evaluation.
+
+    With ``failed`` (a dict to fill; ``compare``), a method that cannot run on this setup (a ``UserInputError``:
+    SAE clamping finding no latent of the targets' own, say) is recorded there with its message and the others go
+    on, so an hour of comparison is not lost to its eighth method; without it the error stops the run.
 
     With ``out``, each method checkpoints under OUT/checkpoints (a finished one keeps its final state there until
     the outputs are written, so a resumed comparison skips it) and its evaluation is saved as soon as it is measured
@@ -134,13 +139,20 @@ def run_methods(
             if tuning is not None and sweeps is not None:
                 tuning[name], sweeps[name] = saved["tuning"], saved["curve"]
             continue
-        if tuning is not None and sweeps is not None:
-            model, outcome, seconds, tuning[name], others = tune_method(ws, name, progress, out, resume)
-        else:
-            ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
-            model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
-        with phase(f"evaluating {name} (recall, probes, attacks)", progress):
-            metrics = method_metrics(ws.evaluation, model, outcome, seconds, baseline)
+        try:
+            if tuning is not None and sweeps is not None:
+                model, outcome, seconds, tuning[name], others = tune_method(ws, name, progress, out, resume)
+            else:
+                ckpt = method_checkpointer(ws.cfg, name, out, resume) if out is not None else None
+                model, outcome, seconds = run_method(ws, name, progress, checkpointer=ckpt)
+            with phase(f"evaluating {name} (recall, probes, attacks)", progress):
+                metrics = method_metrics(ws.evaluation, model, outcome, seconds, baseline)
+        except UserInputError as err:
+            if failed is None:
+                raise
+            failed[name] = str(err)
+            log.warning("%s did not run, the comparison goes on without it: %s", name, err)
+            continue
         results[name], edited[name] = (metrics, outcome), model
         record: dict = {"sweep": sweep, "metrics": results[name][0]}
         if tuning is not None and sweeps is not None:
@@ -275,12 +287,17 @@ def _run(
     ws, baseline = prepare_workspace(cfg, progress)
     tuning: dict[str, dict] | None = {} if sweep else None
     sweeps: dict[str, list[dict]] | None = {} if sweep else None
-    results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning, sweeps)
+    failed: dict[str, str] | None = {} if compare else None
+    results, edited = run_methods(ws, baseline, methods, progress, out, resume, tuning, sweeps, failed)
+    if failed and not results:
+        raise UserInputError("No method ran: " + "; ".join(_failure(name, why) for name, why in failed.items()))
 
     def write() -> dict:
-        preface = _write_comparison(out, results, sweeps, tuning, settings) if compare else ""
+        preface = _write_comparison(out, results, sweeps, tuning, settings, failed) if compare else ""
         metrics = write_run_outputs(out, ws, results, edited, preface=preface)
         if compare:
+            if failed:
+                metrics["failed"] = failed
             if sweeps:
                 metrics["sweeps"] = sweeps
             if tuning:
@@ -296,15 +313,21 @@ def _run(
     return parallel.main_only(write)
 
 
+def _failure(name: str, why: str) -> str:
+    """A method's failure as one line that names it once (most messages already start with the name)."""
+    return why if why.startswith(f"{name}:") else f"{name}: {why}"
+
+
 def _write_comparison(
     out: Path,
     results: dict,
     sweeps: dict[str, list[dict]] | None,
     tuning: dict[str, dict] | None = None,
     settings: dict | None = None,
+    failed: dict[str, str] | None = None,
 ) -> str:
-    """compare.md and the trade-off plot (and the chosen settings, when tuned); returns the table, which also
-    opens the report."""
+    """compare.md and the trade-off plot (and the chosen settings, when tuned, and the methods that could not run,
+    with why); returns the table, which also opens the report."""
     from sae_unlearn.report.compare import compare_table, tradeoff_plot
 
     methods_metrics = {name: m for name, (m, _) in results.items()}
@@ -315,5 +338,9 @@ def _write_comparison(
         table += "\n" + tuning_table(tuning)
     if settings:
         table += "\n" + settings_note(settings)
+    if failed:
+        table += "\n**Did not run** (no row above):\n\n" + "".join(
+            f"- {_failure(n, why)}\n" for n, why in failed.items()
+        )
     atomic_write_text(out / "compare.md", "# sae-unlearn comparison\n\n" + table)
     return table
