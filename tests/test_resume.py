@@ -79,6 +79,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):
     assert not (killed / "metrics.json").exists()  # killed mid-run: no outputs, half-written or otherwise
     steps = sorted(p.name for p in (killed / "checkpoints" / "sae_guided").iterdir())
     assert steps == ["step-000005"]
+    assert (killed / "checkpoints" / "original" / "original.json").is_file()  # the "before" state, measured once
 
     again = _unlearn(resume_config, killed)  # without --resume the interrupted run is not clobbered
     assert again.exit_code == 2 and "--overwrite" in again.output
@@ -88,6 +89,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(resume_config, tmp_path):
 
     resumed = _unlearn(resume_config, killed, "--resume")
     assert resumed.exit_code == 0, resumed.output
+    # not measured again; the numbers below equal a straight run's, "before" keys included
+    assert "the original model's evaluation and floors: read from the interrupted run" in resumed.output
+    assert "evaluating the original model" not in resumed.output
     assert not (killed / "checkpoints").exists()  # finished: checkpoints cleaned up
     assert not any(d.exists() for d in left_behind)  # ... and the killed run's scratch references too
 

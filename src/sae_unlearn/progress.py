@@ -26,3 +26,9 @@ def phase(description: str, enabled: bool = True) -> Iterator[None]:
     t0 = time.time()
     yield
     tqdm.write(f"{description}: {time.time() - t0:.0f} s", file=sys.stderr)
+
+
+def note(line: str, enabled: bool = True) -> None:
+    """One line on stderr, clear of any running bar: a phase that was skipped, and why."""
+    if enabled:
+        tqdm.write(line, file=sys.stderr)

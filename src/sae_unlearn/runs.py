@@ -22,11 +22,12 @@ from sae_unlearn.evaluation.evaluate import evaluate_original, method_metrics
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json, atomic_write_text, prepare_output_dir
 from sae_unlearn.methods import UnlearnOutcome, get_method
 from sae_unlearn.models.generation import reuse_greedy_continuations
-from sae_unlearn.progress import phase
+from sae_unlearn.progress import note, phase
 from sae_unlearn.report.outputs import save_edited, write_run_outputs
 from sae_unlearn.sae.loading import check_sae_source
 from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
+from sae_unlearn.stages.saved_original import load_original, save_original
 from sae_unlearn.stages.split import make_split
 from sae_unlearn.stages.subject import build_workspace
 from sae_unlearn.stages.tuning import (
@@ -57,23 +58,32 @@ ALL_METHODS = (
 )
 
 
-def prepare_workspace(cfg: DemoConfig, progress: bool = True) -> tuple[Workspace, dict]:
-    """Stages 1-4, plus the "before" metrics every method shares."""
-    ws, baseline = prepare_stages(build_workspace(cfg, progress), progress)
+def prepare_workspace(cfg: DemoConfig, progress: bool = True, saved: Path | None = None) -> tuple[Workspace, dict]:
+    """Stages 1-4, plus the "before" metrics every method shares (kept in ``saved``, see ``prepare_stages``)."""
+    ws, baseline = prepare_stages(build_workspace(cfg, progress), progress, saved=saved)
     assert baseline is not None
     return ws, baseline
 
 
-def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) -> tuple[Workspace, dict | None]:
+def prepare_stages(
+    ws: Workspace, progress: bool = True, evaluate: bool = True, saved: Path | None = None
+) -> tuple[Workspace, dict | None]:
     """Stages 2-4 on a subject (its SAE unless one is set already), then, with ``evaluate``, the original
-    model's metrics and the relearning attack's floors, which every method's evaluation shares."""
+    model's metrics and the relearning attack's floors, which every method's evaluation shares. With ``saved`` (a
+    run's checkpoint directory) those are read from there when a run of the same configuration left them, and
+    written there otherwise (stages/saved_original.py)."""
     if ws.sae is None:
         ws = get_sae(ws, progress)
     baseline = None
     with reuse_greedy_continuations(ws.model):  # probing's answers are the "before" state's too
         with phase("probing the entities, split and latent selection", progress):
             ws = select_latents(make_split(ws))
-        if evaluate:
+        kept = load_original(saved, ws.cfg) if evaluate and saved is not None else None
+        if kept is not None:
+            baseline = kept[0]
+            ws = ws.with_(floors=kept[1])
+            note("the original model's evaluation and floors: read from the interrupted run", progress)
+        elif evaluate:
             t0 = time.time()
             with phase("evaluating the original model (recall on every phrasing, probes, floors)", progress):
                 baseline, codes = evaluate_original(ws.evaluation)
@@ -85,6 +95,10 @@ def prepare_stages(ws: Workspace, progress: bool = True, evaluate: bool = True) 
             ):
                 ws = ws.with_(floors=OriginalFloors(relearn_floors(ws.evaluation), codes))
             ws.timings["relearn_floors"] = time.time() - t0
+            if saved is not None:
+                floors = ws.floors
+                assert floors is not None
+                parallel.main_only(partial(save_original, saved, ws.cfg, baseline, floors))
     return ws, baseline
 
 
@@ -284,7 +298,7 @@ def _run(
     if cfg.sae.path is not None or cfg.sae.release is not None:  # a mistyped SAE fails before the model loads
         check_sae_source(cfg.sae.path or cfg.sae.release or "", cfg.sae.sae_id)
     out = check_resumable(cfg, out, methods, overwrite, resume, sweep)
-    ws, baseline = prepare_workspace(cfg, progress)
+    ws, baseline = prepare_workspace(cfg, progress, saved=out / CHECKPOINTS)
     tuning: dict[str, dict] | None = {} if sweep else None
     sweeps: dict[str, list[dict]] | None = {} if sweep else None
     failed: dict[str, str] | None = {} if compare else None
