@@ -29,6 +29,11 @@ def method_options(cfg: DemoConfig, name: str) -> dict:
     return cfg.unlearn.options_for(name)
 
 
+def config_fingerprint(cfg: DemoConfig) -> dict:
+    """The configuration a run's saved records are tied to: all of it but how often it checkpoints."""
+    return cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}})
+
+
 def method_checkpointer(
     cfg: DemoConfig, name: str, out: Path, resume: bool, extra_options: dict | None = None
 ) -> Checkpointer | None:
@@ -38,7 +43,7 @@ def method_checkpointer(
     if every == 0:
         return None
     fingerprint = {
-        "config": cfg.model_dump(mode="json", exclude={"unlearn": {"checkpoint_every"}}),
+        "config": config_fingerprint(cfg),
         "method": name,
         "options": method_options(cfg, name) | (extra_options or {}),
     }
