@@ -43,6 +43,9 @@ def test_demo_end_to_end_on_micro_world(micro_config_file, micro_workspace, tmp_
     assert m["forget_recall_after"] <= m["forget_recall_before"] - 0.25, m
     assert m["retain_recall_after"] >= m["retain_recall_before"] - 0.1, m
     assert (out / "report.md").read_text().count("![") >= 2
+    quality = metrics["sae_quality"]  # the SAE the run used, read on the entities' last tokens
+    assert 0 < quality["l0"] < 0.5 * micro_workspace.sae.cfg.d_sae and 0 < quality["alive_share"] <= 1, quality
+    assert f"explained variance {quality['explained_variance']:.2f}" in (out / "report.md").read_text()
     assert (out / "plots" / "recall.png").stat().st_size > 1000
     assert (out / "model" / "config.json").exists() and (out / "config.yaml").exists()
     assert _tree_digest(micro_workspace.model_dir) == source_digest, "the source model was written to"

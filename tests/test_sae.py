@@ -1,10 +1,12 @@
 import pytest
 import torch
+from sae_lens import StandardTrainingSAE, StandardTrainingSAEConfig
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.sae.latents import separation_scores
 from sae_unlearn.sae.loading import check_sae_matches, load_sae
+from sae_unlearn.sae.quality import sae_quality, warn_if_poor
 from sae_unlearn.sae.training import save_sae, train_sae
 
 
@@ -63,3 +65,68 @@ def test_separation_scores_rank_the_known_only_latent_first():
         "f_unknown": 0.0,
         "score": 1.0,
     }
+
+
+def test_sae_training_data_can_leave_out_the_bos_token(micro_workspace):
+    """The micro world's tokenizer starts every text with BOS, an attention sink whose residual would set the
+    SAE's normalisation: with ``sae.exclude_special_tokens`` (Gemma's setting) no BOS row reaches training, every
+    other token's row does, unchanged."""
+    from sae_unlearn.stages.sae import capture_training_activations
+
+    ws = micro_workspace
+    texts = ["Alice Smith was born in Paris.", "The capital of Spain is"]
+    ids = [ws.tokenizer(t)["input_ids"] for t in texts]
+    assert all(row[0] == ws.tokenizer.bos_token_id for row in ids), "the test needs a tokenizer that adds BOS"
+
+    def capture(exclude: bool) -> torch.Tensor:
+        sae = ws.cfg.sae.model_copy(update={"exclude_special_tokens": exclude})
+        return capture_training_activations(ws.with_config(ws.cfg.model_copy(update={"sae": sae})), texts)
+
+    kept, every = capture(True), capture(False)
+    assert len(every) == sum(len(row) for row in ids) and len(kept) == len(every) - len(texts)
+    not_bos = torch.tensor([i > 0 for row in ids for i in range(len(row))])
+    assert torch.allclose(kept, every[not_bos])
+
+
+def test_mean_started_decoder_bias_learns_a_large_offset_in_few_steps():
+    """Data whose mean is most of every vector (as Gemma's residual): in the same short training, starting the
+    decoder bias at the mean reconstructs far better than sae-lens' zero start."""
+    torch.manual_seed(0)
+    codes = torch.rand(8192, 24) * (torch.rand(8192, 24) < 0.1)
+    acts = codes @ torch.randn(24, 16) + 40.0 * torch.randn(16)
+    fvu = {}
+    for start in ("zeros", "mean"):
+        sae = train_sae(
+            acts, "blocks.1.hook_resid_post", "tiny", 2, 0.05, total_samples=20_000, batch_size=256, b_dec_init=start
+        )
+        with torch.no_grad():
+            recon = sae.decode(sae.encode(acts))
+        fvu[start] = float((recon - acts).pow(2).sum() / (acts - acts.mean(0)).pow(2).sum())
+    assert fvu["mean"] < 0.5 * fvu["zeros"], fvu
+
+
+def test_sae_quality_reads_sparsity_and_fit_and_warns_on_a_dense_or_poor_sae(caplog):
+    """An SAE whose dictionary is the data's own basis (latent i fires for +x_i, latent 16 + i for -x_i) on data
+    with about 1.6 of 16 non-negative coordinates set: known L0, exact reconstruction, half the latents used."""
+    sae = StandardTrainingSAE(StandardTrainingSAEConfig(d_in=16, d_sae=32))
+    with torch.no_grad():
+        eye = torch.eye(16)
+        sae.W_enc.copy_(torch.cat([eye, -eye], 1))
+        sae.W_dec.copy_(torch.cat([eye, -eye], 0))
+        sae.b_enc.zero_()
+        sae.b_dec.zero_()
+    torch.manual_seed(0)
+    x = torch.rand(4096, 16) * (torch.rand(4096, 16) < 0.1)
+    q = sae_quality(sae, x)
+    assert q["l0"] == pytest.approx(float((x > 0).sum(-1).float().mean())) and q["l0_share"] < 0.1, q
+    assert q["explained_variance"] == pytest.approx(1.0, abs=1e-4) and q["alive_share"] == 0.5, q
+    assert not warn_if_poor(q, "the test data")
+    dense = sae_quality(sae, x + 30.0)  # every coordinate set: every positive latent fires
+    assert dense["l0_share"] == pytest.approx(0.5), dense
+    untrained = sae_quality(StandardTrainingSAE(StandardTrainingSAEConfig(d_in=16, d_sae=32)), x + 30.0)
+    assert untrained["explained_variance"] < 0.5, untrained
+    for poor in (dense, untrained):
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert warn_if_poor(poor, "the test data")
+        assert "sae.exclude_special_tokens: true and sae.b_dec_init: mean" in caplog.text

@@ -104,6 +104,8 @@ class LatentFrame:
     residual_probe: KnownUnknownProbe  # the same question on raw residuals (an attacker's probe)
     mu_known: torch.Tensor  # mean SAE code of the non-target known entities (original model)
     mu_unknown: torch.Tensor
+    # the SAE on the entities' last tokens, known and unknown (sae/quality.py): l0, explained_variance, ...
+    sae_quality: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ def write_run_outputs(
         "layer": ws.layer,
         "seed": ws.cfg.seed,  # the draw (targets, split; the synthetic world has its own seed in config.yaml)
         "sae": str(ws.sae_dir),
+        # the SAE on the entities' last tokens (sae/quality.py): l0, l0_share, explained_variance, alive_share
+        "sae_quality": ws.latents.sae_quality if ws.latents else {},
         "forget": [e.name for e in ws.split.forget],
         "skipped_forget": ws.skipped_forget,
         # per target: [training facts the original model recalled, training facts] (issue 21)
@@ -80,7 +82,7 @@ def write_run_outputs(
             for row, text in zip(samples, greedy_continuations(model, ws.tokenizer, prompts, 8)):
                 row[name] = text.strip()
     notes = [
-        f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`",
+        f"model: `{ws.model_dir}`, layer {ws.layer}, SAE: `{ws.sae_dir}`" + _quality_note(ws),
         f"{len(ws.split.forget)} targets: {', '.join(e.name for e in ws.split.forget)}",
         f"retain set (in the loss) {len(ws.split.retain)} entities; held-out known (never in any loss) "
         f"{len(ws.split.heldout_known)}; unknown entities for evaluation {len(ws.unknown_eval)}"
@@ -148,3 +150,13 @@ def save_edited(out: Path, ws: Workspace, results: dict, edited: dict[str, nn.Mo
             atomic_write_json(out / f"{name}_inference_hook.json", outcome.inference_spec | {"sae": str(ws.sae_dir)})
         else:
             save_model_dir(model, ws.tokenizer, target, base=(ws.cfg.model.name, ws.model_dir))
+
+
+def _quality_note(ws: Workspace) -> str:
+    q = ws.latents.sae_quality if ws.latents else {}
+    if not q:
+        return ""
+    return (
+        f" ({q['l0']:.0f} of its latents active per entity token, explained variance {q['explained_variance']:.2f}, "
+        f"{100 * q['alive_share']:.0f} % of latents fire on some entity)"
+    )

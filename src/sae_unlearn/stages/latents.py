@@ -8,6 +8,7 @@ import torch
 
 from sae_unlearn.metrics.alignment import KnownUnknownProbe, entity_activations, sae_codes
 from sae_unlearn.sae.latents import separation_scores
+from sae_unlearn.sae.quality import sae_quality, warn_if_poor
 from sae_unlearn.state import LatentFrame, Workspace
 
 
@@ -17,6 +18,8 @@ def select_latents(ws: Workspace) -> Workspace:
     acts_known, owner = entity_activations(ws.model, ws.tokenizer, known, ws.layer)
     acts_unknown, _ = entity_activations(ws.model, ws.tokenizer, ws.split.unknown, ws.layer)
     z_known, z_unknown = sae_codes(ws.sae, acts_known), sae_codes(ws.sae, acts_unknown)
+    quality = sae_quality(ws.sae, torch.cat([acts_known, acts_unknown]))
+    warn_if_poor(quality, "the entities' last tokens")
     return ws.with_(
         latents=LatentFrame(
             scores=separation_scores(z_known, z_unknown),
@@ -25,5 +28,6 @@ def select_latents(ws: Workspace) -> Workspace:
             # centroids of the original model, the fixed reference of every "distance to known/unknown" metric
             mu_known=z_known[torch.from_numpy(owner >= len(ws.split.forget))].mean(0),
             mu_unknown=z_unknown.mean(0),
+            sae_quality=quality,
         )
     )

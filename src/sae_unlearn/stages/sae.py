@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import torch
+from sae_lens.util import get_special_token_ids
 
 from sae_unlearn import parallel
 from sae_unlearn.io_utils import cache_root
@@ -39,11 +40,20 @@ def sae_training_texts(ws: Workspace) -> list[str]:
 
 
 def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tensor:
+    """Every token's residual, less the structural special tokens' (BOS, EOS, PAD) with
+    ``sae.exclude_special_tokens``: Gemma's BOS residual is an attention sink ~13x the median token's norm, and
+    kept it set the SAE's normalisation and reconstruction loss, leaving it dense on the tokens that matter
+    (docs/results.md, session 37). Gemma Scope and sae-lens' ``exclude_special_tokens`` leave them out likewise."""
     ws.tokenizer.padding_side = "right"  # EncodedPrompts assumes right padding
     enc = ws.tokenizer(texts, padding=True, return_tensors="pt")
     lengths = enc["attention_mask"].sum(1)
     prompts = EncodedPrompts(enc["input_ids"], enc["attention_mask"], torch.zeros_like(lengths), lengths - 1)
-    return capture_all_positions(ws.model, prompts, ws.layer)
+    acts = capture_all_positions(ws.model, prompts, ws.layer)  # the real tokens, row by row
+    if not ws.cfg.sae.exclude_special_tokens:
+        return acts
+    special = torch.tensor(get_special_token_ids(ws.tokenizer), dtype=enc["input_ids"].dtype)
+    ordinary = ~torch.isin(enc["input_ids"], special)
+    return acts[ordinary[enc["attention_mask"].bool()]]
 
 
 def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
@@ -109,4 +119,5 @@ def _train(ws: Workspace, device: str):
         scfg.lr,
         seed=ws.cfg.seed,
         device=device,
+        b_dec_init=scfg.b_dec_init,
     )
