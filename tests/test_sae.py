@@ -130,3 +130,24 @@ def test_sae_quality_reads_sparsity_and_fit_and_warns_on_a_dense_or_poor_sae(cap
         with caplog.at_level("WARNING"):
             assert warn_if_poor(poor, "the test data")
         assert "sae.exclude_special_tokens: true and sae.b_dec_init: mean" in caplog.text
+
+
+def test_the_document_start_we_add_is_left_out_like_a_bos():
+    """A tokenizer with no BOS gets ``<|endoftext|>`` as its document start (models/loading.py), as SmolLM2 does,
+    where that token is the unk token, on no structural list: it is left out all the same; words are kept."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+    from transformers import PreTrainedTokenizerFast
+
+    from sae_unlearn.models.loading import ensure_document_start
+    from sae_unlearn.stages.sae import ordinary_tokens
+
+    vocab = {"<|endoftext|>": 0, "<pad>": 1, "Paris": 2, "is": 3, "nice": 4}
+    core = Tokenizer(WordLevel(vocab, unk_token="<|endoftext|>"))
+    core.pre_tokenizer = Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<|endoftext|>", pad_token="<pad>")
+    ensure_document_start(tok)
+    enc = tok(["Paris is nice", "Paris"], padding=True, return_tensors="pt", return_special_tokens_mask=True)
+    assert enc["input_ids"][:, 0].tolist() == [0, 0], "the test needs the document start in front"
+    assert ordinary_tokens(tok, enc).tolist() == [[False, True, True, True], [False, True, False, False]]

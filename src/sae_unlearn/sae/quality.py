@@ -47,8 +47,11 @@ def warn_if_poor(quality: dict[str, float], where: str) -> bool:
     log.warning(
         "The SAE reads %s poorly: %.0f active latents per token (%.0f %% of them), explained variance %.2f "
         "(a usable SAE: under %.0f %% and over %.1f). Its latents are a weak reading of 'known' and 'unknown'. "
-        "If the tokenizer adds a BOS token or the residual has a large mean (Gemma), set "
-        "sae.exclude_special_tokens: true and sae.b_dec_init: mean; a larger sae.l1_coefficient makes the code "
+        "The first token (a BOS, or the document-start token added when the tokenizer has none) is an attention "
+        "sink in most LMs, "
+        "with a residual 10-100x the others', and a large mean is common (Gemma): to train the SAE on the other "
+        "tokens from the mean, set sae.exclude_special_tokens: true and sae.b_dec_init: mean (Gemma's config "
+        "does); a larger sae.l1_coefficient makes the code "
         "sparser, a larger sae.total_samples trains it longer (docs/real_models.md).",
         where,
         quality["l0"],

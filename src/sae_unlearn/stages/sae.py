@@ -45,15 +45,21 @@ def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tenso
     kept it set the SAE's normalisation and reconstruction loss, leaving it dense on the tokens that matter
     (docs/results.md, session 37). Gemma Scope and sae-lens' ``exclude_special_tokens`` leave them out likewise."""
     ws.tokenizer.padding_side = "right"  # EncodedPrompts assumes right padding
-    enc = ws.tokenizer(texts, padding=True, return_tensors="pt")
+    enc = ws.tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True)
     lengths = enc["attention_mask"].sum(1)
     prompts = EncodedPrompts(enc["input_ids"], enc["attention_mask"], torch.zeros_like(lengths), lengths - 1)
     acts = capture_all_positions(ws.model, prompts, ws.layer)  # the real tokens, row by row
     if not ws.cfg.sae.exclude_special_tokens:
         return acts
-    special = torch.tensor(get_special_token_ids(ws.tokenizer), dtype=enc["input_ids"].dtype)
-    ordinary = ~torch.isin(enc["input_ids"], special)
-    return acts[ordinary[enc["attention_mask"].bool()]]
+    return acts[ordinary_tokens(ws.tokenizer, enc)[enc["attention_mask"].bool()]]
+
+
+def ordinary_tokens(tokenizer, enc) -> torch.Tensor:
+    """[batch, seq] True where a token is neither on sae-lens' structural list nor added by the tokenizer
+    (``enc`` encoded with ``return_special_tokens_mask``): SmolLM2's document start (models/loading.py) is its
+    unk token ``<|endoftext|>``, on no structural list, and its residual is 113x the median's."""
+    special = torch.tensor(get_special_token_ids(tokenizer), dtype=enc["input_ids"].dtype)
+    return ~torch.isin(enc["input_ids"], special) & enc["special_tokens_mask"].eq(0)
 
 
 def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
@@ -82,7 +88,10 @@ def get_sae(ws: Workspace, progress: bool = True) -> Workspace:
                     "entities": entities,
                     "seed": ws.cfg.seed,
                     "dtype": ws.cfg.model.dtype,
-                },
+                }
+                # 2: the tokens a tokenizer adds are left out too (``ordinary_tokens``; 1 left out only sae-lens'
+                # structural ones, for one session); absent when nothing is left out
+                | ({"excluded_tokens": 2} if scfg.exclude_special_tokens else {}),
                 sort_keys=True,
             ).encode()
         ).hexdigest()[:16]
