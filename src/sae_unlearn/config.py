@@ -141,7 +141,8 @@ class SAETrainConfig(_Strict):
     # Real models only: the SAE's text is every entity prompt plus the model's own continuations.
     generation_prompts: int = Field(256, ge=0)
     generation_tokens: int = Field(32, ge=1)
-    # train on every token but the structural special ones (BOS, EOS, PAD; sae-lens' name): stages/sae.py
+    # train on every token but the structural special ones (BOS, EOS, PAD; sae-lens' name) and those the
+    # tokenizer adds (our document start): stages/sae.py
     exclude_special_tokens: bool = False
     b_dec_init: Literal["zeros", "mean"] = "zeros"  # the decoder bias' start (sae/training.py)
 

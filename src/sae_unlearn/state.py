@@ -239,6 +239,10 @@ class Workspace:
     def probe(self) -> KnownUnknownProbe | None:
         return self.latents.probe if self.latents else None
 
+    @property
+    def sae_quality(self) -> dict[str, float]:
+        return self.latents.sae_quality if self.latents else {}
+
     def validation_of(self, entities: list[Entity]) -> list[Entity]:
         """``entities``' validation facts (entities/validation.py): neither a loss's phrasings nor the evaluation's."""
         return validation_entities(entities, self.tokenizer, False if self.eval_heldout else None)

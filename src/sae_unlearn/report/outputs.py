@@ -49,7 +49,7 @@ def write_run_outputs(
         "seed": ws.cfg.seed,  # the draw (targets, split; the synthetic world has its own seed in config.yaml)
         "sae": str(ws.sae_dir),
         # the SAE on the entities' last tokens (sae/quality.py): l0, l0_share, explained_variance, alive_share
-        "sae_quality": ws.latents.sae_quality if ws.latents else {},
+        "sae_quality": ws.sae_quality,
         "forget": [e.name for e in ws.split.forget],
         "skipped_forget": ws.skipped_forget,
         # per target: [training facts the original model recalled, training facts] (issue 21)
@@ -153,7 +153,7 @@ def save_edited(out: Path, ws: Workspace, results: dict, edited: dict[str, nn.Mo
 
 
 def _quality_note(ws: Workspace) -> str:
-    q = ws.latents.sae_quality if ws.latents else {}
+    q = ws.sae_quality
     if not q:
         return ""
     return (

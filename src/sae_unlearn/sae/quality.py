@@ -20,12 +20,13 @@ MIN_EXPLAINED_VARIANCE = 0.5
 
 
 @torch.no_grad()
-def sae_quality(sae, acts: torch.Tensor) -> dict[str, float]:
+def sae_quality(sae, acts: torch.Tensor, codes: torch.Tensor | None = None) -> dict[str, float]:
     """Statistics of the SAE on ``acts`` [rows, d_in]: mean active latents per row (``l0``, and as a share of the
-    latents), the variance explained around the rows' mean, and the share of latents active on any row."""
+    latents), the variance explained around the rows' mean, and the share of latents active on any row.
+    ``codes``: ``acts``' SAE codes where the caller has them already (not encoded again)."""
     param = next(sae.parameters())
     x = acts.to(param.device, param.dtype)
-    z = sae.encode(x)
+    z = sae.encode(x) if codes is None else codes.to(param.device, param.dtype)
     recon = sae.decode(z)
     fires = z > 0
     l0 = float(fires.sum(-1).float().mean())
@@ -48,11 +49,10 @@ def warn_if_poor(quality: dict[str, float], where: str) -> bool:
         "The SAE reads %s poorly: %.0f active latents per token (%.0f %% of them), explained variance %.2f "
         "(a usable SAE: under %.0f %% and over %.1f). Its latents are a weak reading of 'known' and 'unknown'. "
         "The first token (a BOS, or the document-start token added when the tokenizer has none) is an attention "
-        "sink in most LMs, "
-        "with a residual 10-100x the others', and a large mean is common (Gemma): to train the SAE on the other "
-        "tokens from the mean, set sae.exclude_special_tokens: true and sae.b_dec_init: mean (Gemma's config "
-        "does); a larger sae.l1_coefficient makes the code "
-        "sparser, a larger sae.total_samples trains it longer (docs/real_models.md).",
+        "sink in most LMs, with a residual 10-100x the others', and a large mean is common (Gemma): to train the "
+        "SAE on the other tokens from the mean, set sae.exclude_special_tokens: true and sae.b_dec_init: mean "
+        "(Gemma's config does); a larger sae.l1_coefficient makes the code sparser, a larger sae.total_samples "
+        "trains it longer (docs/real_models.md).",
         where,
         quality["l0"],
         100 * quality["l0_share"],

@@ -18,7 +18,7 @@ def select_latents(ws: Workspace) -> Workspace:
     acts_known, owner = entity_activations(ws.model, ws.tokenizer, known, ws.layer)
     acts_unknown, _ = entity_activations(ws.model, ws.tokenizer, ws.split.unknown, ws.layer)
     z_known, z_unknown = sae_codes(ws.sae, acts_known), sae_codes(ws.sae, acts_unknown)
-    quality = sae_quality(ws.sae, torch.cat([acts_known, acts_unknown]))
+    quality = sae_quality(ws.sae, torch.cat([acts_known, acts_unknown]), torch.cat([z_known, z_unknown]))
     warn_if_poor(quality, "the entities' last tokens")
     return ws.with_(
         latents=LatentFrame(

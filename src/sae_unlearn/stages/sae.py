@@ -40,10 +40,11 @@ def sae_training_texts(ws: Workspace) -> list[str]:
 
 
 def capture_training_activations(ws: Workspace, texts: list[str]) -> torch.Tensor:
-    """Every token's residual, less the structural special tokens' (BOS, EOS, PAD) with
-    ``sae.exclude_special_tokens``: Gemma's BOS residual is an attention sink ~13x the median token's norm, and
-    kept it set the SAE's normalisation and reconstruction loss, leaving it dense on the tokens that matter
-    (docs/results.md, session 37). Gemma Scope and sae-lens' ``exclude_special_tokens`` leave them out likewise."""
+    """Every token's residual, less, with ``sae.exclude_special_tokens``, the structural special tokens' (BOS,
+    EOS, PAD) and those the tokenizer adds (``ordinary_tokens``): Gemma's BOS residual is an attention sink ~13x
+    the median token's norm, and kept it set the SAE's normalisation and reconstruction loss, leaving it dense on
+    the tokens that matter (docs/results.md, session 37). Gemma Scope and sae-lens' ``exclude_special_tokens``
+    leave them out likewise."""
     ws.tokenizer.padding_side = "right"  # EncodedPrompts assumes right padding
     enc = ws.tokenizer(texts, padding=True, return_tensors="pt", return_special_tokens_mask=True)
     lengths = enc["attention_mask"].sum(1)
