@@ -9,7 +9,7 @@ from sae_unlearn.entities.types import Entity, EntitySplit, Fact
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import REGISTRY, get_method
 from sae_unlearn.methods.base import UnlearnTask
-from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
+from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner, unknown_spread
 from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.capture import residual_and_last_logits
@@ -188,6 +188,45 @@ def test_sampled_forget_batch_still_unlearns(micro_workspace):
     with torch.no_grad():
         toward_after = float(method.loss_terms(task, random.Random(0))["toward"])
     assert toward_after < 0.3, f"toward loss (1 = as far from unknown as at the start) ended at {toward_after:.3f}"
+
+
+def test_unknown_spread_is_a_new_unknown_entitys_distance_to_the_reference():
+    """The "unknown" stop level must be what an unknown entity outside the reference set scores: the in-sample
+    spread alone reads (n-1)/(n+1) of it, and stopping there would push targets past every stranger."""
+    assert torch.equal(unknown_spread(torch.tensor([[[1.0]], [[-1.0]]])), torch.tensor([3.0]))  # 1 inside, x 3/1
+    assert torch.equal(unknown_spread(torch.ones(1, 2, 4)), torch.zeros(2))  # one entity: no spread
+    gen = torch.Generator().manual_seed(0)
+    reference = torch.randn(8, 1, 20000, generator=gen)  # 8 substitutes, one position, i.i.d. unit codes
+    fresh = torch.randn(200, 20000, generator=gen)  # unknown entities not among them
+    fresh_distance = (fresh - reference.mean(0)).pow(2).sum(-1).mean()
+    assert abs(float(unknown_spread(reference)[0] / fresh_distance) - 1) < 0.03
+
+
+def test_unknown_stop_level_stops_once_targets_are_like_unknown_entities(micro_workspace):
+    """``stop_level: unknown`` ends the run at the unknown entities' own level: the toward loss within their
+    spread and the probe calling as many targets unknown as it calls unknown entities, not 2 % of the start."""
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+
+    def targets_unknown(m):
+        z, owner = entity_codes(m, ws.tokenizer, ws.sae, ws.split.forget, ws.layer)
+        return ws.probe.share_unknown(z, owner)
+
+    z_u, owner_u = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.unknown_eval, ws.layer)
+    unknown_share = ws.probe.share_unknown(z_u, owner_u)
+    task = dataclasses.replace(
+        _task(ws, model, steps=150),
+        targets_classified_unknown=targets_unknown,
+        unknown_classified_unknown=lambda: unknown_share,
+    )
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, stop_level="unknown"))
+    outcome = method.unlearn(task)
+    assert 0 < method.toward_unknown_level < 1  # unknown entities lie nearer their mean than the targets start
+    assert outcome.stopped_reason == "early_stop" and outcome.steps_run < 150, outcome
+    assert method.last_toward <= method.toward_unknown_level
+    assert targets_unknown(model) >= unknown_share
+    # the fixed rule would have gone on: the toward loss is still far above 2 % of its start
+    assert method.last_toward > method.cfg.stop_toward * method.initial_toward
 
 
 def test_facts_that_name_a_target_are_scored_apart():

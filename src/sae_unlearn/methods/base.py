@@ -46,6 +46,8 @@ class UnlearnTask:
     steps: int
     # Share of forget targets a known-vs-unknown probe fitted before unlearning calls unknown.
     targets_classified_unknown: Callable[[nn.Module], float] | None = None
+    # The same probe's share for the unknown entities, on the original model: the level "like a stranger" reaches.
+    unknown_classified_unknown: Callable[[], float] | None = None
     # How much more often the targets' training prompts are recalled than with unknown names in them.
     forget_gap_to_floor: Callable[[nn.Module], float] | None = None
     seed: int = 0

@@ -5,6 +5,7 @@ checkpoints and the stop rules that read the workspace.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import time
@@ -103,6 +104,12 @@ def run_method(
         z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
         return probe.share_unknown(z, owner)
 
+    @functools.cache
+    def unknown_classified_unknown() -> float:
+        # the unknown entities the probe was not fitted on (it calls every one of its own training set unknown)
+        z, owner = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.unknown_eval, ws.layer)
+        return probe.share_unknown(z, owner)
+
     def forget_gap_to_floor(m: nn.Module) -> float:
         return validation_forget_gap(ws, m)
 
@@ -118,6 +125,7 @@ def run_method(
         unknown_latents=ws.scores.top_unknown(k),
         steps=ws.cfg.unlearn.steps,
         targets_classified_unknown=targets_classified_unknown,
+        unknown_classified_unknown=unknown_classified_unknown,
         forget_gap_to_floor=forget_gap_to_floor,
         seed=ws.cfg.seed,
         progress=progress,
