@@ -125,7 +125,7 @@ def run_method(
         unknown_latents=ws.scores.top_unknown(k),
         steps=ws.cfg.unlearn.steps,
         targets_classified_unknown=targets_classified_unknown,
-        unknown_classified_unknown=unknown_classified_unknown,
+        unknown_classified_unknown=unknown_classified_unknown if ws.unknown_eval else None,
         forget_gap_to_floor=forget_gap_to_floor,
         seed=ws.cfg.seed,
         progress=progress,
