@@ -85,7 +85,7 @@ class SAEGuidedConfig(GradientOptions):
     # "start_share": the two constants above. "unknown": stop once the targets are as close to the unknown reference
     # as unknown entities themselves are (their spread around it) and the probe calls at least as large a share of
     # the targets unknown as of the unknown entities (capped by stop_share): the paper's "indistinguishable from
-    # unknown", measured instead of fixed. With a sparse SAE unknown entities sit at 56-58 % of the start gap from
+    # unknown", measured instead of fixed. With a sparse SAE unknown entities sit at 36-56 % of the start gap from
     # their mean (docs/method.md): 2 % of the start pushes targets far past every stranger
     stop_level: Literal["start_share", "unknown"] = "start_share"
 
