@@ -627,12 +627,11 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def should_stop(self, task: UnlearnTask, step: int) -> bool:
         if task.targets_classified_unknown is None or self.initial_toward is None:
             return False
+        share = self.cfg.stop_share
         if self.cfg.stop_level == "unknown":
             close_enough = self.last_toward <= self.toward_unknown_level
-            share = self.cfg.stop_share
             if task.unknown_classified_unknown is not None:
                 share = min(share, task.unknown_classified_unknown())
         else:
             close_enough = self.last_toward <= self.cfg.stop_toward * self.initial_toward
-            share = self.cfg.stop_share
         return close_enough and task.targets_classified_unknown(task.model) >= share

@@ -14,6 +14,7 @@ from pathlib import Path
 from torch import nn
 
 from sae_unlearn.config import DemoConfig
+from sae_unlearn.entities.types import Entity
 from sae_unlearn.io_utils import CHECKPOINTS, atomic_write_json
 from sae_unlearn.methods import UnlearnOutcome, UnlearnTask, build_method
 from sae_unlearn.methods.checkpoint import Checkpointer
@@ -100,15 +101,17 @@ def run_method(
     model = copy.deepcopy(ws.model)
     probe, split = ws.probe, ws.training_split()
 
-    def targets_classified_unknown(m: nn.Module) -> float:
-        z, owner = entity_codes(m, ws.tokenizer, ws.sae, split.forget, ws.layer)
+    def classified_unknown(m: nn.Module, entities: list[Entity]) -> float:
+        z, owner = entity_codes(m, ws.tokenizer, ws.sae, entities, ws.layer)
         return probe.share_unknown(z, owner)
+
+    def targets_classified_unknown(m: nn.Module) -> float:
+        return classified_unknown(m, split.forget)
 
     @functools.cache
     def unknown_classified_unknown() -> float:
         # the unknown entities the probe was not fitted on (it calls every one of its own training set unknown)
-        z, owner = entity_codes(ws.model, ws.tokenizer, ws.sae, ws.unknown_eval, ws.layer)
-        return probe.share_unknown(z, owner)
+        return classified_unknown(ws.model, ws.unknown_eval)
 
     def forget_gap_to_floor(m: nn.Module) -> float:
         return validation_forget_gap(ws, m)
