@@ -3,10 +3,13 @@
     python benchmarks/sae_guided_variants.py --smollm2 '[{}, {"w_output": 1.0}, {"w_output": 1.0, "steps": 80}]'
     python benchmarks/sae_guided_variants.py '[{"w_retain": 30}]'          # the synthetic world
     python benchmarks/sae_guided_variants.py --relearn '[{}, {"train_layers": [0, 1, 2, 3]}]'   # + relearning attack
+    python benchmarks/sae_guided_variants.py --smollm2 --set sae.b_dec_init=mean --seed 2 '[{"w_kl": 5}]'
 
 The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
 fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
-are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Option names are
+are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Retained and held-out
+known entities are scored on the run's own sample (`eval.max_scored_entities`), as `sae-unlearn run` scores them;
+`--set` changes any config key for every variant (the SAE's settings, say). Option names are
 `unlearn.methods.sae_guided` (SAEGuidedConfig) fields; "steps" sets the budget; "lora" / "lora_rank" set `model.*` (a peft
 adapter on the trained blocks instead of full weights).
 """
@@ -18,14 +21,18 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 from sae_unlearn.attacks.suite import relearn_floors, relearn_metrics
 from sae_unlearn.cli import DEMO_REAL_CONFIG
 from sae_unlearn.config import load_config
+from sae_unlearn.entities.types import Fact
 from sae_unlearn.evaluation.evaluate import perplexity_texts
 from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing
 from sae_unlearn.methods.adapters import merged_adapter
-from sae_unlearn.metrics.recall import recall, substituted_recall
+from sae_unlearn.metrics.recall import answer_matches, recall, scored_facts, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
+from sae_unlearn.models.generation import greedy_continuations
 from sae_unlearn.stages.latents import select_latents
 from sae_unlearn.stages.sae import get_sae
 from sae_unlearn.stages.split import make_split
@@ -41,10 +48,18 @@ def main() -> None:
     parser.add_argument(
         "--seed", type=int, default=None, help="another draw of targets and split (default: the config's)"
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config key for every variant, dotted, the value read as YAML (e.g. sae.b_dec_init=mean); repeatable",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-sae-guided-variants.json"))
     args = parser.parse_args()
     variants = json.loads(args.variants)
-    cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None, {} if args.seed is None else {"seed": args.seed})
+    overrides = dict(_key_value(item) for item in args.set) | ({} if args.seed is None else {"seed": args.seed})
+    cfg = load_config(DEMO_REAL_CONFIG if args.smollm2 else None, overrides)
     t0 = time.time()
     ws = select_latents(make_split(get_sae(build_workspace(cfg, progress=False), progress=False)))
     floors = relearn_floors(ws.evaluation) if args.relearn else {}
@@ -59,14 +74,8 @@ def main() -> None:
     )
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, cfg.eval.max_new_tokens
     floor = substituted_recall(ws.model, tok, ws.split.forget, ws.unknown_eval, heldout=held, max_new_tokens=n_tok)
-    before = {
-        key: recall(ws.model, tok, entities, held, n_tok)
-        for key, entities in (
-            ("forget", ws.split.forget),
-            ("retain", ws.split.retain),
-            ("heldout_known", ws.split.heldout_known),
-        )
-    }
+    before = _set_recalls(ws, ws.model)
+    known_before = _heldout_known_continuations(ws, ws.model)
     if held:  # each held-out phrasing's own floor: the same prompts with unknown names
         before |= floors_by_phrasing(ws.model, tok, ws.split.forget, ws.unknown_eval, n_tok)
     print(f"same-prompt floor {floor:.3f}; before: {json.dumps(before)}")
@@ -93,6 +102,7 @@ def main() -> None:
         }
         with merged_adapter(model):  # as the pipeline's evaluation runs it (faster, same outputs)
             row |= _scores(ws, model, outcome, floors, ppl_texts, ppl_before)
+            row["heldout_known_changed"] = _changed_facts(ws, known_before, _heldout_known_continuations(ws, model))
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(
@@ -121,18 +131,61 @@ def main() -> None:
     )
 
 
+def _key_value(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set takes KEY=VALUE (e.g. sae.b_dec_init=mean), not {item!r}")
+    return key, yaml.safe_load(value)
+
+
+def _set_recalls(ws, model) -> dict[str, float]:
+    """Forget, retain and held-out known recall on held-out phrasings, the latter two on the scored sample."""
+    held, n_tok = ws.eval_heldout, ws.cfg.eval.max_new_tokens
+    return {
+        "forget": recall(model, ws.tokenizer, ws.split.forget, held, n_tok),
+        "retain": recall(model, ws.tokenizer, ws.scored(ws.split.retain), held, n_tok),
+        "heldout_known": recall(model, ws.tokenizer, ws.scored(ws.split.heldout_known), held, n_tok),
+    }
+
+
+def _heldout_known_continuations(ws, model) -> list[tuple[str, Fact, str]]:
+    """(entity, fact, greedy continuation) per scored held-out known fact."""
+    facts = [(e.name, f) for e in ws.scored(ws.split.heldout_known) for f in scored_facts(e, ws.eval_heldout)]
+    conts = greedy_continuations(model, ws.tokenizer, [f.prompt for _, f in facts], ws.cfg.eval.max_new_tokens)
+    return [(name, f, c) for (name, f), c in zip(facts, conts)]
+
+
+def _changed_facts(ws, before: list[tuple[str, Fact, str]], after: list[tuple[str, Fact, str]]) -> dict:
+    """The held-out known facts lost and gained, each with what the model now says and whether it shares a
+    target's answer or relation (``Fact.attribute``), and how many recalled facts shared a relation beforehand:
+    where the damage to entities in no loss falls, against chance."""
+    target_answers = {f.answer.lower() for e in ws.split.forget for f in e.facts}
+    target_relations = {f.attribute for e in ws.split.forget for f in e.facts if f.attribute}
+    out: dict = {"lost": [], "gained": []}
+    recalled_before = [fact for _, fact, was in before if answer_matches(was, fact.answer)]
+    for (name, fact, was), (_, _, now) in zip(before, after):
+        hit_before, hit_after = answer_matches(was, fact.answer), answer_matches(now, fact.answer)
+        if hit_before != hit_after:
+            out["lost" if hit_before else "gained"].append(
+                {
+                    "entity": name,
+                    "prompt": fact.prompt,
+                    "answer": fact.answer,
+                    "now": now,
+                    "target_answer": fact.answer.lower() in target_answers,
+                    "target_relation": fact.attribute in target_relations,
+                }
+            )
+    out["recalled_before"] = len(recalled_before)
+    out["recalled_before_with_a_target_relation"] = sum(f.attribute in target_relations for f in recalled_before)
+    return out
+
+
 def _scores(ws, model, outcome, floors: dict, ppl_texts: list[str], ppl_before: float) -> dict:
     """Recall of each set on held-out phrasings (and per phrasing), perplexity change and, with floors, the
     relearning attack: what each variant is judged on."""
     tok, held, n_tok = ws.tokenizer, ws.eval_heldout, ws.cfg.eval.max_new_tokens
-    row = {
-        key: recall(model, tok, entities, held, n_tok)
-        for key, entities in (
-            ("forget", ws.split.forget),
-            ("retain", ws.split.retain),
-            ("heldout_known", ws.split.heldout_known),
-        )
-    }
+    row = _set_recalls(ws, model)
     if held:  # the phrasings the loss trained on, and each held-out phrasing alone (real models)
         row["forget_train_phrasing"] = recall(model, tok, ws.split.forget, False, n_tok)
         row |= {
