@@ -186,8 +186,9 @@ def town_of(person: Entity) -> str | None:
 
 @pytest.fixture(scope="module")
 def linked_micro(micro_config_file, tmp_path_factory):
-    """The micro world with links, through the real pipeline, forgetting one city that is some known person's
-    hometown: (workspace, the original model's metrics)."""
+    """The micro world with links, through the real pipeline, forgetting the first city that is two known persons'
+    hometown (6 held-out reverse questions: with one resident's 3, a single question decided the reverse-facts bar,
+    and the CPU's instruction set flipped it; docs/testing.md): (workspace, the original model's metrics)."""
     import yaml
 
     from sae_unlearn.config import load_config
@@ -204,7 +205,7 @@ def linked_micro(micro_config_file, tmp_path_factory):
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)
     world = build_world(**cfg.world.model_dump())
-    city = next(e for e in world.known if e.type == "city" and any(town_of(p) == e.name for p in world.known))
+    city = next(e for e in world.known if e.type == "city" and sum(town_of(p) == e.name for p in world.known) >= 2)
     cfg = cfg.model_copy(update={"unlearn": cfg.unlearn.model_copy(update={"forget": [city.name]})})
     ws = select_latents(make_split(get_sae(build_synthetic(cfg, progress=False), progress=False)))
     return ws, evaluate_original(ws.evaluation)[0]
