@@ -42,11 +42,16 @@ def variant_label(options: dict, base: dict) -> str:
     return json.dumps(shown, sort_keys=True)
 
 
-def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float]]]:
-    """Each variant of one draw's run as (label, the quantities the bars bound)."""
+def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float | None]]]:
+    """Each variant of one draw's run as (label, the quantities the bars bound); None where the run did not
+    measure one (no ``--relearn``, or a world without question phrasings)."""
     before, floor = run["before"], run["same_prompt_floor"]
-    question_floor = before["unknown_recall_same_prompts_form_question"]
-    relearn_floor = run["relearn_floors"]["relearn_recall_unknown"]
+    question_floor = before.get("unknown_recall_same_prompts_form_question")
+    relearn_floor = run.get("relearn_floors", {}).get("relearn_recall_unknown")
+
+    def over(value: float | None, floor: float | None) -> float | None:
+        return None if value is None or floor is None else 100 * (value - floor)
+
     rows = []
     for v in run["variants"]:
         options = dict(v["options"])
@@ -57,8 +62,8 @@ def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float]]]:
                 variant_label(options, base),
                 {
                     "forget_over_floor": 100 * (v["forget"] - floor),
-                    "questions_over_floor": 100 * (v["form_question"] - question_floor),
-                    "relearned_over_floor": 100 * (v["relearn"] - relearn_floor),
+                    "questions_over_floor": over(v.get("form_question"), question_floor),
+                    "relearned_over_floor": over(v.get("relearn"), relearn_floor),
                     "heldout_known_kept_pct": 100 * v["heldout_known"] / before["heldout_known"],
                     "retain_drop": 100 * (before["retain"] - v["retain"]),
                     "perplexity_change_pct": 100 * v["perplexity_change"],
@@ -70,7 +75,7 @@ def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float]]]:
 
 
 def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
-    per_variant: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    per_variant: dict[str, dict[int, dict[str, float | None]]] = defaultdict(dict)
     for path in files:
         for key, run in json.loads(path.read_text()).items():
             if not key.startswith("seed"):
@@ -83,7 +88,7 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
         fresh = [row for seed, row in by_seed.items() if seed not in dev_seeds]
         stats = {}
         for key in next(iter(by_seed.values())):
-            values = [row[key] for row in fresh]
+            values = [row[key] for row in fresh if row[key] is not None]
             stats[key] = {
                 "mean": statistics.mean(values) if values else None,
                 "sd": statistics.stdev(values) if len(values) > 1 else None,
@@ -91,6 +96,7 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
         met = {
             key: all((row[key] <= bound) if at_most else (row[key] >= bound) for row in fresh)
             for key, (bound, at_most) in BARS.items()
+            if fresh and all(row[key] is not None for row in fresh)
         }
         summary[label] = {
             "draws": {str(s): r for s, r in sorted(by_seed.items())},
