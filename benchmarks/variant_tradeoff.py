@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from sae_unlearn.report.intervals import seed_summary  # noqa: E402
 
 # issue 21's Done-when: (key, bound, True when the value must stay at most the bound)
 BARS = {
@@ -85,14 +86,10 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
                 per_variant[label][seed] = row  # a later file's run of the same variant and draw wins
     summary = {}
     for label, by_seed in per_variant.items():
-        fresh = [row for seed, row in by_seed.items() if seed not in dev_seeds]
-        stats = {}
-        for key in next(iter(by_seed.values())):
-            values = [row[key] for row in fresh if row[key] is not None]
-            stats[key] = {
-                "mean": statistics.mean(values) if values else None,
-                "sd": statistics.stdev(values) if len(values) > 1 else None,
-            }
+        fresh_seeds = sorted(s for s in by_seed if s not in dev_seeds)
+        fresh = [by_seed[s] for s in fresh_seeds]
+        # what `compare --seeds` reports per metric: mean, sd, the mean's bootstrap interval; unmeasured keys left out
+        stats = seed_summary([{label: row} for row in fresh])[label] if fresh else {}
         met = {
             key: all((row[key] <= bound) if at_most else (row[key] >= bound) for row in fresh)
             for key, (bound, at_most) in BARS.items()
@@ -100,8 +97,8 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
         }
         summary[label] = {
             "draws": {str(s): r for s, r in sorted(by_seed.items())},
-            "fresh_draws": sorted(s for s in by_seed if s not in dev_seeds),
-            "mean_sd_over_fresh_draws": stats,
+            "fresh_draws": fresh_seeds,
+            "stats_over_fresh_draws": stats,
             "bar_met_on_every_fresh_draw": met if fresh else None,
         }
     return summary
@@ -112,11 +109,11 @@ def print_table(summary: dict) -> None:
     print("| variant | fresh draws | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 2) + "|")
     for label, s in summary.items():
-        stats, met = s["mean_sd_over_fresh_draws"], s["bar_met_on_every_fresh_draw"] or {}
+        stats, met = s["stats_over_fresh_draws"], s["bar_met_on_every_fresh_draw"] or {}
         cells = []
         for key in keys:
-            m, sd = stats[key]["mean"], stats[key]["sd"]
-            text = "-" if m is None else f"{m:.1f}" + ("" if sd is None else f" ({sd:.1f})")
+            k = stats.get(key)
+            text = "-" if k is None else f"{k['mean']:.1f}" + (f" ({k['sd']:.1f})" if k["n"] > 1 else "")
             cells.append(text + (" *" if met.get(key) is False else ""))
         print(f"| `{label}` | {len(s['fresh_draws'])} | " + " | ".join(cells) + " |")
     print("mean (sd) over the fresh draws; * = the bar missed on at least one fresh draw")
