@@ -34,16 +34,23 @@ BARS = {
     "retain_drop": (1.0, True),
     "perplexity_change_pct": (2.0, True),
 }
-ADAPTER_KEYS = ("lora", "lora_rank")  # the same in every variant of the session files: not part of a label
+ADAPTER_KEYS = ("lora", "lora_rank")  # left out of a label where every variant of the inputs has the same ones
 
 
-def variant_label(options: dict, base: dict) -> str:
+def variant_label(options: dict, base: dict, hide_adapter: bool = True) -> str:
     """The variant's settings over the run's ``--set`` ones (``base``), which the results files do not record."""
-    shown = {k: v for k, v in {**base, **options}.items() if k not in ADAPTER_KEYS}
+    shown = {k: v for k, v in {**base, **options}.items() if not (hide_adapter and k in ADAPTER_KEYS)}
     return json.dumps(shown, sort_keys=True)
 
 
-def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float | None]]]:
+def adapter_varies(runs: list[dict]) -> bool:
+    """Whether the variants differ in their adapter settings (some full weights, some LoRA): then the label must
+    say which, or a LoRA run and a full-weight run of the same options would be read as one variant."""
+    adapters = {tuple(v["options"].get(k) for k in ADAPTER_KEYS) for run in runs for v in run["variants"]}
+    return len(adapters) > 1
+
+
+def draw_rows(run: dict, base: dict, hide_adapter: bool = True) -> list[tuple[str, dict[str, float | None]]]:
     """Each variant of one draw's run as (label, the quantities the bars bound); None where the run did not
     measure one (no ``--relearn``, or a world without question phrasings)."""
     before, floor = run["before"], run["same_prompt_floor"]
@@ -60,7 +67,7 @@ def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float | None]]
             options.setdefault("steps", v["steps"])
         rows.append(
             (
-                variant_label(options, base),
+                variant_label(options, base, hide_adapter),
                 {
                     "forget_over_floor": 100 * (v["forget"] - floor),
                     "questions_over_floor": over(v.get("form_question"), question_floor),
@@ -77,13 +84,15 @@ def draw_rows(run: dict, base: dict) -> list[tuple[str, dict[str, float | None]]
 
 def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
     per_variant: dict[str, dict[int, dict[str, float | None]]] = defaultdict(dict)
+    runs = {}  # (file, seed) -> one draw's run
     for path in files:
         for key, run in json.loads(path.read_text()).items():
-            if not key.startswith("seed"):
-                continue
-            seed = int(key.removeprefix("seed"))
-            for label, row in draw_rows(run, base):
-                per_variant[label][seed] = row  # a later file's run of the same variant and draw wins
+            if key.startswith("seed"):
+                runs[(path, int(key.removeprefix("seed")))] = run
+    hide_adapter = not adapter_varies(list(runs.values()))
+    for (_, seed), run in runs.items():
+        for label, row in draw_rows(run, base, hide_adapter):
+            per_variant[label][seed] = row  # a later file's run of the same variant and draw wins
     summary = {}
     for label, by_seed in per_variant.items():
         fresh_seeds = sorted(s for s in by_seed if s not in dev_seeds)
