@@ -23,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from sae_unlearn.io_utils import atomic_write_json  # noqa: E402
 from sae_unlearn.report.intervals import seed_summary  # noqa: E402
 
 # issue 21's Done-when: (key, bound, True when the value must stay at most the bound)
@@ -84,13 +85,14 @@ def draw_rows(run: dict, base: dict, hide_adapter: bool = True) -> list[tuple[st
 
 def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
     per_variant: dict[str, dict[int, dict[str, float | None]]] = defaultdict(dict)
-    runs = {}  # (file, seed) -> one draw's run
-    for path in files:
-        for key, run in json.loads(path.read_text()).items():
-            if key.startswith("seed"):
-                runs[(path, int(key.removeprefix("seed")))] = run
-    hide_adapter = not adapter_varies(list(runs.values()))
-    for (_, seed), run in runs.items():
+    runs = [  # (seed, that draw's run), in file order
+        (int(key.removeprefix("seed")), run)
+        for path in files
+        for key, run in json.loads(path.read_text()).items()
+        if key.startswith("seed")
+    ]
+    hide_adapter = not adapter_varies([run for _, run in runs])
+    for seed, run in runs:
         for label, row in draw_rows(run, base, hide_adapter):
             per_variant[label][seed] = row  # a later file's run of the same variant and draw wins
     summary = {}
@@ -164,8 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     summary = summarise(args.files, set(args.dev_seed), json.loads(args.base))
     print_table(summary)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"dev_seeds": args.dev_seed, "bars": BARS, "variants": summary}, indent=1))
+    atomic_write_json(args.out, {"dev_seeds": args.dev_seed, "bars": BARS, "variants": summary})
     print(f"wrote {args.out}")
     if args.plot:
         plot(summary, args.plot)
