@@ -101,11 +101,11 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
         fresh = [by_seed[s] for s in fresh_seeds]
         # what `compare --seeds` reports per metric: mean, sd, the mean's bootstrap interval; unmeasured keys left out
         stats = seed_summary([{label: row} for row in fresh])[label] if fresh else {}
-        met = {
-            key: all((row[key] <= bound) if at_most else (row[key] >= bound) for row in fresh)
-            for key, (bound, at_most) in BARS.items()
-            if fresh and all(row[key] is not None for row in fresh)
-        }
+        met = {}  # only the bars every fresh draw measured
+        for key, (bound, at_most) in BARS.items():
+            values = [v for row in fresh if (v := row[key]) is not None]
+            if fresh and len(values) == len(fresh):
+                met[key] = all((v <= bound) if at_most else (v >= bound) for v in values)
         summary[label] = {
             "draws": {str(s): r for s, r in sorted(by_seed.items())},
             "fresh_draws": fresh_seeds,
