@@ -161,12 +161,18 @@ def _heldout_known_continuations(ws, model) -> list[tuple[str, Fact, str]]:
 
 def _changed_facts(ws, before: list[tuple[str, Fact, str]], after: list[tuple[str, Fact, str]]) -> dict:
     """The held-out known facts lost and gained, each with what the model now says and whether it shares a
-    target's answer or relation (``Fact.attribute``), and how many recalled facts shared a relation beforehand:
-    where the damage to entities in no loss falls, against chance."""
+    target's answer, relation (``Fact.attribute``) or a word of a target's name ("Upper Tarvo" for "Lake Tarvo"),
+    and how many recalled facts shared a relation or a name word beforehand: where the damage to entities in no
+    loss falls, against chance (docs/results.md, session 43: on the synthetic world it follows the name words)."""
     target_answers = {f.answer.lower() for e in ws.split.forget for f in e.facts}
     target_relations = {f.attribute for e in ws.split.forget for f in e.facts if f.attribute}
+    target_words = {w for e in ws.split.forget for w in e.name.split()}
+
+    def namesake(entity: str) -> bool:
+        return bool(target_words & set(entity.split()))
+
     out: dict = {"lost": [], "gained": []}
-    recalled_before = [fact for _, fact, was in before if answer_matches(was, fact.answer)]
+    recalled_before = [(name, fact) for name, fact, was in before if answer_matches(was, fact.answer)]
     for (name, fact, was), (_, _, now) in zip(before, after):
         hit_before, hit_after = answer_matches(was, fact.answer), answer_matches(now, fact.answer)
         if hit_before != hit_after:
@@ -178,10 +184,12 @@ def _changed_facts(ws, before: list[tuple[str, Fact, str]], after: list[tuple[st
                     "now": now,
                     "target_answer": fact.answer.lower() in target_answers,
                     "target_relation": fact.attribute in target_relations,
+                    "target_name_word": namesake(name),
                 }
             )
     out["recalled_before"] = len(recalled_before)
-    out["recalled_before_with_a_target_relation"] = sum(f.attribute in target_relations for f in recalled_before)
+    out["recalled_before_with_a_target_relation"] = sum(f.attribute in target_relations for _, f in recalled_before)
+    out["recalled_before_with_a_target_name_word"] = sum(namesake(name) for name, _ in recalled_before)
     return out
 
 

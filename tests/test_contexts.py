@@ -7,20 +7,27 @@ import copy
 import random
 
 import torch
+from test_refusal_baselines import byte_level_tokenizer
 
 from sae_unlearn.entities import phrasings
 from sae_unlearn.entities.contexts import (
     CONTEXTS,
     LEAD_INS,
     QUESTION_FRAMES,
+    WORLD_LEAD_INS,
+    lead_ins_for,
     with_contexts,
     with_lead_ins,
     with_question_frames,
 )
+from sae_unlearn.entities.synthetic import HELDOUT_PREFIXES, build_world
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.entities.validation import validation_openings
+from sae_unlearn.methods import sae_guided
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner
 from sae_unlearn.models.prompts import EncodedPrompts
+from sae_unlearn.models.world_model import build_tokenizer
 
 
 def _task(ws, model, steps):
@@ -66,6 +73,28 @@ def test_lead_ins_ask_each_training_fact_again_deeper_in_a_sentence_no_evaluatio
     assert extra[0].attribute == "{e} works as a", "a lead-in asks the same relation"
     assert not set(LEAD_INS) & set(phrasings._PASSING), "the evaluation's passing mentions must stay unseen"
     assert with_lead_ins([ann], 0)[0] is ann
+
+
+def _bigrams(text: str) -> set[tuple[str, str]]:
+    words = text.split()
+    return set(zip(words, words[1:], strict=False))
+
+
+def test_lead_ins_follow_the_models_vocabulary_and_stay_apart_from_the_evaluation_and_validation():
+    """A word-level vocabulary gets the world's openings, not ``[UNK]`` tokens; none shares two words in a row with a
+    held-out opening, and the validation split's openings are other ones."""
+    world = build_world(seed=0, n_known=4, n_obscure=4, n_unknown=2)
+    tok = build_tokenizer(world.all_words)
+    assert lead_ins_for(tok) == WORLD_LEAD_INS
+    assert lead_ins_for(byte_level_tokenizer()) == LEAD_INS
+    (entity,) = with_lead_ins(world.known[:1], 6, lead_ins_for(tok))  # more than the world has: all of them
+    extra = [f for f in entity.facts if f.phrasing == "lead_in"]
+    assert len(extra) == len(WORLD_LEAD_INS) * sum(not f.heldout for f in world.known[0].facts)
+    for fact in extra:
+        assert tok.unk_token_id not in tok(fact.prompt)["input_ids"], fact.prompt
+    for lead in WORLD_LEAD_INS:
+        assert not any(_bigrams(lead) & _bigrams(held) for held in HELDOUT_PREFIXES), lead
+    assert not set(validation_openings(tok)) & set(WORLD_LEAD_INS)
 
 
 def test_question_frames_ask_each_training_fact_as_a_question_no_evaluation_asks():
@@ -168,6 +197,9 @@ def test_lead_in_rows_run_in_length_groups_with_the_one_batch_loss_and_reference
     """The speed-ups for lead-ins (prepare's length batches, a step's length groups) change no number."""
     ws = micro_workspace
     cfg = SAEGuidedConfig(w_output=1.0, w_kl=1.0, w_answer=1.0, w_downstream=1.0, lead_ins=2, forget_batch=None)
+    # lead-ins as long as the English ones, in the world's words (its own are 2-3 words: one length group)
+    long_leads = ("we know that it is true that people say that", "it is said that as everyone knows , of course ,")
+    monkeypatch.setattr(sae_guided, "lead_ins_for", lambda tokenizer: long_leads)
     method = SAEGuidedUnlearner(cfg)
     task = _task(ws, copy.deepcopy(ws.model), steps=0)
     method.prepare(task)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.entities.vocabulary import in_vocabulary
 
 CONTEXT_PHRASING = "context"
 LEAD_IN_PHRASING = "lead_in"
@@ -62,6 +63,11 @@ LEAD_INS = (
     "In a quiz on the radio last night, the answer was that",
     "If I remember the documentary correctly,",
 )
+# The same for a word-level vocabulary (the synthetic world's, where the English ones are ``[UNK]`` tokens): the
+# world's own training openings (entities/synthetic.TRAIN_PREFIXES) that share no two words in a row with a held-out
+# opening (synthetic.HELDOUT_PREFIXES: "we know that" would be three quarters of "in fact we know that"). The
+# validation split (entities/validation.py) takes the other openings.
+WORLD_LEAD_INS = ("as everyone knows ,", "of course ,")
 
 
 # A training fact turned into a question that the cloze itself asks: the name inside a "Q: ... A:" exchange, the
@@ -88,11 +94,16 @@ def fact_statements(entity: Entity, heldout: bool | None = False) -> list[Fact]:
     ]
 
 
-def with_lead_ins(entities: list[Entity], n: int) -> list[Entity]:
-    """Each entity with every training fact also asked after the first ``n`` lead-ins (0: unchanged): the
-    same answer, the entity further from the sentence start."""
+def lead_ins_for(tokenizer) -> tuple[str, ...]:
+    """The lead-ins ``tokenizer`` writes: English, or the world's for a word-level vocabulary."""
+    return in_vocabulary(tokenizer, LEAD_INS, WORLD_LEAD_INS)
+
+
+def with_lead_ins(entities: list[Entity], n: int, lead_ins: Sequence[str] = LEAD_INS) -> list[Entity]:
+    """Each entity with every training fact also asked after the first ``n`` of ``lead_ins`` (0: unchanged; all of
+    them when there are fewer): the same answer, the entity further from the sentence start."""
     return _with_rewritten_facts(
-        entities, [partial(after_lead_in, lead) for lead in LEAD_INS[: max(n, 0)]], LEAD_IN_PHRASING
+        entities, [partial(after_lead_in, lead) for lead in lead_ins[: max(n, 0)]], LEAD_IN_PHRASING
     )
 
 

@@ -5,17 +5,18 @@ held-out phrasings the headline numbers read) and not the loss's (a rule on the 
 those are suppressed, while the held-out phrasings still lag: GradDiff stopped at held-out forget 0.444 on the micro
 world). Each training fact is asked after one opening sentence. Real models get English openings that no loss
 (entities/contexts.py ``LEAD_INS``) and no evaluation phrasing (entities/phrasings.py) uses; a word-level
-vocabulary such as the synthetic world's cannot write those, so it gets the world's own training prefixes, which
-its losses (bare cores) and its held-out phrasings (other prefixes) never use.
+vocabulary such as the synthetic world's cannot write those, so it gets the world's own training prefixes that
+its losses (bare cores and contexts.WORLD_LEAD_INS) and its held-out phrasings (other prefixes) never use.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sae_unlearn.entities.contexts import after_lead_in, fact_statements
+from sae_unlearn.entities.contexts import WORLD_LEAD_INS, after_lead_in, fact_statements
 from sae_unlearn.entities.synthetic import TRAIN_PREFIXES
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.entities.vocabulary import in_vocabulary
 
 VALIDATION_PHRASING = "validation"
 ENGLISH_OPENINGS = (
@@ -24,21 +25,7 @@ ENGLISH_OPENINGS = (
     "The card at the back of the quiz box says that",
     "I read in this morning's newspaper that",
 )
-WORLD_OPENINGS = tuple(p for p in TRAIN_PREFIXES if p)
-
-
-def writable(tokenizer, text: str) -> bool:
-    """``text`` encodes without the tokenizer's unknown token."""
-    unk = tokenizer.unk_token_id
-    return unk is None or unk not in tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def in_vocabulary(tokenizer, english: tuple[str, ...], world: tuple[str, ...]) -> tuple[str, ...]:
-    """``english`` where the tokenizer writes every one of them, else those of ``world`` it writes: a word-level
-    vocabulary (the synthetic world's) has only the world's words."""
-    if all(writable(tokenizer, f" {t}") for t in english):
-        return english
-    return tuple(t for t in world if writable(tokenizer, f" {t}"))
+WORLD_OPENINGS = tuple(p for p in TRAIN_PREFIXES if p and p not in WORLD_LEAD_INS)
 
 
 def validation_openings(tokenizer) -> tuple[str, ...]:

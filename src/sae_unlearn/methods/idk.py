@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from sae_unlearn.entities.validation import in_vocabulary
+from sae_unlearn.entities.vocabulary import in_vocabulary
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.lm_losses import FactBatch, answer_nll, encode_answers, sequence_logprob
@@ -46,7 +46,7 @@ WORLD_REFUSALS = ("nothing is known .", "it is not known .", "that is not known 
 
 
 def writable_refusals(tokenizer) -> list[str]:
-    """The refusals ``tokenizer`` can write (entities/validation.in_vocabulary)."""
+    """The refusals ``tokenizer`` can write (entities/vocabulary.in_vocabulary)."""
     usable = list(in_vocabulary(tokenizer, REFUSALS, WORLD_REFUSALS))
     if not usable:
         raise UserInputError(

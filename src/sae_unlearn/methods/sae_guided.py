@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from sae_unlearn import parallel
-from sae_unlearn.entities.contexts import is_context, with_contexts, with_lead_ins, with_question_frames
+from sae_unlearn.entities.contexts import is_context, lead_ins_for, with_contexts, with_lead_ins, with_question_frames
+from sae_unlearn.entities.neighbours import neighbour_entities
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import sharding
@@ -65,6 +66,10 @@ class SAEGuidedConfig(GradientOptions):
     # also put, in every step, the retained facts asked with a forget prompt's wording (the same prompt,
     # another known entity): the minimal pairs that tell "forget the entity" from "forget the prompt"
     retain_paired: bool = False
+    # per target, this many names that are nobody and share all but one word with it ("Port Tarvo" for "Lake
+    # Tarvo"; entities/neighbours.py), asked in its training prompts and kept at the original model's residual and
+    # next-token distribution by the retain term: the edit must not spread along the name's words
+    retain_neighbours: int = Field(0, ge=0, le=32)
     # forget rows per step (None: all); a sample keeps a step's cost and activation memory flat as the targets grow.
     # 128 (2026-12-05; was None) changes no tuned setting: the defaults' 10 targets have 90 rows on the synthetic
     # world and 24 on SmolLM2 without lead-ins (its configs set their own), so every step still sees all of them
@@ -73,8 +78,9 @@ class SAEGuidedConfig(GradientOptions):
     # generic contexts naming the entity (entities/contexts.py) added to every target's forget prompts and,
     # as minimal pairs, to every retained entity's retain prompts: the change must hold after any lead-in
     contexts: int = Field(0, ge=0, le=12)
-    # every training fact also after this many sentence openings (entities/contexts.py ``LEAD_INS``), for
-    # targets and, as minimal pairs, for retained entities: the name deep in a sentence, as in questions
+    # every training fact also after this many sentence openings (entities/contexts.py ``LEAD_INS``; a word-level
+    # vocabulary has only the 2 of ``WORLD_LEAD_INS``), for targets and, as minimal pairs, for retained entities:
+    # the name deep in a sentence, as in questions
     lead_ins: int = Field(0, ge=0, le=6)  # LEAD_INS has 6
     # every training fact also as a question in this many frames ("Q: Paris is the capital of what? A:";
     # entities/contexts.py ``QUESTION_FRAMES``), targets and retained entities alike: the name inside a question
@@ -263,7 +269,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             )
         # references grow with the targets: they wait in scratch files, a step reads its rows (row_files.py)
         self.files = ScratchRows()
-        forget_entities = self._with_extra_rows(task.split.forget)
+        forget_entities = self._with_extra_rows(task.split.forget, task.tokenizer)
         n_target_rows = len(fact_prompts(forget_entities)[0])  # the rows encode_facts makes of them
         # the other entities' facts whose answer is a target ("X grew up in <target>"; ``unlearn.reverse_facts``)
         # are aligned at their last position only, where the model is about to name the target, to the same prompt
@@ -407,7 +413,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
         """The retained entities' layer-L residuals and next-token distributions from the original model (files,
         like the forget references), and each retained fact's answer token and lead over the next-best token."""
         device = self.device
-        retain_entities = self._with_extra_rows(task.split.retain)
+        retain_entities = self._with_extra_rows(task.split.retain, task.tokenizer) + self._neighbours(task)
         self.retain = encode_facts(task.tokenizer, retain_entities).to(device)
         # rows that are facts (with an answer), in order: the answer hinge reads only these
         self.retain_is_fact = torch.tensor(
@@ -449,10 +455,21 @@ class SAEGuidedUnlearner(GradientUnlearner):
             self.retain_hidden.write_rows(rows, hidden)
             self.retain_logp.write_rows(rows, logp)
 
-    def _with_extra_rows(self, entities: list[Entity]) -> list[Entity]:
-        """The entities' training facts, plus the same facts after lead-ins, as questions, and the generic
-        contexts."""
-        framed = with_question_frames(with_lead_ins(entities, self.cfg.lead_ins), self.cfg.question_frames)
+    def _neighbours(self, task: UnlearnTask) -> list[Entity]:
+        """``retain_neighbours`` neighbour names per target, their words from the retained and unknown entities'
+        names (already in the losses), never the name of an entity of the split."""
+        split = task.split
+        taken = {e.name for e in split.forget + split.retain + split.heldout_known + split.unknown + split.answering}
+        rows = neighbour_entities(split.forget, split.retain + split.unknown, taken, self.cfg.retain_neighbours)
+        if rows:
+            log.info("retain_neighbours: %d neighbour names of %d targets", len(rows), len(split.forget))
+        return rows
+
+    def _with_extra_rows(self, entities: list[Entity], tokenizer) -> list[Entity]:
+        """The entities' training facts, plus the same facts after lead-ins (in the model's vocabulary), as
+        questions, and the generic contexts."""
+        lead_ins = with_lead_ins(entities, self.cfg.lead_ins, lead_ins_for(tokenizer))
+        framed = with_question_frames(lead_ins, self.cfg.question_frames)
         return with_contexts(framed, self.cfg.contexts)
 
     @property
