@@ -65,8 +65,7 @@ LEAD_INS = (
 )
 # The same for a word-level vocabulary (the synthetic world's, where the English ones are ``[UNK]`` tokens): the
 # world's own training openings (entities/synthetic.TRAIN_PREFIXES) that share no two words in a row with a held-out
-# opening (synthetic.HELDOUT_PREFIXES: "we know that" would be three quarters of "in fact we know that"). The
-# validation split (entities/validation.py) takes the other openings.
+# opening (synthetic.HELDOUT_PREFIXES: "we know that" would be three quarters of "in fact we know that").
 WORLD_LEAD_INS = ("as everyone knows ,", "of course ,")
 
 

@@ -5,15 +5,17 @@ held-out phrasings the headline numbers read) and not the loss's (a rule on the 
 those are suppressed, while the held-out phrasings still lag: GradDiff stopped at held-out forget 0.444 on the micro
 world). Each training fact is asked after one opening sentence. Real models get English openings that no loss
 (entities/contexts.py ``LEAD_INS``) and no evaluation phrasing (entities/phrasings.py) uses; a word-level
-vocabulary such as the synthetic world's cannot write those, so it gets the world's own training prefixes that
-its losses (bare cores and contexts.WORLD_LEAD_INS) and its held-out phrasings (other prefixes) never use.
+vocabulary such as the synthetic world's cannot write those, so it gets the world's own training prefixes, which
+its losses (bare cores) and its held-out phrasings (other prefixes) never use; SAE-guided's ``lead_ins`` there
+train two of them (contexts.WORLD_LEAD_INS), so with that option the split is partly a loss phrasing
+(docs/synthetic_world.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from sae_unlearn.entities.contexts import WORLD_LEAD_INS, after_lead_in, fact_statements
+from sae_unlearn.entities.contexts import after_lead_in, fact_statements
 from sae_unlearn.entities.synthetic import TRAIN_PREFIXES
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.entities.vocabulary import in_vocabulary
@@ -25,7 +27,7 @@ ENGLISH_OPENINGS = (
     "The card at the back of the quiz box says that",
     "I read in this morning's newspaper that",
 )
-WORLD_OPENINGS = tuple(p for p in TRAIN_PREFIXES if p and p not in WORLD_LEAD_INS)
+WORLD_OPENINGS = tuple(p for p in TRAIN_PREFIXES if p)
 
 
 def validation_openings(tokenizer) -> tuple[str, ...]:
