@@ -6,8 +6,9 @@
     python benchmarks/sae_guided_variants.py --smollm2 --set sae.b_dec_init=mean --seed 2 '[{"w_kl": 5}]'
 
 The model, SAE, probing and split are built once (the costly part on SmolLM2); each variant then unlearns a
-fresh copy and is scored on forget / retain / held-out known recall only (the full evaluation and attacks
-are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). Retained and held-out
+fresh copy and is scored on forget / retain / held-out known recall and the readout attack only (the full
+evaluation and attacks are `compare_methods.py`'s job; `--relearn` adds the relearning attack and its floor). The
+JSON also keeps each loss term's peak and last value. Retained and held-out
 known entities are scored on the run's own sample (`eval.max_scored_entities`), as `sae-unlearn run` scores them;
 `--set` changes any config key for every variant (the SAE's settings, say). Option names are
 `unlearn.methods.sae_guided` (SAEGuidedConfig) fields; "steps" sets the budget; "lora" / "lora_rank" set `model.*` (a peft
@@ -29,6 +30,7 @@ from sae_unlearn.config import load_config
 from sae_unlearn.entities.types import Fact
 from sae_unlearn.evaluation.evaluate import perplexity_texts
 from sae_unlearn.evaluation.floors import floors_by_phrasing, recall_by_phrasing
+from sae_unlearn.evaluation.readout import readout_recall
 from sae_unlearn.methods.adapters import merged_adapter
 from sae_unlearn.metrics.recall import answer_matches, recall, scored_facts, substituted_recall
 from sae_unlearn.metrics.utility import perplexity
@@ -99,6 +101,8 @@ def main() -> None:
             # the largest value each weighted loss term reached: a term that spikes (and then oscillates down)
             # shows a learning rate or a weight that is too high for it
             "loss_term_peaks": {k: round(max(v), 3) for k, v in outcome.loss_terms.items()},
+            # and where each ended: a term far from 0 at the end did not get what it asked for
+            "loss_term_last": {k: round(v[-1], 3) for k, v in outcome.loss_terms.items() if v},
         }
         with merged_adapter(model):  # as the pipeline's evaluation runs it (faster, same outputs)
             known_after = _heldout_known_continuations(ws, model)
@@ -107,12 +111,13 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(
-        "\n| options | steps | forget | retain | held-out known | perplexity change | relearned | unlearning s |\n"
-        "|---|---|---|---|---|---|---|---|"
+        "\n| options | steps | forget | readout | retain | held-out known | perplexity change | relearned | unlearning s |\n"
+        "|---|---|---|---|---|---|---|---|---|"
     )
     for r in rows:
+        readout = "n/a" if r.get("forget_readout") is None else f"{r['forget_readout']:.3f}"
         print(
-            f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {r['retain']:.3f} | "
+            f"| `{json.dumps(r['options'])}` | {r['steps_run']} | {r['forget']:.3f} | {readout} | {r['retain']:.3f} | "
             f"{r['heldout_known']:.3f} | {100 * r['perplexity_change']:+.1f} % | {r.get('relearn', float('nan')):.3f} | "
             f"{r['unlearn_seconds']:.0f} |"
         )
@@ -206,6 +211,8 @@ def _scores(
             k.removeprefix("forget_recall_"): v
             for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()
         }
+    # the original upper blocks reading the edited layer-L representation (attacks/readout.py, session 44)
+    row["forget_readout"] = readout_recall(ws.evaluation, model, False).get("forget_recall_readout")
     with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
         row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
     if floors:

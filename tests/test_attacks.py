@@ -1,6 +1,7 @@
 """Attacks (relearning, probes, paraphrase, free generation), `sae-unlearn attack`, and report.html
 rendered in headless Chromium."""
 
+import copy
 import json
 import os
 import shutil
@@ -14,9 +15,13 @@ from typer.testing import CliRunner
 from sae_unlearn.attacks.paraphrase import heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.quantization import quantized_copy, round_to_nearest
+from sae_unlearn.attacks.readout import readout_copy
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack, split_for_relearning
 from sae_unlearn.cli import app
 from sae_unlearn.entities.types import Entity, Fact
+from sae_unlearn.evaluation.readout import readout_recall
+from sae_unlearn.metrics.recall import recall
+from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.runs import ALL_METHODS
 from sae_unlearn.stages.unlearn import run_method
 
@@ -36,6 +41,7 @@ ATTACK_KEYS = (
     "generation_leak_rate_after",
     "forget_recall_quant8_after",
     "forget_recall_quant4_after",
+    "forget_recall_readout_after",
 )
 
 
@@ -118,6 +124,42 @@ def test_relearning_brings_back_suppressed_knowledge_but_not_unknown_entities(mi
     before = [p.detach().clone() for p in rmu_model.parameters()]
     relearn_attack(rmu_model, ws.tokenizer, ws.split.forget, **kwargs)
     assert all(torch.equal(a, b) for a, b in zip(before, rmu_model.parameters()))  # the attack works on a copy
+
+
+def _scrambled(model, blocks: range, seed: int = 0):
+    """A copy of ``model`` with the weights of ``blocks`` redrawn, at 30 times their spread so that their output
+    drowns the residual stream that bypasses them: whatever reached the output through those blocks is gone."""
+    out = copy.deepcopy(model)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for i in blocks:
+            for p in decoder_layers(out)[i].parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 30 * p.std().clamp_min(1e-3))
+    return out
+
+
+def test_readout_reads_the_facts_that_upper_layers_hide(micro_workspace):
+    """Blocks above the SAE's layer that hide the answers (here: redrawn, the model recalls nothing) leave the
+    facts in the layer-L representation, and the original upper blocks read all of them back; a representation
+    that lost them (blocks up to L redrawn) gives the stitch nothing. The original model's own value is its recall."""
+    ws = micro_workspace
+    ctx, n_blocks = ws.evaluation, len(decoder_layers(ws.model))
+    assert ws.layer + 1 < n_blocks  # the micro world has blocks above its SAE's layer
+
+    def forget_recall(model) -> float:
+        return recall(model, ws.tokenizer, ws.split.forget, ws.eval_heldout, ws.cfg.eval.max_new_tokens)
+
+    original = forget_recall(ws.model)
+    hidden = _scrambled(ws.model, range(ws.layer + 1, n_blocks))
+    erased = _scrambled(ws.model, range(ws.layer + 1))
+    assert original > 0.8 and forget_recall(hidden) < 0.2
+    assert readout_recall(ctx, hidden, False)["forget_recall_readout"] == original
+    assert readout_recall(ctx, erased, False)["forget_recall_readout"] < 0.2
+    assert readout_recall(ctx, ws.model, True)["forget_recall_readout"] == original
+    stitched = readout_copy(ws.model, hidden, ws.layer)
+    for i, (a, b) in enumerate(zip(decoder_layers(stitched), decoder_layers(ws.model))):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters())), i  # hidden's lower = original
+    assert not any(p is q for p, q in zip(stitched.parameters(), hidden.parameters()))  # copies: nothing shared
 
 
 def test_a_relearning_rate_that_wrecks_the_original_model_is_called_out(micro_workspace, caplog):

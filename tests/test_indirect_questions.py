@@ -228,7 +228,10 @@ def test_reverse_facts_make_sae_guided_forget_the_target_as_an_answer(linked_mic
     """``unlearn.reverse_facts``: SAE-guided moves what the model reads at the target's name, and a question that
     ends where the target would be said never reads it, so without the residents' hometown facts in the loss the
     reverse questions keep their answer; with them (aligned at the last position to the same prompt with a
-    stranger as the resident) the held-out reverse questions fall toward their floor."""
+    stranger as the resident) the held-out reverse questions fall toward their floor. Measured with the mean of
+    strangers as the reference (the default when reverse_facts came in); with one stranger per target (the default
+    since session 44) this micro world's single city target is no longer its residents' answer either way
+    (reverse recall 0.0 with and without the facts, 2026-12-07), so the contrast is measured where it exists."""
     from sae_unlearn.evaluation.evaluate import evaluate_state
     from sae_unlearn.stages.unlearn import run_method
 
@@ -236,7 +239,8 @@ def test_reverse_facts_make_sae_guided_forget_the_target_as_an_answer(linked_mic
     reverse = {}
     for on in (False, True):
         unlearn = ws.cfg.unlearn.model_copy(update={"reverse_facts": on})
-        model, _, _ = run_method(ws.with_config(ws.cfg.model_copy(update={"unlearn": unlearn})), "sae_guided", False)
+        cfg = ws.cfg.model_copy(update={"unlearn": unlearn})
+        model, _, _ = run_method(ws.with_config(cfg), "sae_guided", False, extra_options={"reference": "mean"})
         reverse[on] = evaluate_state(ws.evaluation, model)["forget_reverse_recall"]
     print(before["forget_reverse_recall"], before["unknown_reverse_recall_same_prompts"], reverse)
     assert reverse[True] <= reverse[False] - 0.3, reverse

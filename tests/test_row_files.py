@@ -91,14 +91,20 @@ def test_a_killed_runs_scratch_directory_is_removed_by_the_next_one_and_no_other
 def test_sae_guided_keeps_its_references_on_disk_once_per_template(micro_workspace):
     """The forget references live in scratch files, one row per distinct template and position: the synthetic
     world's entities of a type share their templates, so the file holds far fewer rows than the forget prompts
-    have positions; and nothing of the size of the references stays in memory."""
+    have positions (with the mean of strangers; one stranger per target, the default, has one row per template
+    and target); and nothing of the size of the references stays in memory."""
     ws = micro_workspace
-    method = SAEGuidedUnlearner(SAEGuidedConfig(w_output=1.0, w_downstream=1.0))
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_output=1.0, w_downstream=1.0, reference="mean"))
     method.prepare(_task(ws, copy.deepcopy(ws.model), steps=0))
     every_row = torch.arange(len(method.forget))
     positions = int(method.forget.after_entity_mask().sum())
     assert sum(b - a for a, b in method.reference_positions(every_row)) == positions
     assert len(method.unknown_codes) < positions, "one reference per template, not per forget prompt"
+    own = SAEGuidedUnlearner(SAEGuidedConfig(w_output=1.0, w_downstream=1.0, reference="stranger"))
+    own.prepare(_task(ws, copy.deepcopy(ws.model), steps=0))
+    assert sum(b - a for a, b in own.reference_positions(every_row)) == positions
+    assert len(method.unknown_codes) < len(own.unknown_codes) <= positions  # each target's own stranger
+    del own
     assert method.unknown_next is not None and len(method.unknown_next) < len(method.forget)
     # what stays in memory is one number per row or position (margins, answer tokens), no code or distribution
     wide = {name: tuple(t.shape) for name, t in vars(method).items() if isinstance(t, torch.Tensor) and t.dim() > 1}

@@ -219,7 +219,7 @@ def test_unknown_stop_level_stops_once_targets_are_like_unknown_entities(micro_w
         targets_classified_unknown=targets_unknown,
         unknown_classified_unknown=lambda: unknown_share,
     )
-    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, stop_level="unknown"))
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, stop_level="unknown", reference="mean"))
     outcome = method.unlearn(task)
     assert 0 < method.toward_unknown_level < 1  # unknown entities lie nearer their mean than the targets start
     assert outcome.stopped_reason == "early_stop" and outcome.steps_run < 150, outcome
@@ -227,6 +227,40 @@ def test_unknown_stop_level_stops_once_targets_are_like_unknown_entities(micro_w
     assert targets_unknown(model) >= unknown_share
     # the fixed rule would have gone on: the toward loss is still far above 2 % of its start
     assert method.last_toward > method.cfg.stop_toward * method.initial_toward
+
+
+def test_stranger_reference_gives_each_target_its_own_stranger(micro_workspace):
+    """``reference: stranger``: every prompt of a target is scored against one never-seen name, its own, and no two
+    targets of a type share one; the "away" side stays the known entities' mean, as with the mean reference."""
+    ws = micro_workspace
+    runs = {}
+    for reference in ("mean", "stranger"):
+        method = SAEGuidedUnlearner(SAEGuidedConfig(w_kl=0.0, w_downstream=0.0, reference=reference))
+        method.unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
+        runs[reference] = method
+    method = runs["stranger"]
+    rows = [e.name for e in ws.split.forget for f in e.facts if not f.heldout]  # the forget rows, in order
+    own = {}
+    for row, name in enumerate(rows):
+        stranger = method.reference_keys[int(method.row_key[row])][4]
+        assert own.setdefault(name, stranger) == stranger >= 0, name  # one stranger for all of a target's prompts
+    by_type = [(e.type, own[e.name]) for e in ws.split.forget]
+    assert len(set(by_type)) == len(by_type)  # no two targets of a type share one
+    assert all(k[4] == -1 for k in runs["mean"].reference_keys)
+    n_mean = len(runs["mean"].reference_keys)
+    assert len(method.reference_keys) > n_mean  # the micro world's targets of a type share templates: more keys
+    mean_known = runs["mean"].known_codes.read_spans([(0, 1)], "cpu")
+    row0 = method.reference_positions(torch.tensor([0]))[0]
+    assert torch.equal(method.known_codes.read_spans([row0], "cpu")[:1], mean_known)  # same known reference
+    own_unknown = method.unknown_codes.read_spans([row0], "cpu")[:1]
+    assert not torch.equal(own_unknown, runs["mean"].unknown_codes.read_spans([(0, 1)], "cpu"))
+
+
+def test_stranger_reference_with_the_unknown_stop_level_is_refused(micro_workspace):
+    ws = micro_workspace
+    method = SAEGuidedUnlearner(SAEGuidedConfig(reference="stranger", stop_level="unknown"))
+    with pytest.raises(UserInputError, match="stop_level: start_share"):
+        method.unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
 
 
 def test_facts_that_name_a_target_are_scored_apart():

@@ -1,0 +1,31 @@
+"""Readout attack: the edited model's blocks up to the SAE's layer, read by the original model's blocks above it.
+
+Why: the method's claim is that the target's representation at layer L becomes a stranger's, so the facts are
+gone from it. A method can instead teach the blocks above L to hide facts that the representation still carries
+(output suppression); the original upper blocks, never told to hide anything, then read the facts out of it.
+On the synthetic world (docs/results.md, session 44) SAE-guided's own defaults forgot down to 0.10-0.19 while
+its layer-L representation, read this way, still gave 0.30-0.68 of the facts: the upper blocks did most of the
+forgetting. An attacker with the original weights (an open model's release) can run exactly this stitch.
+
+The stitch swaps whole blocks (modules, adapters included), so it needs no knowledge of a block's parameters;
+embeddings and the output head stay the original's (no method here trains them).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from sae_unlearn.models.layers import CausalLM, decoder_layers
+
+
+def readout_copy(original: CausalLM, edited: nn.Module, layer: int) -> nn.Module:
+    """A copy of ``original`` whose decoder blocks 0..``layer`` are copies of ``edited``'s."""
+    stitched = copy.deepcopy(original)
+    blocks, edited_blocks = decoder_layers(stitched), decoder_layers(edited)
+    if len(blocks) != len(edited_blocks):
+        raise ValueError(f"the edited model has {len(edited_blocks)} decoder blocks, the original {len(blocks)}")
+    for i in range(layer + 1):
+        blocks[i] = copy.deepcopy(edited_blocks[i])
+    return stitched
