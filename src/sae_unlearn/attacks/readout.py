@@ -3,9 +3,9 @@
 Why: the method's claim is that the target's representation at layer L becomes a stranger's, so the facts are
 gone from it. A method can instead teach the blocks above L to hide facts that the representation still carries
 (output suppression); the original upper blocks, never told to hide anything, then read the facts out of it.
-On the synthetic world (docs/results.md, session 44) SAE-guided's own defaults forgot down to 0.10-0.19 while
-its layer-L representation, read this way, still gave 0.30-0.68 of the facts: the upper blocks did most of the
-forgetting. An attacker with the original weights (an open model's release) can run exactly this stitch.
+On the synthetic world (docs/results.md, session 44) SAE-guided with the mean of strangers as its reference forgot
+down to 0.10-0.19 while its layer-L representation, read this way, still gave 0.30-0.68 of the facts: the upper
+blocks did most of the forgetting. An attacker with the original weights (an open model's release) can run exactly this stitch.
 
 The stitch swaps whole blocks (modules, adapters included), so it needs no knowledge of a block's parameters;
 embeddings and the output head stay the original's (no method here trains them).
