@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from sae_unlearn.attacks.paraphrase import heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
 from sae_unlearn.attacks.quantization import quantized_copy, round_to_nearest
-from sae_unlearn.attacks.readout import readout_copy
+from sae_unlearn.attacks.readout import readout_copy, same_above
 from sae_unlearn.attacks.relearn import floor_entities, relearn_attack, split_for_relearning
 from sae_unlearn.cli import app
 from sae_unlearn.entities.types import Entity, Fact
@@ -156,6 +156,8 @@ def test_readout_reads_the_facts_that_upper_layers_hide(micro_workspace):
     assert readout_recall(ctx, hidden, False)["forget_recall_readout"] == original
     assert readout_recall(ctx, erased, False)["forget_recall_readout"] < 0.2
     assert readout_recall(ctx, ws.model, True)["forget_recall_readout"] == original
+    # only the upper blocks decide whether a stitch is needed: lower-only edits are read as they are
+    assert same_above(ws.model, erased, ws.layer) and not same_above(ws.model, hidden, ws.layer)
     stitched = readout_copy(ws.model, hidden, ws.layer)
     for i, (a, b) in enumerate(zip(decoder_layers(stitched), decoder_layers(ws.model))):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters())), i  # hidden's lower = original

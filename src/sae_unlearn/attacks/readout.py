@@ -5,7 +5,8 @@ gone from it. A method can instead teach the blocks above L to hide facts that t
 (output suppression); the original upper blocks, never told to hide anything, then read the facts out of it.
 On the synthetic world (docs/results.md, session 44) SAE-guided with the mean of strangers as its reference forgot
 down to 0.10-0.19 while its layer-L representation, read this way, still gave 0.30-0.68 of the facts: the upper
-blocks did most of the forgetting. An attacker with the original weights (an open model's release) can run exactly this stitch.
+blocks did most of the forgetting. An attacker with the original weights (an open model's release) can run
+exactly this stitch.
 
 The stitch swaps whole blocks (modules, adapters included), so it needs no knowledge of a block's parameters;
 embeddings and the output head stay the original's (no method here trains them).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
 from sae_unlearn.models.layers import CausalLM, decoder_layers
@@ -29,3 +31,13 @@ def readout_copy(original: CausalLM, edited: nn.Module, layer: int) -> nn.Module
     for i in range(layer + 1):
         blocks[i] = copy.deepcopy(edited_blocks[i])
     return stitched
+
+
+def same_above(original: CausalLM, edited: nn.Module, layer: int) -> bool:
+    """Whether every weight outside ``edited``'s blocks 0..``layer`` is ``original``'s: then the stitch *is*
+    ``edited`` (RMU, SAE clamping, SAE-guided with the upper blocks frozen, as in the SmolLM2 demo), and reading
+    it again would decode the same prompts twice."""
+    lower = {id(p) for model in (original, edited) for b in decoder_layers(model)[: layer + 1] for p in b.parameters()}
+    mine = [p for p in original.parameters() if id(p) not in lower]
+    theirs = [p for p in edited.parameters() if id(p) not in lower]
+    return len(mine) == len(theirs) and all(a.shape == b.shape and torch.equal(a, b) for a, b in zip(mine, theirs))

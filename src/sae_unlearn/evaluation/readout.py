@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from sae_unlearn.attacks.readout import readout_copy
+from sae_unlearn.attacks.readout import readout_copy, same_above
 from sae_unlearn.context import EvaluationContext
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.metrics.registry import Metric, register, register_attack
@@ -18,9 +18,9 @@ def readout_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> 
     """``forget_recall_readout``: recall of the stitched model (the original's own when ``model`` is it)."""
     if not ctx.cfg.attack.enabled:
         return {}
-    stitched = model if original else readout_copy(ctx.model, model, ctx.layer)
+    unchanged_above = original or same_above(ctx.model, model, ctx.layer)  # the stitch would be ``model`` itself
+    stitched = model if unchanged_above else readout_copy(ctx.model, model, ctx.layer)
     value = recall(stitched, ctx.tokenizer, ctx.split.forget, ctx.eval_heldout, ctx.cfg.eval.max_new_tokens)
-    del stitched
     return {"forget_recall_readout": value}
 
 
