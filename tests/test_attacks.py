@@ -22,6 +22,7 @@ from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.evaluation.readout import readout_recall
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.layers import decoder_layers
+from sae_unlearn.models.prompts import fact_prompts, name_tokens
 from sae_unlearn.runs import ALL_METHODS
 from sae_unlearn.stages.unlearn import run_method
 
@@ -162,6 +163,18 @@ def test_readout_reads_the_facts_that_upper_layers_hide(micro_workspace):
     for i, (a, b) in enumerate(zip(decoder_layers(stitched), decoder_layers(ws.model))):
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters())), i  # hidden's lower = original
     assert not any(p is q for p, q in zip(stitched.parameters(), hidden.parameters()))  # copies: nothing shared
+    # the input embeddings are below L too: names whose rows were redrawn are read as redrawn, through the
+    # original head (the micro model ties it to the embeddings)
+    renamed = copy.deepcopy(hidden)
+    prompts, names, _ = fact_prompts(ws.split.forget)
+    rows = sorted(name_tokens(ws.tokenizer, prompts, names)[0])
+    with torch.no_grad():
+        weight = renamed.get_input_embeddings().weight
+        weight[rows] = torch.randn(len(rows), weight.shape[1], generator=torch.Generator().manual_seed(0))
+    assert readout_recall(ctx, renamed, False)["forget_recall_readout"] < 0.2
+    stitched = readout_copy(ws.model, renamed, ws.layer)
+    assert torch.equal(stitched.get_input_embeddings().weight, weight)
+    assert torch.equal(stitched.get_output_embeddings().weight, ws.model.get_output_embeddings().weight)
 
 
 def test_a_relearning_rate_that_wrecks_the_original_model_is_called_out(micro_workspace, caplog):

@@ -2,11 +2,14 @@
 
 import copy
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
+import sae_unlearn
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import build_method
 from sae_unlearn.methods.base import UnlearnTask
@@ -81,15 +84,22 @@ def test_training_recipe_warms_up_decays_and_clips(micro_workspace):
     assert max(norms) <= 0.01 * (1 + 1e-4) and min(norms) == pytest.approx(0.01, rel=1e-3)
 
 
-def test_sae_guided_trains_with_a_constant_rate_and_no_clipping_by_default():
-    """SAE-guided's defaults are what its results were measured with; the baselines get their references' recipe."""
+DATA = Path(sae_unlearn.__file__).parent / "data"
+
+
+def test_sae_guided_trains_with_the_baselines_recipe_and_its_presets_keep_their_own():
+    """SAE-guided's generic default is the baselines' recipe without weight decay (it would move every embedding
+    row under ``train_name_embeddings``); the real-model presets keep the constant rate they were tuned with."""
     sae_guided, npo, rmu = build_method("sae_guided").cfg, build_method("npo").cfg, build_method("rmu").cfg
     assert (sae_guided.lr_schedule, sae_guided.warmup, sae_guided.max_grad_norm, sae_guided.weight_decay) == (
-        "constant",
-        0.0,
-        None,
+        "linear",
+        0.1,
+        1.0,
         0.0,
     )
+    for preset in ("smollm2_demo", "smollm2_deep", "gemma3_270m"):
+        block = yaml.safe_load((DATA / f"{preset}.yaml").read_text())["unlearn"]["methods"]["sae_guided"]
+        assert (block["lr_schedule"], block["warmup"], block["max_grad_norm"]) == ("constant", 0.0, None), preset
     assert (npo.lr_schedule, npo.warmup, npo.max_grad_norm, npo.weight_decay) == ("linear", 0.1, 1.0, 0.01)
     assert (rmu.lr_schedule, rmu.warmup, rmu.max_grad_norm) == ("constant", 0.0, 1.0)
 

@@ -155,14 +155,16 @@ def test_sae_guided_keeps_other_entities_and_the_language_from_collapse(unlearne
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
-    reason="measured at the defaults: held-out known 1.000 -> 0.641, perplexity 3.57 -> 5.71 (0.692 / 5.74 with the "
-    "mean of strangers as the reference, the default before session 44; issue 21)",
+    reason="measured at the defaults: held-out known 1.000 -> 0.607, perplexity 3.57 -> 4.03 (0.641 / 5.71 with the "
+    "constant rate before session 45, 0.692 / 5.74 with the mean of strangers before session 44; issue 21)",
 )
 def test_sae_guided_meets_the_specificity_bars(unlearned):
     """Issue 21's bars: held-out known entities keep 95 % of their facts, perplexity rises at most 2 %."""
     m = unlearned("sae_guided")
-    assert m["heldout_known_recall_after"] >= 0.95 * m["heldout_known_recall_before"]
-    assert m["perplexity_after"] <= 1.02 * m["perplexity_before"]
+    measured = {k: m[k] for k in ("heldout_known_recall_before", "heldout_known_recall_after")}
+    measured |= {k: m[k] for k in ("perplexity_before", "perplexity_after")}
+    assert m["heldout_known_recall_after"] >= 0.95 * m["heldout_known_recall_before"], measured
+    assert m["perplexity_after"] <= 1.02 * m["perplexity_before"], measured
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))

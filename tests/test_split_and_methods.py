@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 
+from sae_unlearn.attacks.relearn import embeddings_edited
 from sae_unlearn.entities.types import Entity, EntitySplit, Fact
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import REGISTRY, get_method
@@ -14,6 +15,7 @@ from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
 from sae_unlearn.metrics.recall import recall
 from sae_unlearn.models.capture import residual_and_last_logits
 from sae_unlearn.models.layers import decoder_layers
+from sae_unlearn.models.prompts import fact_prompts, name_tokens
 
 
 def _ent(name: str) -> Entity:
@@ -144,6 +146,60 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
         )
         kl_after = method._output_kl(torch.log_softmax(logits.float(), dim=-1), ref.next_token).mean()
     assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"
+
+
+def test_name_tokens_split_a_names_tokens_from_the_template_words(micro_workspace):
+    ws = micro_workspace
+    target = ws.split.forget[0]
+    prompts, names, _ = fact_prompts([target])
+    inside, outside = name_tokens(ws.tokenizer, prompts, names)
+    name_ids = set(ws.tokenizer(" ".join(names[:1]), add_special_tokens=False)["input_ids"])
+    assert name_ids <= inside and not inside & outside  # the micro world's names share no word with its templates
+    prompt = prompts[0].replace(target.name, "")
+    assert set(ws.tokenizer(prompt, add_special_tokens=False)["input_ids"]) <= outside
+    # a word of a name that also occurs outside it is in both: the method never trains such a row
+    word = prompt.split()[0]
+    both, elsewhere = name_tokens(ws.tokenizer, [f"{word} {target.name} {word}"], [f"{word} {target.name}"])
+    assert ws.tokenizer.convert_tokens_to_ids(word) in both & elsewhere
+
+
+def test_name_embedding_rows_are_the_only_embedding_rows_trained(micro_workspace):
+    """``train_name_embeddings``: the targets' name-token rows move with the blocks, every other row stays, and
+    the gradient mask is gone once training ends (an attacker's fine-tuning moves any row)."""
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_downstream=0.0, train_name_embeddings=True))
+    task = _task(ws, model, steps=30)
+    forget_before = recall(model, ws.tokenizer, ws.split.forget, False, ws.cfg.eval.max_new_tokens)
+    method.unlearn(task)
+    rows = method.name_token_rows(task)
+    prompts, names, _ = fact_prompts(ws.split.forget)
+    assert set(rows) == name_tokens(ws.tokenizer, prompts, names)[0]
+    before, after = ws.model.get_input_embeddings().weight, model.get_input_embeddings().weight
+    moved = (before != after).any(1).nonzero().squeeze(1).tolist()
+    assert moved and set(moved) <= set(rows), "an embedding row outside the targets' names moved"
+    # so the relearning attack trains the embeddings of this model, and not of one whose rows are the original's
+    assert embeddings_edited(ws.model, model) and not embeddings_edited(ws.model, copy.deepcopy(ws.model))
+    forget_after = recall(model, ws.tokenizer, ws.split.forget, False, ws.cfg.eval.max_new_tokens)
+    assert forget_after < forget_before - 0.3, (forget_before, forget_after)
+    after.requires_grad_(True)
+    model(input_ids=torch.tensor([[0, 1, 2]])).logits.sum().backward()
+    assert after.grad is not None and after.grad[[0, 1, 2]].abs().sum() > 0  # no mask left on the rows
+    after.requires_grad_(False)
+
+
+def test_name_embeddings_refuse_settings_that_would_move_other_rows(micro_workspace):
+    """Asked for where it cannot do what it says: refused before any compute."""
+    ws = micro_workspace
+    task = _task(ws, copy.deepcopy(ws.model), steps=1)
+    with pytest.raises(UserInputError, match="weight_decay 0.01 would shrink every embedding row"):
+        SAEGuidedUnlearner(SAEGuidedConfig(train_name_embeddings=True, weight_decay=0.01)).unlearn(task)
+    lora = dataclasses.replace(task, lora={"rank": 4, "alpha": 8})
+    with pytest.raises(UserInputError, match="trains embedding rows, not a LoRA adapter"):
+        SAEGuidedUnlearner(SAEGuidedConfig(train_name_embeddings=True)).unlearn(lora)
+    unasked = SAEGuidedUnlearner(SAEGuidedConfig(weight_decay=0.01))  # off by default: no refusal
+    unasked.prepare(task)
+    assert unasked.name_embeddings is False
 
 
 def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_workspace, monkeypatch):

@@ -8,8 +8,9 @@ down to 0.10-0.19 while its layer-L representation, read this way, still gave 0.
 blocks did most of the forgetting. An attacker with the original weights (an open model's release) can run
 exactly this stitch.
 
-The stitch swaps whole blocks (modules, adapters included), so it needs no knowledge of a block's parameters;
-embeddings and the output head stay the original's (no method here trains them).
+The stitch swaps whole blocks (modules, adapters included), so it needs no knowledge of a block's parameters,
+and the input embeddings (SAE-guided's ``train_name_embeddings`` edits the names' rows); the blocks above L and the
+output head stay the original's, tied or not.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ from torch import nn
 from sae_unlearn.models.layers import CausalLM, decoder_layers
 
 
-def readout_copy(original: CausalLM, edited: nn.Module, layer: int) -> nn.Module:
-    """A copy of ``original`` whose decoder blocks 0..``layer`` are copies of ``edited``'s."""
-    stitched = copy.deepcopy(original)
+def readout_copy(original: CausalLM, edited: CausalLM, layer: int) -> nn.Module:
+    """A copy of ``original`` whose input embeddings and decoder blocks 0..``layer`` are copies of ``edited``'s."""
+    stitched: CausalLM = copy.deepcopy(original)
     blocks, edited_blocks = decoder_layers(stitched), decoder_layers(edited)
     if len(blocks) != len(edited_blocks):
         raise ValueError(f"the edited model has {len(edited_blocks)} decoder blocks, the original {len(blocks)}")
     for i in range(layer + 1):
         blocks[i] = copy.deepcopy(edited_blocks[i])
+    # the input embeddings are below layer L too (``train_name_embeddings`` edits them); a module of its own, so
+    # a head tied to them stays the original's
+    stitched.set_input_embeddings(copy.deepcopy(edited.get_input_embeddings()))
     return stitched
 
 

@@ -21,7 +21,7 @@ from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.methods.adapters import deterministic_train_mode
 from sae_unlearn.methods.lm_losses import answer_nll, encode_fact_answers
 from sae_unlearn.metrics.recall import recall
-from sae_unlearn.models.layers import decoder_layers, model_device
+from sae_unlearn.models.layers import CausalLM, decoder_layers, model_device
 
 
 def relation(entity: Entity, fact: Fact) -> str:
@@ -75,11 +75,13 @@ def relearn_attack(
     max_new_tokens: int,
     seed: int = 0,
     context: Callable[[nn.Module], AbstractContextManager] | None = None,
+    embeddings: bool = False,
 ) -> RelearnResult:
-    """Full-batch Adam on every decoder block of a copy of ``model`` (the attacker owns the weights),
-    LM loss on the answers of the attack facts; recall of the held-back facts every ``eval_every``
-    steps. ``model`` is left untouched. ``context`` re-applies an inference-time edit (SAE clamping),
-    which is part of the model under attack."""
+    """Full-batch Adam on every decoder block of a copy of ``model`` (the attacker owns the weights), and with
+    ``embeddings`` on its input embeddings too (tied to the output head where the model ties them), LM loss on the
+    answers of the attack facts; recall of the held-back facts every ``eval_every`` steps. ``model`` is left
+    untouched. ``context`` re-applies an inference-time edit (SAE clamping), which is part of the model under
+    attack."""
     parts = [p for p in map(split_for_relearning, entities) if p is not None]
     if not parts:
         return RelearnResult([], 0)
@@ -87,12 +89,13 @@ def relearn_attack(
     asked = [h for _, h in parts]
     # teach the training phrasings when the entity has them (the held-out ones stay unseen)
     teach_heldout = False if any(not f.heldout for e in taught for f in e.facts) else None
-    attacked = copy.deepcopy(model)
+    attacked: CausalLM = copy.deepcopy(model)
     for p in attacked.parameters():
         p.requires_grad_(False)
-    # every decoder block (the usual fine-tuning set; the embeddings, a fifth of a small model's weights
-    # and a third of the attack's time on SmolLM2, carry no entity knowledge of their own)
+    # every decoder block (the usual fine-tuning set), and the input embeddings where the method edited them
     params = [p for block in decoder_layers(attacked) for p in block.parameters()]
+    if embeddings:
+        params.append(attacked.get_input_embeddings().weight)
     for p in params:
         p.requires_grad_(True)
     torch.manual_seed(seed)
@@ -115,6 +118,15 @@ def relearn_attack(
                 curve.append({"step": step, "recall": recall(attacked, tokenizer, asked, heldout, max_new_tokens)})
     del attacked, opt
     return RelearnResult(curve, len(parts))
+
+
+def embeddings_edited(original: CausalLM, model: CausalLM) -> bool:
+    """Whether ``model``'s input embeddings differ from ``original``'s (SAE-guided's ``train_name_embeddings``):
+    then the attack trains them too, since an attack on the blocks alone would leave the edit where it is.
+    Unedited embeddings stay out of it, as in usual fine-tuning: training them too moved SAE-guided's relearned
+    recall by -1.7 to +6.7 points on four synthetic worlds (floors within one fact), nothing on SmolLM2 (10 targets,
+    the same curve), and costs 28 % more attack time there, which the demo's time budget cannot spare."""
+    return not torch.equal(original.get_input_embeddings().weight, model.get_input_embeddings().weight)
 
 
 def floor_entities(targets: list[Entity], unknown: list[Entity]) -> list[Entity]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from sae_unlearn.attacks.paraphrase import context_prompts, free_generation, heldout_facts, mentions, question_prompts
 from sae_unlearn.attacks.probes import FactRows, attribute_probe_accuracy
-from sae_unlearn.attacks.relearn import floor_entities, relearn_attack
+from sae_unlearn.attacks.relearn import embeddings_edited, floor_entities, relearn_attack
 from sae_unlearn.context import EvaluationContext
 from sae_unlearn.entities.types import Entity, Fact
 from sae_unlearn.metrics.recall import scored_facts, share_answered
@@ -347,4 +347,5 @@ def _relearn(ctx: EvaluationContext, model: nn.Module, entities: list[Entity], c
         ctx.cfg.eval.max_new_tokens,
         ctx.cfg.seed,
         context,
+        embeddings=embeddings_edited(ctx.model, model),
     )

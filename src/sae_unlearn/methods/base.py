@@ -187,6 +187,9 @@ class GradientUnlearner(Unlearner):
                 t.div_(parallel.world_size())
         return tensors
 
+    def release(self, task: UnlearnTask) -> None:
+        """Undo what training set up on the model beyond its weights (a gradient hook), once training ends."""
+
     def method_state(self) -> dict:
         """Plain-data running state the loss keeps between steps (saved in checkpoints)."""
         return {}
@@ -232,6 +235,7 @@ class GradientUnlearner(Unlearner):
             if ckpt is not None:
                 state.finished, state.method_state = True, self.method_state()
                 ckpt.save(params, snapshot, opt, rng, state)
+        self.release(task)
         if plain is not None:
             task.model = sharding.gather_into(task.model, plain, device)
         task.model.train(False)

@@ -19,8 +19,9 @@ class MethodOptions(BaseModel):
 
 class GradientOptions(MethodOptions):
     """What every gradient method's loop reads (methods/base.GradientUnlearner, methods/schedule.py). The neutral
-    defaults here (constant rate, no clipping, no decay) are what SAE-guided was measured with; the baselines
-    override them with their references' training recipe (``FloorStopOptions``, docs/baselines.md)."""
+    defaults here (constant rate, no clipping, no decay); the baselines override them with their references'
+    training recipe (``FloorStopOptions``, docs/baselines.md), and SAE-guided with the same recipe since session 45
+    (its real-model presets keep the constant rate they were tuned with)."""
 
     lr: float = Field(1e-4, gt=0)
     eval_every: int = Field(10, ge=1)  # steps between stop checks

@@ -95,6 +95,35 @@ class EncodedPrompts:
         return (pos >= self.entity_last[:, None]) & (pos <= self.prompt_last[:, None])
 
 
+def _name_positions(text: str, entity: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """The token positions that overlap the entity's (last) occurrence in ``text``, found by character offsets so
+    that any tokenizer agrees; refused when the name is missing or maps to no token."""
+    start = text.rfind(entity)
+    if start < 0:
+        raise UserInputError(
+            f"Entity name {entity!r} does not occur in its prompt {text!r}; "
+            "every prompt must contain the entity name verbatim."
+        )
+    end = start + len(entity)
+    positions = [i for i, (a, b) in enumerate(offsets) if a < end and b > start and b > a]
+    if not positions:
+        raise UserInputError(f"Entity {entity!r} maps to no token in {text!r}.")
+    return positions
+
+
+def name_tokens(tokenizer, prompts: list[str], entities: list[str]) -> tuple[set[int], set[int]]:
+    """(token ids inside the entities' names, token ids elsewhere in the prompts, special tokens included), as
+    the prompts tokenise them: a name's tokens differ with what precedes it (a leading space in BPE)."""
+    enc = tokenizer(prompts, return_offsets_mapping=True, add_special_tokens=True)
+    inside: set[int] = set()
+    outside: set[int] = set()
+    for text, entity, ids, offsets in zip(prompts, entities, enc["input_ids"], enc["offset_mapping"]):
+        positions = set(_name_positions(text, entity, offsets))
+        for i, token in enumerate(ids):
+            (inside if i in positions else outside).add(token)
+    return inside, outside
+
+
 def encode_prompts(tokenizer, prompts: list[str], entities: list[str]) -> EncodedPrompts:
     """Tokenise with offsets so the entity's last token is found whatever the tokenizer."""
     if len(prompts) != len(entities):
@@ -102,16 +131,7 @@ def encode_prompts(tokenizer, prompts: list[str], entities: list[str]) -> Encode
     enc = tokenizer(prompts, return_offsets_mapping=True, add_special_tokens=True)
     rows, ent_last, prompt_last = [], [], []
     for text, entity, ids, offsets in zip(prompts, entities, enc["input_ids"], enc["offset_mapping"]):
-        start = text.rfind(entity)
-        if start < 0:
-            raise UserInputError(
-                f"Entity name {entity!r} does not occur in its prompt {text!r}; "
-                "every prompt must contain the entity name verbatim."
-            )
-        end = start + len(entity)
-        last = max((i for i, (a, b) in enumerate(offsets) if a < end and b > start and b > a), default=None)
-        if last is None:
-            raise UserInputError(f"Entity {entity!r} maps to no token in {text!r}.")
+        last = max(_name_positions(text, entity, offsets))
         rows.append(ids)
         ent_last.append(last)
         prompt_last.append(len(ids) - 1)
