@@ -197,9 +197,10 @@ def test_name_embeddings_refuse_settings_that_would_move_other_rows(micro_worksp
     lora = dataclasses.replace(task, lora={"rank": 4, "alpha": 8})
     with pytest.raises(UserInputError, match="trains embedding rows, not a LoRA adapter"):
         SAEGuidedUnlearner(SAEGuidedConfig(train_name_embeddings=True)).unlearn(lora)
-    unasked = SAEGuidedUnlearner(SAEGuidedConfig(weight_decay=0.01))  # off by default: no refusal
+    unasked = SAEGuidedUnlearner(SAEGuidedConfig(weight_decay=0.01))  # off by default: no refusal, no rows
     unasked.prepare(task)
-    assert unasked.name_embeddings is False
+    embedding = task.model.get_input_embeddings().weight
+    assert all(p is not embedding for p in unasked.trainable_params(task)) and unasked._mask_handle is None
 
 
 def test_sampled_forget_batch_reads_the_references_of_the_rows_it_drew(micro_workspace, monkeypatch):

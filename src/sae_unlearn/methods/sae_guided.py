@@ -203,7 +203,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
     name = "sae_guided"
     config_cls = SAEGuidedConfig
     shards_data = True  # the loss splits its rows across processes (see loss_terms)
-    name_embeddings = False  # whether this run trains the names' embedding rows (``prepare`` decides)
+    _mask_handle: torch.utils.hooks.RemovableHandle | None = None  # ``train_name_embeddings``' gradient mask
 
     def trained_layers(self, task: UnlearnTask) -> list[int]:
         if self.cfg.train_layers is None:
@@ -218,7 +218,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     def trainable_params(self, task: UnlearnTask) -> list[nn.Parameter]:
         params = super().trainable_params(task)
-        if not self.name_embeddings:
+        if not self.cfg.train_name_embeddings:
             return params
         rows = self.name_token_rows(task)
         model: CausalLM = task.model
@@ -249,9 +249,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         return rows
 
     def release(self, task: UnlearnTask) -> None:
-        handle = getattr(self, "_mask_handle", None)
-        if handle is not None:  # later training of this model (the relearning attack) moves every row again
-            handle.remove()
+        if self._mask_handle is not None:  # later training of this model (the relearning attack) moves every row
+            self._mask_handle.remove()
             self._mask_handle = None
 
     # -- references from the original model -------------------------------------------------
@@ -336,7 +335,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def prepare(self, task: UnlearnTask) -> None:
         if self.cfg.retain_positions not in ("after_entity", "all"):
             raise UserInputError(f"retain_positions={self.cfg.retain_positions!r}; allowed: 'after_entity', 'all'.")
-        self.name_embeddings = self._name_embeddings_apply(task)
+        if self.cfg.train_name_embeddings:
+            self._check_name_embeddings(task)
         if self.cfg.reference == "stranger" and self.cfg.stop_level == "unknown":
             raise UserInputError(
                 "stop_level: unknown reads the strangers' spread around their mean, which reference: stranger (one "
@@ -370,10 +370,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         self.initial_toward: float | None = None
         self.last_toward = float("inf")
 
-    def _name_embeddings_apply(self, task: UnlearnTask) -> bool:
-        """Whether the name rows train; refused, before any compute, where the edit would not be what it says."""
-        if not self.cfg.train_name_embeddings:
-            return False
+    def _check_name_embeddings(self, task: UnlearnTask) -> None:
+        """Refuse, before any compute, the settings under which the name-row edit would not be what it says."""
         why = None
         if task.lora is not None:
             why = "it trains embedding rows, not a LoRA adapter (model.lora)"
@@ -385,7 +383,6 @@ class SAEGuidedUnlearner(GradientUnlearner):
             raise UserInputError(
                 f"train_name_embeddings: {why}; set unlearn.methods.sae_guided.train_name_embeddings: false."
             )
-        return True
 
     @staticmethod
     def _answer_rows_from_end(enc: EncodedPrompts, first: int) -> EncodedPrompts:
