@@ -126,6 +126,8 @@ def main() -> None:
         json.dumps(
             {
                 "smollm2": args.smollm2,
+                # the --set keys (the draw's too), so that variant_tradeoff.py can tell runs with other settings apart
+                "set": overrides,
                 "perplexity_before": ppl_before,
                 "same_prompt_floor": floor,
                 "before": before,

@@ -4,7 +4,8 @@
         --dev-seed 2 --base '{"w_downstream": 0.5}' --plot docs/img/tradeoff_smollm2_sparse_sae.png
 
 Each input file holds one `sae_guided_variants.py` output per draw under a ``"seedN"`` key (as the session
-results files do). Per variant and draw: the points above each floor (held-out forget, question form,
+results files do), or several under named keys inside it (``{"seed1": {"retain_fraction_0.5": run, ...}}``); a
+run's recorded ``--set`` keys, less the draw's own (``seed``, ``world.seed``), join its variants' labels. Per variant and draw: the points above each floor (held-out forget, question form,
 relearned), the share of held-out known facts kept, the retain drop and the perplexity change, which are the
 quantities issue 21's Done-when bounds. Draws named by ``--dev-seed`` chose the settings and are listed but left
 out of the mean and spread, so the summary reads only draws that chose nothing. Written by hand because this is
@@ -36,6 +37,7 @@ BARS = {
     "perplexity_change_pct": (2.0, True),
 }
 ADAPTER_KEYS = ("lora", "lora_rank")  # left out of a label where every variant of the inputs has the same ones
+DRAW_KEYS = ("seed", "world.seed")  # --set keys that name the draw, not a setting: never in a label
 
 
 def variant_label(options: dict, base: dict, hide_adapter: bool = True) -> str:
@@ -54,6 +56,7 @@ def adapter_varies(runs: list[dict]) -> bool:
 def draw_rows(run: dict, base: dict, hide_adapter: bool = True) -> list[tuple[str, dict[str, float | None]]]:
     """Each variant of one draw's run as (label, the quantities the bars bound); None where the run did not
     measure one (no ``--relearn``, or a world without question phrasings)."""
+    base = base | {k: v for k, v in run.get("set", {}).items() if k not in DRAW_KEYS}
     before, floor = run["before"], run["same_prompt_floor"]
     question_floor = before.get("unknown_recall_same_prompts_form_question")
     relearn_floor = run.get("relearn_floors", {}).get("relearn_recall_unknown")
@@ -88,8 +91,9 @@ def summarise(files: list[Path], dev_seeds: set[int], base: dict) -> dict:
     runs = [  # (seed, that draw's run), in file order
         (int(key.removeprefix("seed")), run)
         for path in files
-        for key, run in json.loads(path.read_text()).items()
+        for key, value in json.loads(path.read_text()).items()
         if key.startswith("seed")
+        for run in ([value] if "variants" in value else value.values())
     ]
     hide_adapter = not adapter_varies([run for _, run in runs])
     for seed, run in runs:
