@@ -5,9 +5,9 @@
 
 Each input file holds one `sae_guided_variants.py` output per draw under a ``"seedN"`` key (as the session
 results files do), or several under named keys inside it (``{"seed1": {"retain_fraction_0.5": run, ...}}``); a
-run's recorded ``--set`` keys, less the draw's own (``seed``, ``world.seed``), join its variants' labels. Per variant and draw: the points above each floor (held-out forget, question form,
-relearned), the share of held-out known facts kept, the retain drop and the perplexity change, which are the
-quantities issue 21's Done-when bounds. Draws named by ``--dev-seed`` chose the settings and are listed but left
+run's recorded ``--set`` keys, less the draw's own (``seed``, ``world.seed``), join its variants' labels. Per
+variant and draw: the points above each floor (held-out forget, question form, relearned), the share of held-out
+known facts kept, the retain drop and the perplexity change, which are the quantities issue 21's Done-when bounds. Draws named by ``--dev-seed`` chose the settings and are listed but left
 out of the mean and spread, so the summary reads only draws that chose nothing. Written by hand because this is
 a table over our own JSON, not a metric any library computes.
 """

@@ -45,8 +45,9 @@ def test_runs_with_other_set_keys_are_other_variants_and_draw_keys_are_not(tmp_p
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
     summary = tradeoff.summarise([path], dev_seeds={0}, base={})
+    assert len(summary) == 2  # one row per setting, not per draw
     labels = {json.loads(label)["unlearn.retain_fraction"]: s for label, s in summary.items()}
-    assert set(labels) == {0.5, 0.7}  # one row per setting, not per draw
+    assert set(labels) == {0.5, 0.7}
     assert all("seed" not in label and "world.seed" not in label for label in summary)
     half = labels[0.5]
     assert half["fresh_draws"] == [1, 2]  # the development draw is listed apart, not averaged
