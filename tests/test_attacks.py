@@ -335,6 +335,26 @@ def test_attacks_can_be_switched_off(micro_workspace):
     ]
 
 
+def test_extended_attacks_are_left_to_compare_and_attack_where_a_run_asks(micro_workspace):
+    """``attack.extended: false`` (the SmolLM2 demo's preset, for its 15 minutes): quantisation, membership and the
+    indirect questions are not run, the other attacks are; `compare` and `attack` set it back on."""
+    from sae_unlearn.cli import DEMO_REAL_CONFIG
+    from sae_unlearn.config import load_config
+    from sae_unlearn.evaluation.evaluate import evaluate_state
+    from sae_unlearn.evaluation.membership import SCORES
+
+    extended = ("forget_recall_quant", *SCORES, "forget_reverse", "forget_two_hop", "forget_alias")
+    ws = micro_workspace
+    full = evaluate_state(ws.evaluation, ws.model)
+    assert "forget_recall_quant4" in full and "forget_mink_auc" in full
+    cfg = ws.cfg.model_copy(update={"attack": ws.cfg.attack.model_copy(update={"extended": False})})
+    lean = evaluate_state(ws.with_config(cfg).evaluation, ws.model)
+    assert not [k for k in lean if k.startswith(extended)], sorted(lean)
+    assert "paraphrase_recall_context" in lean and "forget_recall" in lean  # the other attacks still run
+    assert load_config(DEMO_REAL_CONFIG, {}).attack.extended is False
+    assert load_config(DEMO_REAL_CONFIG, {"attack.extended": True}).attack.extended is True
+
+
 def test_rounding_keeps_each_weight_within_half_a_step_of_its_group():
     """Round-to-nearest per group: at most 2^bits levels per group, each weight within half a step (the
     group's range over 2^bits - 1) of where it was; 8 bits lands far closer than 4."""

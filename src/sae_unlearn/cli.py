@@ -320,6 +320,7 @@ def compare(
                 unlearn__steps=steps,
                 unlearn__forget=_names(forget),
                 device=device,
+                attack__extended=True,  # a comparison runs every attack, whatever the run's config leaves out
             )
         else:
             cfg = _real_config(
@@ -338,6 +339,7 @@ def compare(
                 layer=layer,
                 unlearn__steps=steps,
                 unlearn__name_only=name_only,
+                attack__extended=True,
             )
             # no model given (flag or config): the synthetic world, as with --synthetic
         if tune and not sweep:
@@ -609,6 +611,7 @@ def attack_cmd(
 
     with _user_errors():
         overrides = {"attack.relearn_steps": relearn_steps, "attack.relearn_lr": relearn_lr, "attack.enabled": True}
+        overrides["attack.extended"] = True  # every attack, whatever the run's config left out
         metrics = attack_run(run_dir, out, model, config, overrides, overwrite, progress=not quiet)
     _summary(metrics)
     console.print(f"[green]wrote[/] {out}/metrics.json, {out}/report.md, {out}/report.html")

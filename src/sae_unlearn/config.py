@@ -239,6 +239,9 @@ class AttackConfig(_Strict):
     generation_tokens: int = Field(24, ge=4)  # free generation about each target
     # the targets' recall after the decoder weights are rounded to each of these bit widths ([]: none)
     quantize_bits: list[int] = Field(default_factory=lambda: [8, 4])
+    # the quantisation, membership-inference and indirect-question attacks (issue 24). False: a run leaves them to
+    # `compare` and `attack`, which always run them (the SmolLM2 demo: ~65 s of its 15 minutes, docs/results.md)
+    extended: bool = True
 
     @model_validator(mode="after")
     def _bits_in_range(self) -> "AttackConfig":

@@ -23,6 +23,8 @@ BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions, ALIAS: alias
 def indirect_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_<kind>_recall`` for each kind with questions on the run's phrasings; on the original model also
     its floor and how many questions were asked."""
+    if not ctx.cfg.attack.extended:
+        return {}
     tok, n_tok, held = ctx.tokenizer, ctx.cfg.eval.max_new_tokens, ctx.eval_heldout
     out: dict[str, float] = {}
     for kind, build in BUILDERS.items():

@@ -78,6 +78,8 @@ def membership_scores(
 
 
 def forget_membership(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
+    if not ctx.cfg.attack.extended:
+        return {}
     split = ctx.split
     rows: list[tuple[str, str, int]] = []  # (sentence, name in it, 1: a target's fact / 0: an unknown name's)
     for target in split.forget:
