@@ -206,7 +206,8 @@ def _state_metrics(ctx: EvaluationContext, model: nn.Module, codes: dict[str, to
     if ctx.cfg.attack.enabled:
         assert acts_k is not None
         m |= state_attacks(ctx, model, acts_f, acts_u, acts_k, floors=model is ctx.model)
-    for compute in computed():  # metrics that bring their own computation (evaluation/*.py, the registry)
+    # metrics that bring their own computation (evaluation/*.py, the registry)
+    for compute in computed(extended=ctx.cfg.attack.extended):
         m |= compute(ctx, model, model is ctx.model)
     return m
 

@@ -23,8 +23,6 @@ BUILDERS = {REVERSE: reverse_questions, TWO_HOP: two_hop_questions, ALIAS: alias
 def indirect_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_<kind>_recall`` for each kind with questions on the run's phrasings; on the original model also
     its floor and how many questions were asked."""
-    if not ctx.cfg.attack.extended:
-        return {}
     tok, n_tok, held = ctx.tokenizer, ctx.cfg.eval.max_new_tokens, ctx.eval_heldout
     out: dict[str, float] = {}
     for kind, build in BUILDERS.items():
@@ -48,6 +46,7 @@ register_attack(
     'answer ("The capital of France is" -> Paris), or its own facts asked through a description ("The capital of '
     'France is located on the continent of" -> Europe) or with another of its names ("Einstein" for "Albert '
     'Einstein")? Floor: the same questions with that other entity or name swapped for a never-seen name.',
+    extended=True,
 )
 _LABELS = {
     REVERSE: "targets as another entity's answer (reverse questions)",

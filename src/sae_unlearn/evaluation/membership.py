@@ -78,8 +78,6 @@ def membership_scores(
 
 
 def forget_membership(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
-    if not ctx.cfg.attack.extended:
-        return {}
     split = ctx.split
     rows: list[tuple[str, str, int]] = []  # (sentence, name in it, 1: a target's fact / 0: an unknown name's)
     for target in split.forget:
@@ -96,7 +94,9 @@ def forget_membership(ctx: EvaluationContext, model: nn.Module, original: bool) 
 
 
 register_attack(
-    "membership", "Do the targets' fact texts still look seen (likelier than the same texts with unknown names)?"
+    "membership",
+    "Do the targets' fact texts still look seen (likelier than the same texts with unknown names)?",
+    extended=True,
 )
 register(
     *(

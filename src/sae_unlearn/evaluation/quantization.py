@@ -15,7 +15,7 @@ from sae_unlearn.metrics.registry import Metric, register, register_attack
 
 def quantized_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_recall_quant<bits>`` for each of ``attack.quantize_bits``."""
-    if not (ctx.cfg.attack.enabled and ctx.cfg.attack.extended):
+    if not ctx.cfg.attack.enabled:
         return {}
     out = {}
     for bits in ctx.cfg.attack.quantize_bits:
@@ -27,7 +27,7 @@ def quantized_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -
     return out
 
 
-register_attack("quantisation", "Does rounding the weights to 8 or 4 bits bring suppressed facts back?")
+register_attack("quantisation", "Does rounding the weights to 8 or 4 bits bring suppressed facts back?", extended=True)
 register(
     *(
         Metric(

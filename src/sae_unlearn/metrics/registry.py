@@ -54,6 +54,8 @@ class Metric:
 REGISTRY: dict[str, Metric] = {}
 # each attack's name -> the question its report panel answers, in reading order (``register_attack``)
 ATTACKS: dict[str, str] = {}
+# the attacks a run may leave to `compare` and `attack` (``attack.extended: false``)
+EXTENDED_ATTACKS: set[str] = set()
 
 
 def register(*metrics: Metric) -> None:
@@ -63,11 +65,14 @@ def register(*metrics: Metric) -> None:
         REGISTRY[metric.key] = metric
 
 
-def register_attack(name: str, question: str) -> None:
-    """An attack of the report: one panel (its rows and a plot) under "Attacks", with the question it asks."""
+def register_attack(name: str, question: str, extended: bool = False) -> None:
+    """An attack of the report: one panel (its rows and a plot) under "Attacks", with the question it asks;
+    ``extended``: one of those a run's ``attack.extended: false`` leaves out."""
     if name in ATTACKS:
         raise ValueError(f"attack {name!r} is registered twice")
     ATTACKS[name] = question
+    if extended:
+        EXTENDED_ATTACKS.add(name)
 
 
 def lookup(bare_key: str) -> tuple[Metric, str | None] | None:
@@ -113,10 +118,17 @@ def expand(template: str, form: str | None) -> str:
     return template.replace(FORM, form) if form is not None else template
 
 
-def computed() -> list[Callable[[Any, Any, bool], dict[str, float]]]:
+def computed(extended: bool = True) -> list[Callable[[Any, Any, bool], dict[str, float]]]:
     """The compute functions of the metrics that bring their own (registration order; a function that
-    computes several metrics at once, declared on each, runs once)."""
-    return list(dict.fromkeys(m.compute for m in REGISTRY.values() if m.compute is not None))
+    computes several metrics at once, declared on each, runs once); without ``extended``, none of an extended
+    attack's."""
+    return list(
+        dict.fromkeys(
+            m.compute
+            for m in REGISTRY.values()
+            if m.compute is not None and (extended or m.attack not in EXTENDED_ATTACKS)
+        )
+    )
 
 
 def section_rows(
