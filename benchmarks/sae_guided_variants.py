@@ -214,7 +214,7 @@ def _scores(
             for k, v in recall_by_phrasing(model, tok, ws.split.forget, n_tok).items()
         }
     # the original upper blocks reading the edited layer-L representation (attacks/readout.py, session 44)
-    row["forget_readout"] = readout_recall(ws.evaluation, model, False).get("forget_recall_readout")
+    row["forget_readout"] = readout_recall(ws.evaluation, model, False)["forget_recall_readout"]
     with outcome.context(model):  # an inference-time method's hook, as the evaluation uses it
         row["perplexity_change"] = perplexity(model, tok, ppl_texts) / ppl_before - 1
     if floors:

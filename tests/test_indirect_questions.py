@@ -200,7 +200,7 @@ def linked_micro(micro_config_file, tmp_path_factory):
 
     data = yaml.safe_load(micro_config_file.read_text())
     data["world"] |= {"links": True}
-    data["attack"] = {"enabled": False}
+    data["attack"] = {"relearn_steps": 0}  # the indirect questions are an attack: on, but no relearning
     path = tmp_path_factory.mktemp("linked") / "linked.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)

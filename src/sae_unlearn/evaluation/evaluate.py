@@ -207,7 +207,7 @@ def _state_metrics(ctx: EvaluationContext, model: nn.Module, codes: dict[str, to
         assert acts_k is not None
         m |= state_attacks(ctx, model, acts_f, acts_u, acts_k, floors=model is ctx.model)
     # metrics that bring their own computation (evaluation/*.py, the registry)
-    for compute in computed(extended=ctx.cfg.attack.extended):
+    for compute in computed(attacks=ctx.cfg.attack.enabled, extended=ctx.cfg.attack.extended):
         m |= compute(ctx, model, model is ctx.model)
     return m
 

@@ -15,8 +15,6 @@ from sae_unlearn.metrics.registry import Metric, register, register_attack
 
 def quantized_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_recall_quant<bits>`` for each of ``attack.quantize_bits``."""
-    if not ctx.cfg.attack.enabled:
-        return {}
     out = {}
     for bits in ctx.cfg.attack.quantize_bits:
         rounded = quantized_copy(model, bits)

@@ -16,8 +16,6 @@ READOUT = "readout"
 
 def readout_recall(ctx: EvaluationContext, model: nn.Module, original: bool) -> dict[str, float]:
     """``forget_recall_readout``: recall of the stitched model (the original's own when ``model`` is it)."""
-    if not ctx.cfg.attack.enabled:
-        return {}
     unchanged_above = original or same_above(ctx.model, model, ctx.layer)  # the stitch would be ``model`` itself
     stitched = model if unchanged_above else readout_copy(ctx.model, model, ctx.layer)
     value = recall(stitched, ctx.tokenizer, ctx.split.forget, ctx.eval_heldout, ctx.cfg.eval.max_new_tokens)

@@ -118,15 +118,18 @@ def expand(template: str, form: str | None) -> str:
     return template.replace(FORM, form) if form is not None else template
 
 
-def computed(extended: bool = True) -> list[Callable[[Any, Any, bool], dict[str, float]]]:
+def computed(attacks: bool = True, extended: bool = True) -> list[Callable[[Any, Any, bool], dict[str, float]]]:
     """The compute functions of the metrics that bring their own (registration order; a function that
-    computes several metrics at once, declared on each, runs once); without ``extended``, none of an extended
-    attack's."""
+    computes several metrics at once, declared on each, runs once); without ``attacks`` (``attack.enabled:
+    false``), none of an attack's; without ``extended``, none of an extended attack's. Read here, once, so that no
+    attack module guards itself (and none can forget to)."""
     return list(
         dict.fromkeys(
             m.compute
             for m in REGISTRY.values()
-            if m.compute is not None and (extended or m.attack not in EXTENDED_ATTACKS)
+            if m.compute is not None
+            and (attacks or m.attack is None)
+            and (extended or m.attack not in EXTENDED_ATTACKS)
         )
     )
 
