@@ -13,7 +13,7 @@ from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner, unknown_spread
 from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
 from sae_unlearn.metrics.recall import recall
-from sae_unlearn.models.capture import residual_and_last_logits
+from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
 from sae_unlearn.models.layers import decoder_layers
 from sae_unlearn.models.prompts import fact_prompts, name_tokens
 
@@ -148,6 +148,61 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
     assert kl_after < 0.3 * method.gap_output, f"patched KL {method.gap_output:.3f} -> {kl_after:.3f}"
 
 
+def test_downstream_path_covers_the_way_back_to_the_old_representation(micro_workspace):
+    """``downstream_input: path`` (the default): the upper blocks answer like for unknown names on the segment from
+    the targets' original layer-L residual to the edited one, the way a relearning attack takes back, and not only
+    at its end as ``original`` asks."""
+    ws = micro_workspace
+
+    def kl_halfway(downstream_input: str) -> float:
+        model = copy.deepcopy(ws.model)
+        method = SAEGuidedUnlearner(
+            SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_downstream=1.0, downstream_input=downstream_input)
+        )
+        task = _task(ws, model, steps=60)
+        method.unlearn(task)
+        f = method.forget
+        ref = method.forget_references(torch.arange(len(f)))
+        with torch.no_grad():
+            edited = residual_at_layer(model, f.input_ids, f.attention_mask, task.layer)
+            halfway = ref.hidden0 + 0.5 * (edited - ref.hidden0)
+            _, logits = residual_and_last_logits(
+                model, f.input_ids, f.attention_mask, task.layer, f.prompt_last, halfway
+            )
+            return float(method._output_kl(torch.log_softmax(logits.float(), dim=-1), ref.next_token).mean())
+
+    original, path = kl_halfway("original"), kl_halfway("path")
+    assert path < 0.8 * original, (original, path)
+
+
+def test_relearn_term_trains_against_a_simulated_relearning_step(micro_workspace):
+    """``w_relearn``: after one relearning step that teaches half the targets' facts, the other half answer more
+    like strangers than after the same training without the term; refused where it cannot run."""
+    ws = micro_workspace
+
+    def trained(w_relearn: float) -> tuple[SAEGuidedUnlearner, UnlearnTask]:
+        method = SAEGuidedUnlearner(SAEGuidedConfig(lr=5e-3, w_retain=3.0, w_relearn=w_relearn, relearn_radius=0.3))
+        task = _task(ws, copy.deepcopy(ws.model), steps=40)
+        method.unlearn(task)
+        return method, task
+
+    with_term, task = trained(1.0)
+    without, task_without = trained(0.0)
+    # the same simulated step on the model trained without the term (its references are the original model's too)
+    without.cfg = without.cfg.model_copy(update={"w_relearn": 1.0})
+    without.relearn_rows, without.relearn_facts = with_term.relearn_rows, with_term.relearn_facts
+    for method, t in ((with_term, task), (without, task_without)):
+        method._trained = [p.requires_grad_(True) for block in decoder_layers(t.model) for p in block.parameters()]
+    after_step = [float(m._relearn_term(t, random.Random(0))) for m, t in ((with_term, task), (without, task_without))]
+    assert after_step[0] < 0.8 * after_step[1], after_step
+    no_output = SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0, w_downstream=0.0, w_output=0.0))
+    with pytest.raises(UserInputError, match="w_relearn: it reads the strangers' next-token distribution"):
+        no_output.unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
+    lora = dataclasses.replace(_task(ws, copy.deepcopy(ws.model), steps=1), lora={"rank": 4, "alpha": 8})
+    with pytest.raises(UserInputError, match="no LoRA, FSDP or several processes"):
+        SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0)).unlearn(lora)
+
+
 def test_name_tokens_split_a_names_tokens_from_the_template_words(micro_workspace):
     ws = micro_workspace
     target = ws.split.forget[0]
@@ -186,6 +241,25 @@ def test_name_embedding_rows_are_the_only_embedding_rows_trained(micro_workspace
     model(input_ids=torch.tensor([[0, 1, 2]])).logits.sum().backward()
     assert after.grad is not None and after.grad[[0, 1, 2]].abs().sum() > 0  # no mask left on the rows
     after.requires_grad_(False)
+
+
+def test_mlp_only_edit_moves_the_mlps_and_nothing_else(micro_workspace):
+    """``train_modules: mlp``: the trained blocks' MLPs move, their attention and norms and every other weight stay,
+    the targets are still forgotten; under LoRA the adapter sits on the MLPs only."""
+    ws = micro_workspace
+    model = copy.deepcopy(ws.model)
+    method = SAEGuidedUnlearner(SAEGuidedConfig(w_downstream=0.0, train_modules="mlp"))
+    task = _task(ws, model, steps=30)
+    forget_before = recall(model, ws.tokenizer, ws.split.forget, False, ws.cfg.eval.max_new_tokens)
+    method.unlearn(task)
+    before = dict(ws.model.named_parameters())
+    moved = [name for name, p in model.named_parameters() if not torch.equal(p, before[name])]
+    assert moved and all(".mlp." in name for name in moved), moved
+    assert {name.split(".mlp.")[0] for name in moved} == {f"transformer.h.{i}" for i in method.trained_layers(task)}
+    forget_after = recall(model, ws.tokenizer, ws.split.forget, False, ws.cfg.eval.max_new_tokens)
+    assert forget_after < forget_before - 0.15, (forget_before, forget_after)  # 0.97 -> 0.78 in 30 steps
+    assert method.lora_modules("transformer.h.0.mlp.c_fc") and not method.lora_modules("transformer.h.0.attn.c_attn")
+    assert SAEGuidedUnlearner().lora_modules("transformer.h.0.attn.c_attn")  # "all", the default
 
 
 def test_name_embeddings_refuse_settings_that_would_move_other_rows(micro_workspace):
