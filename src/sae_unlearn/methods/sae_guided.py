@@ -743,7 +743,7 @@ class SAEGuidedUnlearner(GradientUnlearner):
             assert ref.hidden0 is not None
             fed = ref.hidden0[:, : enc.input_ids.shape[1]]
             if self.cfg.downstream_input == "path":  # toward the edited residual, detached: only the blocks above move
-                fed = fed + path_share.to(fed.device)[:, None, None] * (hidden.detach() - fed)
+                fed = fed + path_share.to(fed.device, fed.dtype)[:, None, None] * (hidden.detach() - fed)
             _, logits = residual_and_last_logits(
                 task.model, enc.input_ids, enc.attention_mask, task.layer, enc.prompt_last, fed
             )
