@@ -128,6 +128,20 @@ def test_rmu_trains_only_the_mlp_output_projections_at_the_references_depth(micr
         assert moved == wanted
 
 
+def test_an_mlp_only_edit_names_the_block_without_an_mlp(micro_workspace):
+    """RMU and ``train_modules: mlp`` share one parameter choice; an architecture whose block has no ``.mlp`` gets
+    an error naming the method and the block instead of a silently empty (or whole-block) edit."""
+    from sae_unlearn.methods.base import trainable_mlp_params
+
+    model = copy.deepcopy(micro_workspace.model)
+    del model.transformer.h[1].mlp
+    with pytest.raises(UserInputError, match=r"rmu trains the MLPs, but block 1 of GPT2LMHeadModel has no \.mlp\."):
+        trainable_mlp_params(model, [0, 1], "rmu")
+    whole = trainable_mlp_params(model, [0], "rmu")
+    assert {id(p) for p in whole} == {id(p) for p in model.transformer.h[0].mlp.parameters()}
+    assert all(p.requires_grad == (id(p) in {id(q) for q in whole}) for p in model.parameters())
+
+
 def test_rmu_layer_out_of_range_is_refused(micro_workspace):
     with pytest.raises(UserInputError, match=r"rmu layer 7 is out of range: this model has 3 layers \(0\.\.2\)"):
         build_method("rmu", {"layer": 7}).unlearn(micro_task(micro_workspace, steps=1))

@@ -120,6 +120,20 @@ def test_two_processes_match_one(one_process_run, tmp_path):
     _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])
 
 
+def test_two_processes_match_one_with_the_relearning_term(one_process_run, tmp_path):
+    """``w_relearn`` splits its simulated step's taught facts and its checked facts over the processes and sums the
+    step's gradient across them, so every process takes the one-process step and the edit is the one-process one."""
+    config, _ = one_process_run
+    cfg = yaml.safe_load(config.read_text())
+    cfg["unlearn"]["methods"]["sae_guided"]["w_relearn"] = 1.0
+    relearn = tmp_path / "relearn.yaml"
+    relearn.write_text(yaml.safe_dump(cfg))
+    one = tmp_path / "one"
+    assert CliRunner().invoke(app, ["unlearn", "--config", str(relearn), "--out", str(one)]).exit_code == 0
+    record, _ = _launch_run(relearn, tmp_path / "two", ["--multi_gpu"])
+    _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])
+
+
 @pytest.fixture(scope="module")
 def fsdp_run(one_process_run, tmp_path_factory) -> tuple[dict, str]:
     config, _ = one_process_run

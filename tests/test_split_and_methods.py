@@ -8,7 +8,7 @@ import torch
 from sae_unlearn.attacks.relearn import embeddings_edited
 from sae_unlearn.entities.types import Entity, EntitySplit, Fact
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.methods import REGISTRY, get_method
+from sae_unlearn.methods import REGISTRY, get_method, sharding
 from sae_unlearn.methods.base import UnlearnTask
 from sae_unlearn.methods.sae_guided import SAEGuidedConfig, SAEGuidedUnlearner, unknown_spread
 from sae_unlearn.metrics.alignment import centroid_distances, entity_codes
@@ -163,7 +163,7 @@ def test_downstream_term_erases_what_the_upper_blocks_read_from_the_old_represen
     assert halfway_path < 0.8 * halfway_original, (halfway_original, halfway_path)
 
 
-def test_relearn_term_trains_against_a_simulated_relearning_step(micro_workspace):
+def test_relearn_term_trains_against_a_simulated_relearning_step(micro_workspace, monkeypatch):
     """``w_relearn``: after one relearning step that teaches half the targets' facts, the other half answer more
     like strangers than after the same training without the term; refused where it cannot run."""
     ws = micro_workspace
@@ -186,9 +186,19 @@ def test_relearn_term_trains_against_a_simulated_relearning_step(micro_workspace
     no_output = SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0, w_downstream=0.0, w_output=0.0))
     with pytest.raises(UserInputError, match="w_relearn: it reads the strangers' next-token distribution"):
         no_output.unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
-    lora = dataclasses.replace(_task(ws, copy.deepcopy(ws.model), steps=1), lora={"rank": 4, "alpha": 8})
-    with pytest.raises(UserInputError, match="no LoRA, FSDP or several processes"):
-        SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0)).unlearn(lora)
+    with monkeypatch.context() as patched:
+        patched.setattr(sharding, "fsdp_requested", lambda: True)
+        with pytest.raises(UserInputError, match="w_relearn: .* not FSDP shards"):
+            SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0)).unlearn(_task(ws, copy.deepcopy(ws.model), steps=1))
+    # under LoRA the simulated step moves the adapter: the term has a gradient there, and none on the frozen base
+    lora_task = dataclasses.replace(_task(ws, copy.deepcopy(ws.model), steps=1), lora={"rank": 4, "alpha": 8})
+    lora_method = SAEGuidedUnlearner(SAEGuidedConfig(w_relearn=1.0))
+    lora_method.unlearn(lora_task)
+    adapter = [p.requires_grad_(True) for n, p in lora_task.model.named_parameters() if "lora_" in n]
+    lora_method._trained = adapter
+    lora_method._relearn_term(lora_task, random.Random(0)).backward()
+    assert all(p.grad is not None for p in adapter) and sum(float(p.grad.abs().sum()) for p in adapter) > 0
+    assert all(p.grad is None for n, p in lora_task.model.named_parameters() if "lora_" not in n)
 
 
 def test_name_tokens_split_a_names_tokens_from_the_template_words(micro_workspace):

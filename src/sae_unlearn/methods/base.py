@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from sae_unlearn import parallel
 from sae_unlearn.entities.types import Entity, EntitySplit
+from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import sharding
 from sae_unlearn.methods.adapters import (
     deterministic_train_mode,
@@ -99,6 +100,26 @@ def trainable_block_params(model: nn.Module, layers: list[int]) -> list[nn.Param
     params = []
     for i in layers:
         for p in blocks[i].parameters():
+            p.requires_grad_(True)
+            params.append(p)
+    return params
+
+
+def trainable_mlp_params(
+    model: nn.Module, layers: list[int], method: str, pick: Callable[[str], bool] | None = None
+) -> list[nn.Parameter]:
+    """Freeze everything, then unfreeze the MLPs of the listed blocks: the weights of the modules whose name
+    (``block.mlp....``) ``pick`` accepts (RMU's down-projections), or the whole MLP where ``pick`` is None or accepts
+    none (an architecture that names its projections otherwise). A block without ``.mlp`` is an error naming it."""
+    trainable_block_params(model, [])
+    params = []
+    for i in layers:
+        block = decoder_layers(model)[i]
+        mlp = getattr(block, "mlp", None)
+        if mlp is None:
+            raise UserInputError(f"{method} trains the MLPs, but block {i} of {type(model).__name__} has no .mlp.")
+        chosen = [m.weight for n, m in block.named_modules(prefix="block") if pick is not None and pick(n)]
+        for p in chosen or list(mlp.parameters()):
             p.requires_grad_(True)
             params.append(p)
     return params

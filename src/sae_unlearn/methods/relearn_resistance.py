@@ -25,14 +25,22 @@ def split_facts(n: int, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def adapted_weights(
-    model: nn.Module, params: list[nn.Parameter], teach_loss: Callable[[], torch.Tensor], radius: float
+    model: nn.Module,
+    params: list[nn.Parameter],
+    teach_loss: Callable[[], torch.Tensor],
+    radius: float,
+    sum_across: Callable[[list[torch.Tensor]], None] = lambda grads: None,
 ) -> dict[str, torch.Tensor]:
     """The trained weights after one gradient step on ``teach_loss``, ``radius`` long in parameter norm (a
     normalised step: its size does not depend on how steep the loss is), by name, for
     ``torch.func.functional_call``. The step enters as a constant (no second-order graph), so a loss computed
-    with these weights has, with respect to ``params``, the adapted model's gradient."""
-    found = torch.autograd.grad(teach_loss(), params, allow_unused=True)
+    with these weights has, with respect to ``params``, the adapted model's gradient. With the rows split over
+    processes, ``teach_loss`` is this process's share of the sum and ``sum_across`` adds the shares' gradients,
+    so every process takes the one-process step (``parallel.sum_across``)."""
+    loss = teach_loss()
+    found = torch.autograd.grad(loss, params, allow_unused=True) if loss.requires_grad else [None] * len(params)
     grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, found)]
+    sum_across(grads)
     norm = torch.stack([g.pow(2).sum() for g in grads]).sum().sqrt().clamp_min(1e-12)
     names = {id(p): name for name, p in model.named_parameters()}
     return {names[id(p)]: p - (radius / norm) * g for p, g in zip(params, grads)}

@@ -19,12 +19,12 @@ import torch
 from pydantic import Field
 
 from sae_unlearn.errors import UserInputError
-from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows, trainable_block_params
+from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows, trainable_mlp_params
 from sae_unlearn.methods.lm_losses import encode_fact_answers
 from sae_unlearn.methods.options import FloorStopOptions, LRSchedule
 from sae_unlearn.methods.registry import register_method
 from sae_unlearn.models.capture import residual_at_layer
-from sae_unlearn.models.layers import decoder_layers, model_device, num_layers
+from sae_unlearn.models.layers import model_device, num_layers
 
 # the reference's steered layer over its model's depth (layer 7 of Zephyr-7B's 32 blocks)
 REFERENCE_DEPTH = 7 / 32
@@ -72,18 +72,7 @@ class RMUUnlearner(GradientUnlearner):
     def trainable_params(self, task: UnlearnTask) -> list[torch.nn.Parameter]:
         """The MLP output projection's weight of each trained block (the reference's choice); the whole MLP where
         an architecture names it otherwise."""
-        trainable_block_params(task.model, [])
-        params = []
-        for i in self.trained_layers(task):
-            block = decoder_layers(task.model)[i]
-            mlp = getattr(block, "mlp", None)
-            if mlp is None:
-                raise UserInputError(f"rmu trains the MLPs, but block {i} of {type(task.model).__name__} has no .mlp.")
-            downs = [m.weight for n, m in block.named_modules(prefix="block") if _is_down_projection(n)]
-            for p in downs or list(mlp.parameters()):
-                p.requires_grad_(True)
-                params.append(p)
-        return params
+        return trainable_mlp_params(task.model, self.trained_layers(task), "rmu", pick=_is_down_projection)
 
     def lora_modules(self, name: str) -> bool:
         """Under ``model.lora`` the adapter, too, sits on the MLP output projections only."""

@@ -35,14 +35,14 @@ from sae_unlearn.entities.neighbours import neighbour_entities
 from sae_unlearn.entities.types import Entity
 from sae_unlearn.errors import UserInputError
 from sae_unlearn.methods import sharding
-from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows
-from sae_unlearn.methods.lm_losses import answer_nll, encode_fact_answers
+from sae_unlearn.methods.base import GradientUnlearner, UnlearnTask, sample_rows, trainable_mlp_params
+from sae_unlearn.methods.lm_losses import encode_fact_answers, sequence_logprob
 from sae_unlearn.methods.options import GradientOptions, LRSchedule
 from sae_unlearn.methods.registry import register_method
 from sae_unlearn.methods.relearn_resistance import adapted_weights, last_logits, split_facts
 from sae_unlearn.methods.row_files import RowFile, ScratchRows
 from sae_unlearn.models.capture import residual_and_last_logits, residual_at_layer
-from sae_unlearn.models.layers import CausalLM, decoder_layers, model_device, num_layers
+from sae_unlearn.models.layers import CausalLM, model_device, num_layers
 from sae_unlearn.models.prompts import EncodedPrompts, encode_facts, encode_prompts, fact_prompts, name_tokens
 
 
@@ -79,7 +79,7 @@ class SAEGuidedConfig(GradientOptions):
     downstream_input: Literal["original", "path"] = "path"
     # relearning resistance trained for (methods/relearn_resistance.py): after one simulated relearning step,
     # ``relearn_radius`` long in parameter norm, that teaches half the targets' facts, the other half must still
-    # answer like strangers. Off by default: one process, no LoRA; ~1.8x the step time. Synthetic world with 0.3 /
+    # answer like strangers. Off by default (~1.8x the step time; not under FSDP). Synthetic world with 0.3 /
     # 0.3 (session 47, docs/method.md): relearned 11.7 -> 0.0 points over the floor on the development world at
     # 2.6 held-out known points
     w_relearn: float = Field(0.0, ge=0)
@@ -235,9 +235,10 @@ class SAEGuidedUnlearner(GradientUnlearner):
         return list(self.cfg.train_layers)
 
     def trainable_params(self, task: UnlearnTask) -> list[nn.Parameter]:
-        params = super().trainable_params(task)
         if self.cfg.train_modules == "mlp":
-            params = self._mlp_params(task)
+            params = trainable_mlp_params(task.model, self.trained_layers(task), "sae_guided (train_modules: mlp)")
+        else:
+            params = super().trainable_params(task)
         if not self.cfg.train_name_embeddings:
             return params
         rows = self.name_token_rows(task)
@@ -255,20 +256,6 @@ class SAEGuidedUnlearner(GradientUnlearner):
     def lora_modules(self, name: str) -> bool:
         """Under ``model.lora`` the adapter sits where ``train_modules`` lets the weights move."""
         return self.cfg.train_modules == "all" or ".mlp." in name
-
-    def _mlp_params(self, task: UnlearnTask) -> list[nn.Parameter]:
-        """The trained blocks' MLP parameters (``block.mlp``); everything else in them frozen again."""
-        params = []
-        for i in self.trained_layers(task):
-            block = decoder_layers(task.model)[i]
-            if getattr(block, "mlp", None) is None:
-                raise UserInputError(f"train_modules: mlp, but block {i} of {type(task.model).__name__} has no .mlp.")
-            for name, p in block.named_parameters():
-                keep = name.startswith("mlp.")
-                p.requires_grad_(keep)
-                if keep:
-                    params.append(p)
-        return params
 
     def name_token_rows(self, task: UnlearnTask) -> list[int]:
         """The targets' name tokens as their training prompts tokenise them, less every token that a forget or
@@ -419,10 +406,8 @@ class SAEGuidedUnlearner(GradientUnlearner):
         why = None
         if not self._wants_next:
             why = "it reads the strangers' next-token distribution, which only w_output or w_downstream computes"
-        elif task.lora is not None or sharding.fsdp_requested() or parallel.world_size() > 1:
-            why = (
-                "its simulated relearning step runs on one process's full weights (no LoRA, FSDP or several processes)"
-            )
+        elif sharding.fsdp_requested():
+            why = "its simulated relearning step needs each process to hold the whole trained weights, not FSDP shards"
         if why is not None:
             raise UserInputError(f"w_relearn: {why}; set unlearn.methods.sae_guided.w_relearn: 0.")
 
@@ -783,19 +768,26 @@ class SAEGuidedUnlearner(GradientUnlearner):
 
     def _relearn_term(self, task: UnlearnTask, rng: random.Random) -> torch.Tensor:
         """``w_relearn``: KL(strangers || the model after one relearning step) at the end of the targets' facts that
-        the step did not teach (methods/relearn_resistance.py), in the output term's units."""
+        the step did not teach (methods/relearn_resistance.py), in the output term's units. Each process takes its
+        block of both halves, as ``loss_terms`` does, so the step and the term are the one-process ones."""
         taught, checked = split_facts(len(self.relearn_rows), rng)
+        teach = self.relearn_facts.rows(taught.to(self.device))
+        n_tokens = teach.answer_lengths().sum().clamp_min(1)
+        mine = teach.rows(torch.tensor(list(parallel.shard(len(teach))), dtype=torch.long, device=self.device))
         weights = adapted_weights(
             task.model,
             self._trained,
-            lambda: answer_nll(task.model, self.relearn_facts.rows(taught.to(self.device))),
+            lambda: -sequence_logprob(task.model, mine).sum() / n_tokens if len(mine) else torch.zeros(()),
             self.cfg.relearn_radius,
+            parallel.sum_across,
         )
-        rows = self.relearn_rows[checked]
+        rows = self.relearn_rows[checked][list(parallel.shard(len(checked)))]
+        if not len(rows):  # a process with none of the checked facts: no share of the term
+            return torch.zeros((), device=self.device)
         enc = self.forget.take(rows)
         logits = last_logits(task.model, weights, enc.input_ids, enc.attention_mask, enc.prompt_last)
         kl = self._output_kl(F.log_softmax(logits.float(), dim=-1), self.forget_references(rows).next_token)
-        return kl.mean() / self.gap_output
+        return kl.sum() / len(checked) / self.gap_output
 
     def loss(self, task: UnlearnTask, step: int, rng: random.Random) -> dict[str, torch.Tensor]:
         terms = self.loss_terms(task, rng)
