@@ -114,15 +114,9 @@ def _assert_same_edit(a: dict, b: dict) -> None:
 
 
 def test_two_processes_match_one(one_process_run, tmp_path):
-    config, one = one_process_run
-    record, log = _launch_run(config, tmp_path / "two", ["--multi_gpu"])
-    assert record["fsdp"] is False and "FSDP" not in log
-    _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])
-
-
-def test_two_processes_match_one_with_the_relearning_term(one_process_run, tmp_path):
-    """``w_relearn`` splits its simulated step's taught facts and its checked facts over the processes and sums the
-    step's gradient across them, so every process takes the one-process step and the edit is the one-process one."""
+    """``accelerate launch --multi_gpu`` gives the one-process edit. Run with ``w_relearn`` on, the costliest path:
+    its simulated step's taught and checked facts are split over the processes and the step's gradient is summed
+    across them, so every process takes the one-process step (left unsummed, perplexity came out 6.315 vs 6.267)."""
     config, _ = one_process_run
     cfg = yaml.safe_load(config.read_text())
     cfg["unlearn"]["methods"]["sae_guided"]["w_relearn"] = 1.0
@@ -130,7 +124,8 @@ def test_two_processes_match_one_with_the_relearning_term(one_process_run, tmp_p
     relearn.write_text(yaml.safe_dump(cfg))
     one = tmp_path / "one"
     assert CliRunner().invoke(app, ["unlearn", "--config", str(relearn), "--out", str(one)]).exit_code == 0
-    record, _ = _launch_run(relearn, tmp_path / "two", ["--multi_gpu"])
+    record, log = _launch_run(relearn, tmp_path / "two", ["--multi_gpu"])
+    assert record["fsdp"] is False and "FSDP" not in log
     _assert_same_edit(_metrics(one), record["methods"]["sae_guided"])
 
 
