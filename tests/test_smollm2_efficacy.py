@@ -1,5 +1,5 @@
 """SAE-guided unlearning on a real pretrained model (SmolLM2-135M, built in, offline) with the demo's settings:
-enough steps to forget two entities, and the rest of the model kept. Slow (about four minutes on 2 CPU cores);
+enough steps to forget two entities, and the rest of the model kept. Slow (about two minutes on 2 CPU cores);
 `make test` runs it, `pytest -m "not slow"` leaves it out."""
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def test_sae_guided_makes_smollm2_forget_two_entities_and_keep_the_others(tmp_pa
     cfg = yaml.safe_load(DEMO_REAL_CONFIG.read_text())  # the shipped demo settings, on a smaller SAE and layer
     cfg |= {"layer": 6, "entities": {"n_fictional": 8}, "attack": {"enabled": False}}
     cfg["sae"] |= {"total_samples": 20000, "batch_size": 256, "generation_prompts": 16, "generation_tokens": 16}
-    cfg["unlearn"] |= {"steps": 60, "retain_fraction": 0.6}
+    # 30 steps: every outcome below as at 60 (forget 0.000 on every phrasing, held-out known 0.750 -> 0.667,
+    # perplexity 59.9 -> 56.7), in 80 s of unlearning instead of 163 (session 49; CI keeps under 20 minutes)
+    cfg["unlearn"] |= {"steps": 30, "retain_fraction": 0.6}
     cfg["eval"] = {"known_threshold": 0.75}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
