@@ -1,5 +1,5 @@
 """SAE-guided unlearning on a real pretrained model (SmolLM2-135M, built in, offline) with the demo's settings:
-enough steps to forget two entities, and the rest of the model kept. Slow (about two minutes on 2 CPU cores);
+enough steps to forget two entities, and the rest of the model kept. Slow (about three minutes on 2 CPU cores);
 `make test` runs it, `pytest -m "not slow"` leaves it out."""
 
 from __future__ import annotations
